@@ -1,0 +1,1 @@
+"""The user-facing layer: environment, streams, function classes, built-in sources and sinks."""

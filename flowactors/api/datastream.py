@@ -1,0 +1,378 @@
+"""``DataStream`` and ``KeyedStream``: the program a user writes, as a logical graph.
+
+Every method adds a :class:`~flowactors.runtime.graph.Transformation` and
+returns a new stream; nothing runs until the environment executes it.
+
+>>> import asyncio
+>>> from flowactors import StreamExecutionEnvironment
+>>> env = StreamExecutionEnvironment()
+>>> words = env.from_collection(["a", "b", "a"])
+>>> counts = words.map(lambda w: (w, 1)).key_by(lambda t: t[0]).sum(1)
+>>> asyncio.run(counts.execute_and_collect())
+[('a', 1), ('b', 1), ('a', 2)]
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from flowactors.api.sinks import CollectSink, PrintSink, StreamSink, TextFileSink
+from flowactors.errors import InvalidGraphError
+from flowactors.runtime.async_io import AsyncMapOperator
+from flowactors.runtime.graph import Input, Transformation
+from flowactors.runtime.mailbox import CONTROL, Mailbox
+from flowactors.runtime.operators import (
+    FilterOperator,
+    FlatMapOperator,
+    KeyedReduceOperator,
+    MapOperator,
+    ProcessOperator,
+    StreamOperator,
+    is_async_callable,
+)
+from flowactors.runtime.source_sink import SinkOperator
+from flowactors.runtime.writer import PartitionSpec, Partitioning
+from flowactors.spi import Sink
+
+if TYPE_CHECKING:
+    from flowactors.api.environment import StreamExecutionEnvironment
+    from flowactors.api.functions import OutputTag
+
+T = TypeVar("T")
+K = TypeVar("K")
+U = TypeVar("U")
+
+
+def _per_subtask(fn: Any) -> Callable[[], Any]:
+    """Each subtask gets its own deep copy of a function object (as Flink serialises it)."""
+    try:
+        copy.deepcopy(fn)
+    except Exception as exc:
+        raise InvalidGraphError(
+            f"the function {fn!r:.100} cannot be copied for each parallel subtask ({exc}); "
+            "create unpicklable resources (connections, locks) in open() instead of __init__"
+        ) from exc
+    return lambda: copy.deepcopy(fn)
+
+
+class DataStream(Generic[T]):
+    """A stream of records of type ``T``."""
+
+    def __init__(
+        self,
+        env: StreamExecutionEnvironment,
+        inputs: list[Input],
+        transformation: Transformation | None = None,
+    ) -> None:
+        self._env = env
+        self._inputs = inputs
+        self._transformation = transformation
+
+    # -- building blocks ---------------------------------------------------
+
+    def _add(
+        self,
+        name: str,
+        factory: Callable[[], StreamOperator],
+        *,
+        inputs: list[Input] | None = None,
+    ) -> Transformation:
+        t = Transformation(name, factory, list(inputs if inputs is not None else self._inputs))
+        return t
+
+    def _then(self, name: str, factory: Callable[[], StreamOperator]) -> DataStream[Any]:
+        t = self._add(name, factory)
+        return DataStream(self._env, [Input(t)], t)
+
+    def _op(self) -> Transformation:
+        if self._transformation is None:
+            raise InvalidGraphError(
+                "name(), uid() and set_parallelism() apply to the stream an operator "
+                "produced, not to a union, a partitioning or a side output"
+            )
+        return self._transformation
+
+    def _partitioned(self, spec: PartitionSpec) -> DataStream[T]:
+        return DataStream(
+            self._env, [Input(i.upstream, spec, i.tag, i.input_index) for i in self._inputs]
+        )
+
+    # -- per-operator settings ---------------------------------------------
+
+    def name(self, name: str) -> DataStream[T]:
+        """Name the operator that produced this stream (shown in logs, metrics and errors)."""
+        self._op().name = name
+        return self
+
+    def uid(self, uid: str) -> DataStream[T]:
+        """A stable id for the operator's state in checkpoints and savepoints."""
+        self._op().uid = uid
+        return self
+
+    def set_parallelism(self, parallelism: int) -> DataStream[T]:
+        t = self._op()
+        _check_parallelism(parallelism)
+        if t.max_parallelism is not None and parallelism > t.max_parallelism:
+            raise InvalidGraphError(
+                f"{t.name!r} supports parallelism of at most {t.max_parallelism}, got {parallelism}"
+            )
+        t.parallelism = parallelism
+        return self
+
+    def get_parallelism(self) -> int:
+        t = self._op()
+        return t.parallelism if t.parallelism is not None else self._env.get_parallelism()
+
+    # -- transformations ---------------------------------------------------
+
+    def map(self, fn: Callable[[T], U] | Callable[[T], Awaitable[U]] | Any) -> DataStream[U]:
+        """One output per record. ``fn`` may be ``async def`` (awaited one at a time)."""
+        make = _per_subtask(fn)
+        return self._then("Map", lambda: MapOperator(make()))
+
+    def flat_map(self, fn: Callable[[T], Iterable[U]] | Any) -> DataStream[U]:
+        """Zero or more outputs per record: ``fn`` returns an iterable (or async iterable)."""
+        make = _per_subtask(fn)
+        return self._then("FlatMap", lambda: FlatMapOperator(make()))
+
+    def filter(self, fn: Callable[[T], bool] | Any) -> DataStream[T]:
+        """Keep the records for which ``fn`` is true."""
+        make = _per_subtask(fn)
+        return self._then("Filter", lambda: FilterOperator(make()))
+
+    def process(self, fn: Any) -> DataStream[Any]:
+        """``fn.process_element(value, ctx, out)`` per record; side outputs via ``ctx.output``."""
+        make = _per_subtask(fn)
+        return self._then("Process", lambda: ProcessOperator(make()))
+
+    def map_async(
+        self,
+        fn: Callable[[T], Awaitable[U]],
+        capacity: int = 100,
+        ordered: bool = True,
+        timeout: float | None = None,
+    ) -> DataStream[U]:
+        """Run up to ``capacity`` calls of ``async def fn`` at once (Flink's async I/O).
+
+        Results keep input order when ``ordered``; a call longer than
+        ``timeout`` seconds fails the job with ``TimeoutError``.
+        """
+        if not is_async_callable(getattr(fn, "map", fn)):
+            raise InvalidGraphError("map_async needs an async function (async def ...)")
+        if capacity < 1:
+            raise InvalidGraphError(f"map_async capacity must be >= 1, got {capacity}")
+        make = _per_subtask(fn)
+        return self._then(
+            "AsyncMap", lambda: AsyncMapOperator(make(), capacity, ordered, timeout)
+        )
+
+    def key_by(self, key_selector: Callable[[T], K]) -> KeyedStream[K, T]:
+        """Partition by key: records with equal keys go to the same subtask, in order."""
+        if not callable(key_selector):
+            raise InvalidGraphError(f"key_by needs a callable, got {key_selector!r}")
+        spec = PartitionSpec(Partitioning.HASH, key_selector)
+        return KeyedStream(
+            self._env,
+            [Input(i.upstream, spec, i.tag, i.input_index) for i in self._inputs],
+            key_selector,
+        )
+
+    def union(self, *others: DataStream[T]) -> DataStream[T]:
+        """All records of this stream and the others (no order between them)."""
+        inputs = list(self._inputs)
+        for other in others:
+            if other._env is not self._env:
+                raise InvalidGraphError("union() needs streams of the same environment")
+            inputs.extend(other._inputs)
+        return DataStream(self._env, inputs)
+
+    def rebalance(self) -> DataStream[T]:
+        """Spread records round-robin over the next operator's subtasks."""
+        return self._partitioned(PartitionSpec(Partitioning.REBALANCE))
+
+    def broadcast(self) -> DataStream[T]:
+        """Send every record to every subtask of the next operator."""
+        return self._partitioned(PartitionSpec(Partitioning.BROADCAST))
+
+    def global_(self) -> DataStream[T]:
+        """Send every record to subtask 0 of the next operator."""
+        return self._partitioned(PartitionSpec(Partitioning.GLOBAL))
+
+    def forward(self) -> DataStream[T]:
+        """Subtask *i* sends to subtask *i* (needs equal parallelism)."""
+        return self._partitioned(PartitionSpec(Partitioning.FORWARD))
+
+    def get_side_output(self, tag: OutputTag[U]) -> DataStream[U]:
+        """The records the producing operator sent to ``tag``."""
+        return DataStream(self._env, [Input(self._op(), tag=tag)])
+
+    # -- sinks -------------------------------------------------------------
+
+    def sink_to(self, sink: Sink[T], name: str = "Sink") -> DataStreamSink:
+        t = Transformation(
+            name,
+            lambda: SinkOperator(sink),
+            list(self._inputs),
+            max_parallelism=sink.max_parallelism,
+            is_sink=True,
+        )
+        self._env._add_sink(t)
+        return DataStreamSink(t)
+
+    def print(self, prefix: str | None = None) -> DataStreamSink:
+        """Print every record on stdout (``"n> "`` prefix names the subtask when parallel)."""
+        return self.sink_to(PrintSink(prefix), name="Print to Std. Out")
+
+    def write_text(self, path: str) -> DataStreamSink:
+        """Write ``str(record)`` lines to part files in directory ``path``."""
+        return self.sink_to(TextFileSink(path), name=f"Text File Sink {path}")
+
+    # -- running -----------------------------------------------------------
+
+    async def execute_and_collect(self, job_name: str = "collect") -> list[T]:
+        """Run the job (this stream and any other sinks) and return every record of this stream."""
+        sink: CollectSink[T] = CollectSink()
+        self.sink_to(sink, name="Collect Sink")
+        await self._env.execute(job_name)
+        return sink.results
+
+    async def execute_and_stream(self, job_name: str = "stream") -> AsyncIterator[T]:
+        """Run the job and yield this stream's records as they arrive.
+
+        Leaving the ``async for`` early cancels the job; a failure of the job
+        raises ``JobFailedError`` after the records that arrived before it.
+        """
+        mailbox = Mailbox(1, self._env.get_config().mailbox_capacity)
+        self.sink_to(StreamSink(mailbox), name="Stream Sink")
+        client = await self._env.execute_async(job_name)
+        client._execution.on_done(lambda: mailbox.put_control(None))
+        try:
+            while True:
+                channel, message = await mailbox.take()
+                if channel == CONTROL:
+                    while (item := mailbox.poll()) is not None:
+                        for value in item[1]:
+                            yield value
+                    await client.wait()
+                    return
+                for value in message:
+                    yield value
+        finally:
+            await client.cancel()
+
+
+class DataStreamSink:
+    """The end of a stream; set the sink operator's name, uid and parallelism."""
+
+    def __init__(self, transformation: Transformation) -> None:
+        self._t = transformation
+
+    def name(self, name: str) -> DataStreamSink:
+        self._t.name = name
+        return self
+
+    def uid(self, uid: str) -> DataStreamSink:
+        self._t.uid = uid
+        return self
+
+    def set_parallelism(self, parallelism: int) -> DataStreamSink:
+        _check_parallelism(parallelism)
+        if self._t.max_parallelism is not None and parallelism > self._t.max_parallelism:
+            raise InvalidGraphError(
+                f"{self._t.name!r} supports parallelism of at most {self._t.max_parallelism}"
+            )
+        self._t.parallelism = parallelism
+        return self
+
+
+class KeyedStream(DataStream[T], Generic[K, T]):
+    """A stream partitioned by key; ``reduce`` and the aggregations keep state per key."""
+
+    def __init__(
+        self,
+        env: StreamExecutionEnvironment,
+        inputs: list[Input],
+        key_selector: Callable[[T], K],
+    ) -> None:
+        super().__init__(env, inputs)
+        self.key_selector = key_selector
+
+    def reduce(self, fn: Callable[[T, T], T] | Any) -> DataStream[T]:
+        """Running reduce per key: emits ``fn(previous_result, record)`` for every record."""
+        make = _per_subtask(fn)
+        key = self.key_selector
+        return self._then("Reduce", lambda: KeyedReduceOperator(make(), key))
+
+    def sum(self, field: int | str) -> DataStream[T]:
+        """Running sum of ``field`` per key; other fields come from the key's first record."""
+        return self._aggregate("Sum", field, lambda a, b: a + b)
+
+    def min(self, field: int | str) -> DataStream[T]:
+        """Running minimum of ``field`` per key; other fields from the key's first record."""
+        return self._aggregate("Min", field, lambda a, b: b if b < a else a)
+
+    def max(self, field: int | str) -> DataStream[T]:
+        """Running maximum of ``field`` per key; other fields from the key's first record."""
+        return self._aggregate("Max", field, lambda a, b: b if b > a else a)
+
+    def min_by(self, field: int | str) -> DataStream[T]:
+        """The record with the smallest ``field`` per key so far (the first one on ties)."""
+        get = _getter(field)
+        return self.reduce(lambda a, b: b if get(b) < get(a) else a).name("MinBy")
+
+    def max_by(self, field: int | str) -> DataStream[T]:
+        """The record with the largest ``field`` per key so far (the first one on ties)."""
+        get = _getter(field)
+        return self.reduce(lambda a, b: b if get(b) > get(a) else a).name("MaxBy")
+
+    def _aggregate(self, name: str, field: int | str, combine: Callable[[Any, Any], Any]) -> DataStream[T]:
+        get = _getter(field)
+        put = _setter(field)
+
+        def reduce(a: Any, b: Any) -> Any:
+            return put(a, combine(get(a), get(b)))
+
+        return self.reduce(reduce).name(name)
+
+
+def _getter(field: int | str) -> Callable[[Any], Any]:
+    """Field access: index for tuples/lists, key for dicts, attribute for objects."""
+    if isinstance(field, int):
+        return operator.itemgetter(field)
+    item = operator.itemgetter(field)
+    attr = operator.attrgetter(field)
+
+    def get(record: Any) -> Any:
+        return item(record) if isinstance(record, dict) else attr(record)
+
+    return get
+
+
+def _setter(field: int | str) -> Callable[[Any, Any], Any]:
+    """A copy of ``record`` with ``field`` replaced (records are never mutated in place)."""
+
+    def put(record: Any, value: Any) -> Any:
+        if isinstance(record, tuple):
+            assert isinstance(field, int)
+            if hasattr(record, "_replace"):
+                return record._replace(**{record._fields[field]: value})
+            return record[:field] + (value,) + record[field + 1 :]
+        if isinstance(record, list):
+            out = list(record)
+            out[field] = value  # type: ignore[index]
+            return out
+        if isinstance(record, dict):
+            return {**record, field: value}
+        out = copy.copy(record)
+        setattr(out, str(field), value)
+        return out
+
+    return put
+
+
+def _check_parallelism(parallelism: int) -> None:
+    if not isinstance(parallelism, int) or isinstance(parallelism, bool) or parallelism < 1:
+        raise InvalidGraphError(f"parallelism must be an int >= 1, got {parallelism!r}")

@@ -1,0 +1,196 @@
+"""``StreamExecutionEnvironment`` (builds a job) and ``JobClient`` (a running one).
+
+The environment only collects the logical graph; ``execute`` hands it to a
+fresh :class:`~flowactors.runtime.executor.JobExecution`. Nothing is global:
+several environments and jobs can run in one event loop at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, TypeVar
+
+from flowactors.api.datastream import DataStream, _check_parallelism
+from flowactors.api.sources import (
+    CollectionSource,
+    GeneratorSource,
+    JsonLinesSource,
+    TextFileSource,
+)
+from flowactors.errors import InvalidGraphError
+from flowactors.runtime.config import ExecutionConfig
+from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
+from flowactors.runtime.graph import Input, Transformation, build_plan
+from flowactors.runtime.keygroups import DEFAULT_MAX_PARALLELISM
+from flowactors.runtime.source_sink import SourceOperator
+from flowactors.spi import Source
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class JobClient:
+    """A handle on a running job (``await env.execute_async()``)."""
+
+    def __init__(self, execution: JobExecution) -> None:
+        self._execution = execution
+
+    @property
+    def job_name(self) -> str:
+        return self._execution.job_name
+
+    @property
+    def status(self) -> JobStatus:
+        return self._execution.status
+
+    async def wait(self) -> JobExecutionResult:
+        """Wait for the job to finish. Raises ``JobFailedError`` / ``JobCancelledError``.
+
+        Cancelling the caller of ``wait()`` does not cancel the job.
+        """
+        return await self._execution.wait()
+
+    async def cancel(self) -> None:
+        """Cancel the job and wait until every task it started has ended."""
+        await self._execution.cancel()
+
+    def metrics(self) -> JobMetrics:
+        """Counters per task, and the records in flight (queued or buffered) right now."""
+        return self._execution.metrics()
+
+
+class StreamExecutionEnvironment:
+    """Where a job is defined and from where it is run.
+
+    >>> env = StreamExecutionEnvironment(parallelism=2)
+    >>> env.get_parallelism()
+    2
+    """
+
+    def __init__(
+        self,
+        parallelism: int = 1,
+        max_parallelism: int = DEFAULT_MAX_PARALLELISM,
+        config: ExecutionConfig | None = None,
+    ) -> None:
+        _check_parallelism(parallelism)
+        self._parallelism = parallelism
+        self._max_parallelism = max_parallelism
+        self._config = config or ExecutionConfig()
+        self._sinks: list[Transformation] = []
+
+    @staticmethod
+    def get_execution_environment(parallelism: int = 1) -> StreamExecutionEnvironment:
+        return StreamExecutionEnvironment(parallelism)
+
+    # -- settings ----------------------------------------------------------
+
+    def set_parallelism(self, parallelism: int) -> StreamExecutionEnvironment:
+        """Default parallelism of operators that do not set their own."""
+        _check_parallelism(parallelism)
+        self._parallelism = parallelism
+        return self
+
+    def get_parallelism(self) -> int:
+        return self._parallelism
+
+    def set_max_parallelism(self, max_parallelism: int) -> StreamExecutionEnvironment:
+        """Number of key groups: the most subtasks a keyed operator can ever be rescaled to."""
+        if not isinstance(max_parallelism, int) or not 1 <= max_parallelism <= 32768:
+            raise InvalidGraphError(f"max_parallelism must be in 1..32768, got {max_parallelism!r}")
+        self._max_parallelism = max_parallelism
+        return self
+
+    def get_max_parallelism(self) -> int:
+        return self._max_parallelism
+
+    def get_config(self) -> ExecutionConfig:
+        return self._config
+
+    def disable_operator_chaining(self) -> StreamExecutionEnvironment:
+        """Run every operator in its own actor (for debugging; slower)."""
+        self._config.chaining = False
+        return self
+
+    # -- sources -----------------------------------------------------------
+
+    def from_source(self, source: Source[T], name: str = "Source") -> DataStream[T]:
+        """Read from any :class:`~flowactors.spi.Source` (connectors use this)."""
+        t = Transformation(
+            name,
+            lambda: SourceOperator(source),
+            max_parallelism=source.max_parallelism,
+            is_source=True,
+        )
+        return DataStream(self, [Input(t)], t)
+
+    def from_collection(self, elements: Iterable[T], name: str = "Collection Source") -> DataStream[T]:
+        """The elements of ``elements``, in order (a non-parallel source)."""
+        return self.from_source(CollectionSource(elements), name)
+
+    def from_generator(
+        self,
+        fn: Callable[[int], T] | Callable[[int], Awaitable[T]],
+        count: int | None = None,
+        rate: float | None = None,
+        name: str = "Generator Source",
+    ) -> DataStream[T]:
+        """``fn(i)`` for ``i`` in ``range(count)`` (endless when ``count`` is None),
+        at most ``rate`` records per second when given. Parallel."""
+        return self.from_source(GeneratorSource(fn, count, rate), name)
+
+    def read_text_file(self, path: str | os.PathLike[str], encoding: str = "utf-8") -> DataStream[str]:
+        """Lines of a file (or of all files in a directory), without line endings."""
+        return self.from_source(TextFileSource(path, encoding), f"Text File {path}")
+
+    def read_json_lines(self, path: str | os.PathLike[str], bad_lines: Any = None) -> DataStream[Any]:
+        """One JSON value per line. A malformed line fails the job naming file and line,
+        unless ``bad_lines`` is an ``OutputTag``: then it goes to that side output
+        as a ``MalformedRecord`` (read it with ``get_side_output(bad_lines)``)."""
+        return self.from_source(JsonLinesSource(path, bad_lines), f"JSON Lines {path}")
+
+    # -- running -----------------------------------------------------------
+
+    def _add_sink(self, t: Transformation) -> None:
+        self._sinks.append(t)
+
+    def _take_plan_inputs(self) -> list[Transformation]:
+        sinks, self._sinks = self._sinks, []
+        return sinks
+
+    async def execute_async(self, job_name: str = "job") -> JobClient:
+        """Start the job and return at once with a :class:`JobClient`."""
+        sinks = self._take_plan_inputs()
+        plan = build_plan(
+            sinks, default_parallelism=self._parallelism, chaining=self._config.chaining
+        )
+        execution = JobExecution(job_name, plan, self._config, self._max_parallelism)
+        execution.start()
+        return JobClient(execution)
+
+    async def execute(self, job_name: str = "job") -> JobExecutionResult:
+        """Run the job to the end of its input (or until cancelled).
+
+        Cancelling the task that awaits this cancels the job.
+        """
+        client = await self.execute_async(job_name)
+        try:
+            return await client.wait()
+        except asyncio.CancelledError:
+            await client.cancel()
+            raise
+
+    def execute_blocking(self, job_name: str = "job") -> JobExecutionResult:
+        """Run the job on a new event loop (uvloop when installed) and block until it ends."""
+        return run_blocking(self.execute(job_name))
+
+
+def run_blocking(coro: Coroutine[Any, Any, R]) -> R:
+    """``asyncio.run`` with uvloop's loop when uvloop is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)

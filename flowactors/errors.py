@@ -1,0 +1,93 @@
+"""The exceptions flowactors raises, in one tree.
+
+::
+
+    FlowactorsError
+    ├── InvalidGraphError         the program is wrong; raised before anything runs
+    ├── JobFailedError            a running job failed (names operator, subtask, cause)
+    ├── JobCancelledError         the job was cancelled before it finished
+    ├── InvalidKeyError           a key function returned a value that cannot be a key
+    ├── MalformedRecordError      a source met input it cannot decode (names where)
+    └── ConnectorError            an external system failed; ``retriable`` says if
+                                  trying again may help
+
+``JobFailedError`` is what ``execute()`` raises; the exception that broke the
+operator is its ``__cause__`` (and ``cause``), so ``except ZeroDivisionError``
+style handling works through ``err.cause``.
+"""
+
+from __future__ import annotations
+
+
+class FlowactorsError(Exception):
+    """Root of every exception flowactors raises on its own account."""
+
+
+class InvalidGraphError(FlowactorsError, ValueError):
+    """The job graph is not valid (bad parallelism, unknown uid, misuse of an API)."""
+
+
+class InvalidKeyError(FlowactorsError, TypeError):
+    """A key selector returned a value that cannot serve as a key (e.g. unhashable)."""
+
+
+class MalformedRecordError(FlowactorsError, ValueError):
+    """A source could not decode a record; ``source`` and ``position`` say where."""
+
+    def __init__(self, message: str, *, source: str, position: object, raw: bytes | str) -> None:
+        super().__init__(message)
+        self.source = source
+        self.position = position
+        self.raw = raw
+
+
+class ConnectorError(FlowactorsError):
+    """An external system (broker, file system) failed; ``retriable`` if a retry may help."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class JobCancelledError(FlowactorsError):
+    """The job was cancelled (``JobClient.cancel()``) before it finished."""
+
+
+class JobFailedError(FlowactorsError):
+    """A job failed. ``operator`` and ``subtask`` name where; ``cause`` is the original error."""
+
+    def __init__(
+        self,
+        job_name: str,
+        operator: str,
+        subtask: int,
+        cause: BaseException,
+        *,
+        attempts: int = 1,
+    ) -> None:
+        self.job_name = job_name
+        self.operator = operator
+        self.subtask = subtask
+        self.cause = cause
+        self.attempts = attempts
+        super().__init__(
+            f"job {job_name!r} failed in operator {operator!r} (subtask {subtask}): "
+            f"{type(cause).__name__}: {cause}"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.job_name, self.operator, self.subtask, self.cause))
+
+
+__all__ = [
+    "ConnectorError",
+    "FlowactorsError",
+    "InvalidGraphError",
+    "InvalidKeyError",
+    "JobCancelledError",
+    "JobFailedError",
+    "MalformedRecordError",
+]

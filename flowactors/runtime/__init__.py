@@ -1,0 +1,1 @@
+"""The runtime: actors, mailboxes, partitioning, operators, plan and executor (private)."""

@@ -1,0 +1,124 @@
+"""What an operator knows about where it runs, and what user functions see of it.
+
+:class:`OperatorContext` is the runtime's view (subtask, parallelism, the task
+to post control messages to); :class:`RuntimeContext` is the narrow, public
+view handed to a user function's ``open(ctx)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flowactors.errors import FlowactorsError
+
+if TYPE_CHECKING:
+    from flowactors.runtime.config import ExecutionConfig
+
+
+class Counter:
+    """A metric that only goes up."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def inc(self, n: int = 1) -> None:
+        self.count += n
+
+    def get_count(self) -> int:
+        return self.count
+
+
+class Gauge:
+    """A metric whose value is read from a function when metrics are collected."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], float]) -> None:
+        self.fn = fn
+
+    def get_value(self) -> float:
+        return self.fn()
+
+
+class MetricGroup:
+    """User metrics of one operator subtask (``ctx.get_metric_group().counter("n")``)."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, Counter | Gauge] = {}
+
+    def counter(self, name: str) -> Counter:
+        metric = self.metrics.get(name)
+        if not isinstance(metric, Counter):
+            metric = self.metrics[name] = Counter()
+        return metric
+
+    def gauge(self, name: str, fn: Callable[[], float]) -> Gauge:
+        metric = self.metrics[name] = Gauge(fn)
+        return metric
+
+    def values(self) -> dict[str, float]:
+        return {
+            name: (m.count if isinstance(m, Counter) else m.get_value())
+            for name, m in self.metrics.items()
+        }
+
+
+@dataclass(eq=False)
+class OperatorContext:
+    """Everything an operator instance needs to know about its place in the job."""
+
+    job_name: str
+    operator_name: str
+    uid: str
+    subtask_index: int
+    parallelism: int
+    max_parallelism: int
+    config: ExecutionConfig
+    #: Posts a message to the owning task's control lane.
+    post_control: Callable[[Any], None]
+    metric_group: MetricGroup = field(default_factory=MetricGroup)
+
+
+class RuntimeContext:
+    """Handed to ``open(ctx)`` of every user function class.
+
+    Keyed state is reached through the ``get_*_state`` methods on keyed
+    streams; elsewhere they raise :class:`~flowactors.FlowactorsError`.
+    """
+
+    def __init__(self, op_ctx: OperatorContext) -> None:
+        self._op_ctx = op_ctx
+
+    def get_index_of_this_subtask(self) -> int:
+        return self._op_ctx.subtask_index
+
+    def get_number_of_parallel_subtasks(self) -> int:
+        return self._op_ctx.parallelism
+
+    def get_max_number_of_parallel_subtasks(self) -> int:
+        return self._op_ctx.max_parallelism
+
+    def get_task_name(self) -> str:
+        return self._op_ctx.operator_name
+
+    def get_job_name(self) -> str:
+        return self._op_ctx.job_name
+
+    def get_metric_group(self) -> MetricGroup:
+        return self._op_ctx.metric_group
+
+    def _no_keyed_state(self, *_: Any) -> Any:
+        raise FlowactorsError(
+            f"keyed state is only available on a keyed stream (after key_by); "
+            f"operator {self._op_ctx.operator_name!r} is not keyed"
+        )
+
+    get_state = _no_keyed_state
+    get_list_state = _no_keyed_state
+    get_map_state = _no_keyed_state
+    get_reducing_state = _no_keyed_state
+    get_aggregating_state = _no_keyed_state

@@ -1,0 +1,83 @@
+"""What travels between actors: record batches and in-band control elements.
+
+A data message is a :class:`Batch`: a list of values with their event
+timestamps in a parallel list (or ``None`` when the records carry none) and,
+on hash-partitioned edges, the keys the sender already computed. There is no
+wrapper object per record.
+
+Watermarks, end-of-input and (later) checkpoint barriers travel in-band on the
+same channels, after the records sent before them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+#: Timestamp of the watermark that ends event time (Flink's ``Long.MAX_VALUE``).
+MAX_WATERMARK: Final = 2**63 - 1
+#: Watermark before any has been seen (Flink's ``Long.MIN_VALUE``).
+MIN_WATERMARK: Final = -(2**63)
+
+
+class Batch:
+    """Records sent together: ``values[i]`` has event time ``timestamps[i]``."""
+
+    __slots__ = ("keys", "timestamps", "values")
+
+    def __init__(
+        self,
+        values: list[Any],
+        timestamps: list[int | None] | None,
+        keys: list[Any] | None = None,
+    ) -> None:
+        self.values = values
+        self.timestamps = timestamps
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        return f"Batch({len(self.values)} records)"
+
+
+class Watermark:
+    """Event time has reached ``timestamp``: no record with a smaller one should follow."""
+
+    __slots__ = ("timestamp",)
+
+    def __init__(self, timestamp: int) -> None:
+        self.timestamp = timestamp
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Watermark) and other.timestamp == self.timestamp
+
+    def __hash__(self) -> int:
+        return hash(self.timestamp)
+
+    def __repr__(self) -> str:
+        return f"Watermark({self.timestamp})"
+
+
+class WatermarkStatus:
+    """A channel became idle (``idle=True``) or active again; idle channels hold no time back."""
+
+    __slots__ = ("idle",)
+
+    def __init__(self, idle: bool) -> None:
+        self.idle = idle
+
+    def __repr__(self) -> str:
+        return f"WatermarkStatus(idle={self.idle})"
+
+
+class EndOfInput:
+    """The sender on this channel will send nothing more."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "EndOfInput"
+
+
+END_OF_INPUT: Final = EndOfInput()

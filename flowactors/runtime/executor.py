@@ -1,0 +1,306 @@
+"""Runs a plan: builds the actors and their wiring, supervises them, cancels them.
+
+:class:`JobExecution` owns everything one run of a job started. Any task that
+fails makes the job fail: the other tasks are cancelled and awaited (no task
+outlives the job), and :class:`~flowactors.errors.JobFailedError` names the
+operator, the subtask and the original error. Cancelling the job (or the task
+awaiting it) cancels every task it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flowactors.errors import JobCancelledError, JobFailedError
+from flowactors.runtime.config import ExecutionConfig
+from flowactors.runtime.context import OperatorContext
+from flowactors.runtime.graph import Plan, Transformation
+from flowactors.runtime.mailbox import Mailbox
+from flowactors.runtime.operators import StreamOperator
+from flowactors.runtime.task import StreamTask, TaskFailure
+from flowactors.runtime.writer import Channel, Partitioning, PartitionSpec, RecordWriter
+
+log = logging.getLogger("flowactors.runtime")
+
+
+class JobStatus(enum.Enum):
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    """One chain subtask's counters at the moment metrics were taken."""
+
+    name: str
+    subtask: int
+    records_in: int
+    records_out: int
+    #: Share of the task's lifetime spent waiting for room in a downstream mailbox.
+    backpressure_ratio: float
+    watermark: int
+    user_metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobMetrics:
+    """A snapshot of a job's counters (``JobClient.metrics()``)."""
+
+    #: Records queued in mailboxes plus records in output buffers.
+    in_flight_records: int
+    #: The most that mailboxes and output buffers can hold: ``in_flight_records`` never exceeds it.
+    in_flight_capacity: int
+    tasks: list[TaskMetrics]
+
+
+@dataclass(frozen=True)
+class JobExecutionResult:
+    job_name: str
+    net_runtime_ms: float
+    metrics: JobMetrics
+
+
+class JobExecution:
+    """One run of a job's plan."""
+
+    def __init__(
+        self, job_name: str, plan: Plan, config: ExecutionConfig, max_parallelism: int
+    ) -> None:
+        self.job_name = job_name
+        self.plan = plan
+        self.config = config
+        self.max_parallelism = max_parallelism
+        self.status = JobStatus.CREATED
+        self.tasks: list[StreamTask] = []
+        self.operators: dict[Transformation, list[StreamOperator]] = {}
+        self._asyncio_tasks: list[asyncio.Task[None]] = []
+        self._runner: asyncio.Task[JobExecutionResult] | None = None
+        self._started = 0.0
+
+    # -- building ----------------------------------------------------------
+
+    def _build(self) -> None:
+        plan, config = self.plan, self.config
+        tasks: dict[tuple[int, int], StreamTask] = {}  # (chain index, subtask) -> task
+        chain_index = {id(c): i for i, c in enumerate(plan.chains)}
+
+        # Channels of each chain head: one per upstream subtask of each input edge.
+        channel_base: dict[tuple[Transformation, int], int] = {}
+        num_channels: dict[Transformation, int] = {}
+        for chain in plan.chains:
+            base = 0
+            for i, edge in enumerate(plan.inputs_of(chain.head)):
+                channel_base[(chain.head, i)] = base
+                base += plan.parallelism[edge.upstream]
+            num_channels[chain.head] = base
+
+        for chain in plan.chains:
+            ci = chain_index[id(chain)]
+            for s in range(chain.parallelism):
+                ops: list[StreamOperator] = []
+                mailbox = Mailbox(num_channels[chain.head], config.mailbox_capacity)
+                task = StreamTask(
+                    f"{chain.name}", s, ops, mailbox, config
+                )
+                for t in chain.members:
+                    op = t.factory()
+                    op.setup(
+                        OperatorContext(
+                            job_name=self.job_name,
+                            operator_name=t.name,
+                            uid=t.default_uid(),
+                            subtask_index=s,
+                            parallelism=chain.parallelism,
+                            max_parallelism=self.max_parallelism,
+                            config=config,
+                            post_control=task.post_control,
+                        )
+                    )
+                    ops.append(op)
+                    self.operators.setdefault(t, []).append(op)
+                tasks[(ci, s)] = task
+
+        # Wiring: every edge either chains two operators or gets a writer per sender.
+        for edge in plan.edges:
+            up, down = edge.upstream, edge.downstream
+            up_ops = self.operators[up]
+            for s, up_op in enumerate(up_ops):
+                out = up_op.output if edge.input.tag is None else up_op.side_output(edge.input.tag)
+                if edge.chained:
+                    out.operators.append(self.operators[down][s])
+                    continue
+                down_chain = plan.chain_of[down]
+                dci = chain_index[id(down_chain)]
+                index_of_edge = plan.inputs_of(down).index(edge)
+                base = channel_base[(down, index_of_edge)]
+                receivers = range(down_chain.parallelism)
+                if edge.kind is Partitioning.FORWARD:
+                    receivers = range(s, s + 1)
+                elif edge.kind is Partitioning.GLOBAL:
+                    receivers = range(0, 1)
+                channels = [Channel(tasks[(dci, r)].mailbox, base + s) for r in receivers]
+                spec = edge.input.partition or PartitionSpec(edge.kind)
+                if spec.kind is not edge.kind:
+                    spec = PartitionSpec(edge.kind, spec.key_selector)
+                writer = RecordWriter(
+                    channels,
+                    spec,
+                    batch_size=config.batch_size,
+                    sender_index=s,
+                    max_parallelism=self.max_parallelism,
+                    operator_name=down.name if edge.kind is Partitioning.HASH else up.name,
+                )
+                out.writers.append(writer)
+                tasks[(chain_index[id(plan.chain_of[up])], s)].writers.append(writer)
+
+        # Input handlers of chain heads, per channel.
+        for chain in plan.chains:
+            ci = chain_index[id(chain)]
+            in_edges = plan.inputs_of(chain.head)
+            for s in range(chain.parallelism):
+                task = tasks[(ci, s)]
+                head = task.head
+                handlers = []
+                for edge in in_edges:
+                    handler = head.process_batch
+                    if edge.input.input_index == 1:
+                        handler = head.process_batch2  # type: ignore[attr-defined]
+                    handlers.extend([handler] * plan.parallelism[edge.upstream])
+                task.channel_handlers = handlers
+
+        for ops in self.operators.values():
+            for op in ops:
+                op.output.seal()
+                for side in op.side_outputs.values():
+                    side.seal()
+        self.tasks = list(tasks.values())
+
+    # -- running -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Build the actors and start them (requires a running event loop)."""
+        self._build()
+        self._started = asyncio.get_running_loop().time()
+        self.status = JobStatus.RUNNING
+        for task in self.tasks:
+            self._asyncio_tasks.append(
+                asyncio.create_task(
+                    task.run(), name=f"flowactors:{self.job_name}:{task.name}#{task.subtask_index}"
+                )
+            )
+        self._runner = asyncio.create_task(
+            self._supervise(), name=f"flowactors:{self.job_name}:supervisor"
+        )
+        log.info("job %r started: %d tasks", self.job_name, len(self.tasks))
+
+    async def _supervise(self) -> JobExecutionResult:
+        pending: set[asyncio.Task[None]] = set(self._asyncio_tasks)
+        failure: BaseException | None = None
+        try:
+            while pending and failure is None:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                for t in done:
+                    if not t.cancelled() and t.exception() is not None:
+                        failure = t.exception()
+                        break
+        except asyncio.CancelledError:
+            await self._stop_all()
+            self.status = JobStatus.CANCELED
+            log.info("job %r cancelled", self.job_name)
+            raise
+        if failure is not None:
+            await self._stop_all()
+            self.status = JobStatus.FAILED
+            if isinstance(failure, TaskFailure):
+                error = JobFailedError(self.job_name, failure.operator, failure.subtask, failure.cause)
+                cause = failure.cause
+            else:
+                error = JobFailedError(self.job_name, "<runtime>", -1, failure)
+                cause = failure
+            log.error("%s", error)
+            raise error from cause
+        self.status = JobStatus.FINISHED
+        runtime = (asyncio.get_running_loop().time() - self._started) * 1000.0
+        log.info("job %r finished in %.0f ms", self.job_name, runtime)
+        return JobExecutionResult(self.job_name, runtime, self.metrics())
+
+    async def _stop_all(self) -> None:
+        for t in self._asyncio_tasks:
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(*self._asyncio_tasks, return_exceptions=True)
+
+    async def wait(self) -> JobExecutionResult:
+        assert self._runner is not None, "job not started"
+        try:
+            return await asyncio.shield(self._runner)
+        except asyncio.CancelledError:
+            if self._runner.cancelled():
+                raise JobCancelledError(f"job {self.job_name!r} was cancelled") from None
+            raise
+
+    async def cancel(self) -> None:
+        assert self._runner is not None, "job not started"
+        if self._runner.done():
+            return
+        self._runner.cancel()
+        try:
+            await self._runner
+        except (asyncio.CancelledError, Exception):
+            pass
+        if self.status is JobStatus.RUNNING:
+            self.status = JobStatus.CANCELED
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the job has ended, however it ended."""
+        assert self._runner is not None, "job not started"
+        self._runner.add_done_callback(lambda _: callback())
+
+    @property
+    def done(self) -> bool:
+        return self._runner is not None and self._runner.done()
+
+    def all_tasks_done(self) -> bool:
+        return all(t.done() for t in self._asyncio_tasks)
+
+    # -- metrics -----------------------------------------------------------
+
+    def metrics(self) -> JobMetrics:
+        loop = asyncio.get_event_loop()
+        now = loop.time()
+        batch = self.config.batch_size
+        in_flight = 0
+        capacity = 0
+        tasks: list[TaskMetrics] = []
+        for task in self.tasks:
+            mb = task.mailbox
+            in_flight += mb.queued_records
+            capacity += mb.num_channels * mb.capacity * batch
+            for w in task.writers:
+                in_flight += w.buffered_records
+                capacity += 2 * batch * len(w._channels)
+            end = task.ended_at if task.ended_at is not None else now
+            lifetime = max(end - task.started_at, 1e-9) if task.started_at else 1e-9
+            user: dict[str, float] = {}
+            for op in task.operators:
+                user.update(op.ctx.metric_group.values())
+            records_in = task.records_in or getattr(task.head, "records_out", 0)
+            tasks.append(
+                TaskMetrics(
+                    name=task.name,
+                    subtask=task.subtask_index,
+                    records_in=records_in,
+                    records_out=task.records_out(),
+                    backpressure_ratio=min(1.0, task.backpressured_seconds() / lifetime),
+                    watermark=task.input_watermark,
+                    user_metrics=user,
+                )
+            )
+        return JobMetrics(in_flight, capacity, tasks)

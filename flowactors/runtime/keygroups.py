@@ -1,0 +1,127 @@
+"""Keys to key groups to subtasks, the same in every process.
+
+A key's *key group* is a stable hash of its canonical bytes modulo
+``max_parallelism``; key groups are handed to subtasks in contiguous ranges
+(Flink's ``KeyGroupRangeAssignment``). State is snapshotted per key group, so a
+job can resume at another parallelism by handing ranges to new owners.
+
+Python's ``hash()`` of ``str`` and ``bytes`` is salted per process
+(``PYTHONHASHSEED``), so it is never used here: the canonical bytes of a key
+depend only on its value.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import zlib
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from flowactors.errors import InvalidKeyError
+
+DEFAULT_MAX_PARALLELISM = 128
+
+_pack_double = struct.Struct("<d").pack
+
+
+def key_bytes(key: Any) -> bytes:
+    """Canonical bytes of ``key``: equal keys give equal bytes in every process.
+
+    Keys that Python treats as equal (``1``, ``1.0``, ``True``; a named tuple
+    and the plain tuple of its fields; a ``StrEnum`` member and its string) get
+    the same bytes, so they land in the same key group whichever is seen first.
+    """
+    if isinstance(key, str):
+        return b"s" + str(key).encode("utf-8", "surrogatepass")
+    if isinstance(key, int):
+        key = int(key)
+        return b"i" + key.to_bytes(key.bit_length() // 8 + 1, "little", signed=True)
+    if isinstance(key, bytes):
+        return b"b" + bytes(key)
+    if isinstance(key, tuple):
+        parts = [key_bytes(part) for part in key]
+        return b"t" + b"".join(len(p).to_bytes(4, "little") + p for p in parts)
+    if isinstance(key, float):
+        if key.is_integer():
+            return key_bytes(int(key))
+        return b"f" + _pack_double(key)
+    if key is None:
+        return b"N"
+    if isinstance(key, frozenset):
+        parts = sorted(key_bytes(part) for part in key)
+        return b"z" + b"".join(len(p).to_bytes(4, "little") + p for p in parts)
+    if not isinstance(key, Hashable):
+        raise InvalidKeyError(f"unhashable key of type {type(key).__name__}: {key!r:.200}")
+    # Enums, dataclasses and other value objects: pickle records the class and
+    # the field values, which is deterministic across processes.
+    return b"p" + pickle.dumps(key, protocol=5)
+
+
+def _mix(h: int) -> int:
+    """Murmur3's 32-bit finaliser: spreads crc32's bits over the range."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h
+
+
+def key_group_for(key: Any, max_parallelism: int) -> int:
+    """The key group (``0 <= g < max_parallelism``) that owns ``key``."""
+    return _mix(zlib.crc32(key_bytes(key))) % max_parallelism
+
+
+def operator_index_for_key_group(max_parallelism: int, parallelism: int, key_group: int) -> int:
+    """The subtask that owns ``key_group`` when running at ``parallelism``."""
+    return key_group * parallelism // max_parallelism
+
+
+def key_group_range(max_parallelism: int, parallelism: int, index: int) -> range:
+    """The contiguous key groups subtask ``index`` owns (inverse of the function above)."""
+    start = (index * max_parallelism + parallelism - 1) // parallelism
+    end = ((index + 1) * max_parallelism - 1) // parallelism
+    return range(start, end + 1)
+
+
+class KeyRouter(dict[Any, int]):
+    """A cache key -> target subtask, filled on first sight of a key.
+
+    ``router[key]`` is a C-level dict lookup on the hot path; only a key seen
+    for the first time pays for hashing its canonical bytes. The cache is
+    emptied when it grows past ``limit`` entries, which bounds its memory for
+    key spaces larger than that.
+    """
+
+    def __init__(self, max_parallelism: int, parallelism: int, limit: int = 1 << 18) -> None:
+        super().__init__()
+        self.max_parallelism = max_parallelism
+        self.parallelism = parallelism
+        self.limit = limit
+
+    def __missing__(self, key: Any) -> int:
+        target = (
+            _mix(zlib.crc32(key_bytes(key))) % self.max_parallelism
+        ) * self.parallelism // self.max_parallelism
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = target
+        return target
+
+
+def check_keys(keys: list[Any], key_selector: Callable[[Any], Any], operator: str) -> None:
+    """Raise :class:`InvalidKeyError` naming the first unhashable key in ``keys``."""
+    for key in keys:
+        try:
+            hash(key)
+        except TypeError:
+            raise InvalidKeyError(
+                f"the key selector {_describe(key_selector)} of {operator!r} returned an "
+                f"unhashable value of type {type(key).__name__}: {key!r:.200}; "
+                "keys must be hashable (use a tuple instead of a list)"
+            ) from None
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__

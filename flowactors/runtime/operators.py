@@ -1,0 +1,442 @@
+"""Stream operators: the units a chain is made of, and the built-in ones.
+
+An operator takes whole batches (``process_batch(values, timestamps, keys)``)
+and pushes its results to its :class:`Output`, which calls the next chained
+operator directly (no queue hop) and/or hands them to record writers. Built-in
+operators work on the whole batch at once (a list comprehension for ``map``,
+one mask for ``filter``); only functions that need a collector or a context
+are called per record with them.
+
+A user function that raises makes its operator raise :class:`OperatorFailure`
+naming the operator, so the job error says where it broke.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from itertools import compress
+from typing import TYPE_CHECKING, Any
+
+from flowactors.errors import InvalidKeyError
+from flowactors.runtime.context import OperatorContext, RuntimeContext
+from flowactors.runtime.keygroups import check_keys
+
+if TYPE_CHECKING:
+    from flowactors.runtime.writer import RecordWriter
+
+Values = list[Any]
+Timestamps = list[int | None] | None
+
+
+class OperatorFailure(Exception):
+    """An operator's user code (or the operator itself) raised ``cause``."""
+
+    def __init__(self, operator: str, cause: BaseException) -> None:
+        super().__init__(f"{operator}: {type(cause).__name__}: {cause}")
+        self.operator = operator
+        self.cause = cause
+
+
+def is_async_callable(fn: Any) -> bool:
+    """True for ``async def`` functions, methods, partials and async ``__call__``."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - we want the bound method itself
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def user_method(fn: Any, name: str) -> Callable[..., Any]:
+    """The method ``name`` of a function object (``MapFunction.map``) or ``fn`` itself."""
+    method = getattr(fn, name, None)
+    if method is not None and callable(method) and not inspect.isfunction(fn):
+        return method  # type: ignore[no-any-return]
+    if not callable(fn):
+        raise TypeError(f"expected a callable or an object with a {name!r} method, got {fn!r}")
+    return fn  # type: ignore[no-any-return]
+
+
+async def maybe_await(result: Any) -> Any:
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+class Output:
+    """Where an operator's records go: chained operators first, then writers."""
+
+    def __init__(self) -> None:
+        self.operators: list[StreamOperator] = []
+        self.writers: list[RecordWriter] = []
+        self.emit: Callable[[Values, Timestamps], Awaitable[None]] = self._emit_none
+
+    def seal(self) -> None:
+        """Pick the cheapest ``emit`` for the targets this output ended up with."""
+        targets: list[Callable[[Values, Timestamps], Awaitable[None]]] = [
+            *(op.process_batch for op in self.operators),
+            *(w.emit for w in self.writers),
+        ]
+        if not targets:
+            self.emit = self._emit_none
+        elif len(targets) == 1:
+            self.emit = targets[0]
+        else:
+            self._targets = targets
+            self.emit = self._emit_all
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.operators or self.writers)
+
+    async def _emit_none(self, values: Values, timestamps: Timestamps) -> None:
+        return None
+
+    async def _emit_all(self, values: Values, timestamps: Timestamps) -> None:
+        for target in self._targets:
+            await target(values, timestamps)
+
+    async def emit_watermark(self, timestamp: int) -> None:
+        for op in self.operators:
+            await op.process_watermark(timestamp)
+        for writer in self.writers:
+            await writer.emit_watermark(timestamp)
+
+    async def emit_watermark_status(self, idle: bool) -> None:
+        for op in self.operators:
+            await op.process_watermark_status(idle)
+        for writer in self.writers:
+            await writer.emit_watermark_status(idle)
+
+
+class StreamOperator:
+    """Base of all operators. One instance per subtask; driven by one task."""
+
+    #: ``True`` for operators whose head position needs the keys a hash edge carries.
+    keyed = False
+
+    def __init__(self) -> None:
+        self.output = Output()
+        self.side_outputs: dict[Any, Output] = {}
+        self.ctx: OperatorContext
+        self.current_watermark: int = -(2**63)
+
+    @property
+    def name(self) -> str:
+        return self.ctx.operator_name
+
+    def setup(self, ctx: OperatorContext) -> None:
+        self.ctx = ctx
+
+    def side_output(self, tag: Any) -> Output:
+        out = self.side_outputs.get(tag)
+        if out is None:
+            out = self.side_outputs[tag] = Output()
+        return out
+
+    def failure(self, cause: BaseException) -> OperatorFailure:
+        return OperatorFailure(self.ctx.operator_name, cause)
+
+    async def open(self) -> None:
+        """Called once before the first record (tail of the chain first)."""
+
+    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+        raise NotImplementedError
+
+    async def process_watermark(self, timestamp: int) -> None:
+        """Event time advanced to ``timestamp``: fire what it enables, then pass it on."""
+        self.current_watermark = timestamp
+        await self.output.emit_watermark(timestamp)
+        for out in self.side_outputs.values():
+            await out.emit_watermark(timestamp)
+
+    async def process_watermark_status(self, idle: bool) -> None:
+        await self.output.emit_watermark_status(idle)
+
+    async def on_control(self, message: Any) -> None:
+        """A control-lane message addressed to this operator (timer, async result...)."""
+        raise NotImplementedError(f"{type(self).__name__} got unexpected control message {message!r}")
+
+    async def finish(self) -> None:
+        """All input has been processed: emit whatever is still pending."""
+
+    async def close(self) -> None:
+        """Release resources; called once, also after a failure or cancellation."""
+
+
+class UserFunctionOperator(StreamOperator):
+    """An operator that runs one user function object (with ``open``/``close``)."""
+
+    method_name = "__call__"
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+        self.call = user_method(fn, self.method_name)
+        self.is_async = is_async_callable(self.call)
+
+    async def open(self) -> None:
+        opener = getattr(self.fn, "open", None)
+        if opener is not None and callable(opener) and not inspect.isfunction(self.fn):
+            try:
+                await maybe_await(opener(RuntimeContext(self.ctx)))
+            except Exception as exc:
+                raise self.failure(exc) from exc
+
+    async def close(self) -> None:
+        closer = getattr(self.fn, "close", None)
+        if closer is not None and callable(closer) and not inspect.isfunction(self.fn):
+            try:
+                await maybe_await(closer())
+            except Exception as exc:
+                raise self.failure(exc) from exc
+
+
+class MapOperator(UserFunctionOperator):
+    method_name = "map"
+
+    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+        try:
+            if self.is_async:
+                fn = self.call
+                out = [await fn(v) for v in values]
+            else:
+                out = list(map(self.call, values))
+                if out and inspect.isawaitable(out[0]):
+                    out = [await r for r in out]
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        await self.output.emit(out, timestamps)
+
+
+class FilterOperator(UserFunctionOperator):
+    method_name = "filter"
+
+    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+        try:
+            if self.is_async:
+                fn = self.call
+                mask = [await fn(v) for v in values]
+            else:
+                mask = list(map(self.call, values))
+                if mask and inspect.isawaitable(mask[0]):
+                    mask = [await r for r in mask]
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        kept = list(compress(values, mask))
+        if kept:
+            await self.output.emit(
+                kept, None if timestamps is None else list(compress(timestamps, mask))
+            )
+
+
+class FlatMapOperator(UserFunctionOperator):
+    """``fn(value)`` returns an iterable (or async iterable) of results."""
+
+    method_name = "flat_map"
+
+    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+        fn = self.call
+        out: list[Any] = []
+        out_ts: list[int | None] | None = None if timestamps is None else []
+        try:
+            if timestamps is None and not self.is_async:
+                for v in values:
+                    result = fn(v)
+                    if hasattr(result, "__aiter__") or inspect.isawaitable(result):
+                        out.extend(await _collect_results(result))
+                    elif result is not None:
+                        out.extend(result)
+            else:
+                ts_iter = iter(timestamps) if timestamps is not None else None
+                for v in values:
+                    result = fn(v)
+                    items = (
+                        await _collect_results(result)
+                        if hasattr(result, "__aiter__") or inspect.isawaitable(result)
+                        else (list(result) if result is not None else [])
+                    )
+                    out.extend(items)
+                    if ts_iter is not None and out_ts is not None:
+                        t = next(ts_iter)
+                        out_ts.extend([t] * len(items))
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        if out:
+            await self.output.emit(out, out_ts)
+
+
+async def _collect_results(result: Any) -> list[Any]:
+    if hasattr(result, "__aiter__"):
+        return [x async for x in result]
+    awaited = await result
+    return [] if awaited is None else list(awaited)
+
+
+class Collector:
+    """``out.collect(value)`` for process functions; the input's timestamp rides along."""
+
+    __slots__ = ("timestamp", "timestamps", "values")
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.timestamps: list[int | None] = []
+        self.timestamp: int | None = None
+
+    def collect(self, value: Any) -> None:
+        self.values.append(value)
+        self.timestamps.append(self.timestamp)
+
+    def take(self) -> tuple[list[Any], list[int | None] | None]:
+        values, timestamps = self.values, self.timestamps
+        self.values, self.timestamps = [], []
+        if all(t is None for t in timestamps):
+            return values, None
+        return values, timestamps
+
+
+class SideOutputs:
+    """Records sent to side outputs during a batch, by tag, flushed after it."""
+
+    __slots__ = ("buffers",)
+
+    def __init__(self) -> None:
+        self.buffers: dict[Any, tuple[list[Any], list[int | None]]] = {}
+
+    def add(self, tag: Any, value: Any, timestamp: int | None) -> None:
+        buf = self.buffers.get(tag)
+        if buf is None:
+            buf = self.buffers[tag] = ([], [])
+        buf[0].append(value)
+        buf[1].append(timestamp)
+
+    async def flush(self, operator: StreamOperator) -> None:
+        if not self.buffers:
+            return
+        buffers, self.buffers = self.buffers, {}
+        for tag, (values, timestamps) in buffers.items():
+            out = operator.side_outputs.get(tag)
+            if out is not None:
+                ts = None if all(t is None for t in timestamps) else timestamps
+                await out.emit(values, ts)
+
+
+class ProcessContext:
+    """The ``ctx`` of ``ProcessFunction.process_element``."""
+
+    __slots__ = ("_operator", "_side", "_timestamp")
+
+    def __init__(self, operator: StreamOperator, side: SideOutputs) -> None:
+        self._operator = operator
+        self._side = side
+        self._timestamp: int | None = None
+
+    def timestamp(self) -> int | None:
+        """Event time of the current record, or ``None`` if it has none."""
+        return self._timestamp
+
+    def output(self, tag: Any, value: Any) -> None:
+        """Send ``value`` to the side output ``tag`` (with the current timestamp)."""
+        self._side.add(tag, value, self._timestamp)
+
+    def current_watermark(self) -> int:
+        return self._operator.current_watermark
+
+    def timer_service(self) -> Any:
+        raise TypeError(
+            "timers are only available on keyed streams: use key_by(...).process(...) "
+            "with a KeyedProcessFunction"
+        )
+
+
+class ProcessOperator(UserFunctionOperator):
+    """Runs ``ProcessFunction.process_element(value, ctx, out)`` per record."""
+
+    method_name = "process_element"
+
+    async def open(self) -> None:
+        self.collector = Collector()
+        self.side = SideOutputs()
+        self.pctx = ProcessContext(self, self.side)
+        await super().open()
+
+    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+        fn = self.call
+        out = self.collector
+        ctx = self.pctx
+        try:
+            if timestamps is None:
+                out.timestamp = None
+                ctx._timestamp = None
+                if self.is_async:
+                    for v in values:
+                        await fn(v, ctx, out)
+                else:
+                    for v in values:
+                        fn(v, ctx, out)
+            else:
+                for v, t in zip(values, timestamps):
+                    out.timestamp = t
+                    ctx._timestamp = t
+                    r = fn(v, ctx, out)
+                    if r is not None and inspect.isawaitable(r):
+                        await r
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        result, result_ts = out.take()
+        if result:
+            await self.output.emit(result, result_ts)
+        await self.side.flush(self)
+
+
+_MISSING: Any = object()
+
+
+class KeyedReduceOperator(StreamOperator):
+    """Running ``reduce`` per key: emits the new aggregate for every record."""
+
+    keyed = True
+
+    def __init__(self, reduce_fn: Any, key_selector: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.fn = reduce_fn
+        self.call = user_method(reduce_fn, "reduce")
+        self.is_async = is_async_callable(self.call)
+        self.key_selector = key_selector
+        #: key -> current aggregate
+        self.state: dict[Any, Any] = {}
+
+    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+        try:
+            if keys is None:
+                keys = list(map(self.key_selector, values))
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        state = self.state
+        get = state.get
+        fn = self.call
+        out: list[Any] = []
+        append = out.append
+        try:
+            if self.is_async:
+                for k, v in zip(keys, values):
+                    acc = get(k, _MISSING)
+                    if acc is not _MISSING:
+                        v = await fn(acc, v)
+                    state[k] = v
+                    append(v)
+            else:
+                for k, v in zip(keys, values):
+                    acc = get(k, _MISSING)
+                    if acc is not _MISSING:
+                        v = fn(acc, v)
+                    state[k] = v
+                    append(v)
+        except TypeError as exc:
+            try:
+                check_keys(keys, self.key_selector, self.ctx.operator_name)
+            except InvalidKeyError as key_error:
+                raise self.failure(key_error) from exc
+            raise self.failure(exc) from exc
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        await self.output.emit(out, timestamps)

@@ -1,0 +1,126 @@
+"""Operators that wrap the SPI: a source reader at the head of a chain, a sink writer at its tail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowactors.runtime.operators import SideOutputs, StreamOperator, Timestamps, Values
+from flowactors.spi import (
+    InputStatus,
+    Sink,
+    SinkWriter,
+    SinkWriterContext,
+    Source,
+    SourceReader,
+    SourceReaderContext,
+)
+
+
+class SourceOperator(StreamOperator):
+    """Head of a source task: polls its reader and pushes batches down the chain."""
+
+    def __init__(self, source: Source[Any]) -> None:
+        super().__init__()
+        self.source = source
+        self.reader: SourceReader[Any] | None = None
+        self.records_out = 0
+
+    async def open(self) -> None:
+        ctx = self.ctx
+        self.side = SideOutputs()
+        try:
+            self.reader = self.source.create_reader(
+                SourceReaderContext(
+                    job_name=ctx.job_name,
+                    source_name=ctx.operator_name,
+                    subtask_index=ctx.subtask_index,
+                    parallelism=ctx.parallelism,
+                    batch_size=ctx.config.batch_size,
+                )
+            )
+            await self.reader.start()
+        except Exception as exc:
+            raise self.failure(exc) from exc
+
+    # ReaderOutput -----------------------------------------------------------
+
+    async def collect_batch(self, values: Values, timestamps: Timestamps = None) -> None:
+        if values:
+            self.records_out += len(values)
+            await self.output.emit(values, timestamps)
+
+    def emit_side_output(self, tag: Any, value: Any) -> None:
+        self.side.add(tag, value, None)
+
+    # driven by the task -----------------------------------------------------
+
+    async def poll_next(self) -> InputStatus:
+        assert self.reader is not None
+        try:
+            status = await self.reader.poll_next(self)
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        await self.side.flush(self)
+        return status
+
+    async def is_available(self) -> None:
+        assert self.reader is not None
+        try:
+            await self.reader.is_available()
+        except Exception as exc:
+            raise self.failure(exc) from exc
+
+    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+        raise TypeError("a source has no input")
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            try:
+                await self.reader.close()
+            except Exception as exc:
+                raise self.failure(exc) from exc
+
+
+class SinkOperator(StreamOperator):
+    """Tail of a chain: hands batches to a sink writer."""
+
+    def __init__(self, sink: Sink[Any]) -> None:
+        super().__init__()
+        self.sink = sink
+        self.writer: SinkWriter[Any] | None = None
+
+    async def open(self) -> None:
+        ctx = self.ctx
+        try:
+            self.writer = self.sink.create_writer(
+                SinkWriterContext(
+                    job_name=ctx.job_name,
+                    sink_name=ctx.operator_name,
+                    subtask_index=ctx.subtask_index,
+                    parallelism=ctx.parallelism,
+                )
+            )
+            await self.writer.open()
+        except Exception as exc:
+            raise self.failure(exc) from exc
+
+    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+        assert self.writer is not None
+        try:
+            await self.writer.write(values, timestamps)
+        except Exception as exc:
+            raise self.failure(exc) from exc
+
+    async def finish(self) -> None:
+        assert self.writer is not None
+        try:
+            await self.writer.flush(end_of_input=True)
+        except Exception as exc:
+            raise self.failure(exc) from exc
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            try:
+                await self.writer.close()
+            except Exception as exc:
+                raise self.failure(exc) from exc

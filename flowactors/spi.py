@@ -1,0 +1,151 @@
+"""The interfaces a source or sink implements: the only seam connectors use.
+
+A :class:`Source` creates one :class:`SourceReader` per parallel subtask. The
+runtime calls ``poll_next(output)`` in a loop; a reader hands records to
+``output.collect_batch`` in batches (a list of values and, optionally, their
+event timestamps in a parallel list) and says whether more is available now,
+later (then the runtime awaits ``is_available()``), or never.
+
+A :class:`Sink` creates one :class:`SinkWriter` per subtask, which receives
+whole batches and is flushed at the end of input.
+
+Example (a source that counts to ``n`` on one subtask)::
+
+    class CountSource(Source[int]):
+        max_parallelism = 1
+        def __init__(self, n): self.n = n
+        def create_reader(self, context): return CountReader(self.n)
+
+    class CountReader(SourceReader[int]):
+        def __init__(self, n): self.i, self.n = 0, n
+        async def poll_next(self, output):
+            batch = list(range(self.i, min(self.i + 100, self.n)))
+            self.i += len(batch)
+            await output.collect_batch(batch)
+            return InputStatus.MORE_AVAILABLE if self.i < self.n else InputStatus.END_OF_INPUT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+class InputStatus(enum.Enum):
+    """What ``SourceReader.poll_next`` tells the runtime."""
+
+    MORE_AVAILABLE = "more"  #: call poll_next again right away
+    NOTHING_AVAILABLE = "nothing"  #: await is_available() first
+    END_OF_INPUT = "end"  #: this reader is done
+
+
+class Boundedness(enum.Enum):
+    BOUNDED = "bounded"
+    CONTINUOUS_UNBOUNDED = "unbounded"
+
+
+@dataclass(frozen=True)
+class SourceReaderContext:
+    """Where a reader runs."""
+
+    job_name: str
+    source_name: str
+    subtask_index: int
+    parallelism: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class SinkWriterContext:
+    """Where a sink writer runs."""
+
+    job_name: str
+    sink_name: str
+    subtask_index: int
+    parallelism: int
+
+
+class ReaderOutput(Protocol[T_contra]):
+    """What a reader emits into."""
+
+    async def collect_batch(
+        self, values: list[T_contra], timestamps: list[int | None] | None = None
+    ) -> None: ...
+
+    def emit_side_output(self, tag: Any, value: Any) -> None:
+        """Send a value (e.g. a malformed record) to a side output of the source."""
+
+
+class SourceReader(ABC, Generic[T]):
+    """Reads one subtask's share of a source."""
+
+    async def start(self) -> None:
+        """Open connections or files; called once before the first ``poll_next``."""
+
+    @abstractmethod
+    async def poll_next(self, output: ReaderOutput[T]) -> InputStatus:
+        """Emit what is available now (ideally one batch) and say what follows."""
+
+    async def is_available(self) -> None:
+        """Wait until ``poll_next`` may have something (after ``NOTHING_AVAILABLE``)."""
+        await asyncio.sleep(0.001)
+
+    async def close(self) -> None:
+        """Release resources; called once, also after failure or cancellation."""
+
+
+class Source(ABC, Generic[T]):
+    """A description of where records come from; creates the readers."""
+
+    #: Sources that cannot be read in parallel set this to 1.
+    max_parallelism: int | None = None
+    boundedness: Boundedness = Boundedness.BOUNDED
+
+    @abstractmethod
+    def create_reader(self, context: SourceReaderContext) -> SourceReader[T]: ...
+
+
+class SinkWriter(ABC, Generic[T]):
+    """Writes one subtask's records."""
+
+    async def open(self) -> None:
+        """Called once before the first ``write``."""
+
+    @abstractmethod
+    async def write(self, values: list[T], timestamps: list[int | None] | None) -> None:
+        """Write a batch of records."""
+
+    async def flush(self, end_of_input: bool) -> None:
+        """Make written records durable/visible; ``end_of_input`` on the final call."""
+
+    async def close(self) -> None:
+        """Release resources; called once, also after failure or cancellation."""
+
+
+class Sink(ABC, Generic[T]):
+    """A description of where records go; creates the writers."""
+
+    #: Sinks that must run as one subtask set this to 1.
+    max_parallelism: int | None = None
+
+    @abstractmethod
+    def create_writer(self, context: SinkWriterContext) -> SinkWriter[T]: ...
+
+
+__all__ = [
+    "Boundedness",
+    "InputStatus",
+    "ReaderOutput",
+    "Sink",
+    "SinkWriter",
+    "SinkWriterContext",
+    "Source",
+    "SourceReader",
+    "SourceReaderContext",
+]
