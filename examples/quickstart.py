@@ -44,8 +44,10 @@ def main() -> None:
         .name("stats per sensor")
     )
     stats.filter(lambda s: s[4] >= 190).map(
-        lambda s: f"{s[0]} after reading #{s[4]}: {s[1]} readings, "
-        f"max {s[2]:.1f} C, mean {s[3] / s[1]:.1f} C"
+        lambda s: (
+            f"{s[0]} after reading #{s[4]}: {s[1]} readings, "
+            f"max {s[2]:.1f} C, mean {s[3] / s[1]:.1f} C"
+        )
     ).print("stats")
     valid.get_side_output(OUT_OF_RANGE).map(
         lambda r: f"{r['sensor']} reading #{r['seq']} out of range: {r['celsius']} C"

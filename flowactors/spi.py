@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
-T_contra = TypeVar("T_contra", contravariant=True)
 
 
 class InputStatus(enum.Enum):
@@ -71,11 +70,11 @@ class SinkWriterContext:
     parallelism: int
 
 
-class ReaderOutput(Protocol[T_contra]):
+class ReaderOutput(Protocol[T]):
     """What a reader emits into."""
 
     async def collect_batch(
-        self, values: list[T_contra], timestamps: list[int | None] | None = None
+        self, values: list[T], timestamps: list[int | None] | None = None
     ) -> None: ...
 
     def emit_side_output(self, tag: Any, value: Any) -> None:

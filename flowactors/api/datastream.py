@@ -34,7 +34,7 @@ from flowactors.runtime.operators import (
     is_async_callable,
 )
 from flowactors.runtime.source_sink import SinkOperator
-from flowactors.runtime.writer import PartitionSpec, Partitioning
+from flowactors.runtime.writer import Partitioning, PartitionSpec
 from flowactors.spi import Sink
 
 if TYPE_CHECKING:
@@ -165,9 +165,7 @@ class DataStream(Generic[T]):
         if capacity < 1:
             raise InvalidGraphError(f"map_async capacity must be >= 1, got {capacity}")
         make = _per_subtask(fn)
-        return self._then(
-            "AsyncMap", lambda: AsyncMapOperator(make(), capacity, ordered, timeout)
-        )
+        return self._then("AsyncMap", lambda: AsyncMapOperator(make(), capacity, ordered, timeout))
 
     def key_by(self, key_selector: Callable[[T], K]) -> KeyedStream[K, T]:
         """Partition by key: records with equal keys go to the same subtask, in order."""
@@ -328,7 +326,9 @@ class KeyedStream(DataStream[T], Generic[K, T]):
         get = _getter(field)
         return self.reduce(lambda a, b: b if get(b) > get(a) else a).name("MaxBy")
 
-    def _aggregate(self, name: str, field: int | str, combine: Callable[[Any, Any], Any]) -> DataStream[T]:
+    def _aggregate(
+        self, name: str, field: int | str, combine: Callable[[Any, Any], Any]
+    ) -> DataStream[T]:
         get = _getter(field)
         put = _setter(field)
 
@@ -357,9 +357,10 @@ def _setter(field: int | str) -> Callable[[Any, Any], Any]:
     def put(record: Any, value: Any) -> Any:
         if isinstance(record, tuple):
             assert isinstance(field, int)
-            if hasattr(record, "_replace"):
-                return record._replace(**{record._fields[field]: value})
-            return record[:field] + (value,) + record[field + 1 :]
+            fields = getattr(record, "_fields", None)
+            if fields is not None:  # a named tuple keeps its type
+                return record._replace(**{fields[field]: value})  # type: ignore[attr-defined]
+            return (*record[:field], value, *record[field + 1 :])
         if isinstance(record, list):
             out = list(record)
             out[field] = value  # type: ignore[index]

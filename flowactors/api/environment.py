@@ -126,7 +126,9 @@ class StreamExecutionEnvironment:
         )
         return DataStream(self, [Input(t)], t)
 
-    def from_collection(self, elements: Iterable[T], name: str = "Collection Source") -> DataStream[T]:
+    def from_collection(
+        self, elements: Iterable[T], name: str = "Collection Source"
+    ) -> DataStream[T]:
         """The elements of ``elements``, in order (a non-parallel source)."""
         return self.from_source(CollectionSource(elements), name)
 
@@ -141,11 +143,15 @@ class StreamExecutionEnvironment:
         at most ``rate`` records per second when given. Parallel."""
         return self.from_source(GeneratorSource(fn, count, rate), name)
 
-    def read_text_file(self, path: str | os.PathLike[str], encoding: str = "utf-8") -> DataStream[str]:
+    def read_text_file(
+        self, path: str | os.PathLike[str], encoding: str = "utf-8"
+    ) -> DataStream[str]:
         """Lines of a file (or of all files in a directory), without line endings."""
         return self.from_source(TextFileSource(path, encoding), f"Text File {path}")
 
-    def read_json_lines(self, path: str | os.PathLike[str], bad_lines: Any = None) -> DataStream[Any]:
+    def read_json_lines(
+        self, path: str | os.PathLike[str], bad_lines: Any = None
+    ) -> DataStream[Any]:
         """One JSON value per line. A malformed line fails the job naming file and line,
         unless ``bad_lines`` is an ``OutputTag``: then it goes to that side output
         as a ``MalformedRecord`` (read it with ``get_side_output(bad_lines)``)."""

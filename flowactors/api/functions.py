@@ -56,10 +56,10 @@ class Collector(Protocol[T_contra]):
 class Function:
     """Lifecycle shared by all function classes."""
 
-    def open(self, ctx: RuntimeContext) -> Any:  # noqa: B027 - optional hook
+    def open(self, ctx: RuntimeContext) -> Any:
         """Called once per subtask before the first record (may be ``async def``)."""
 
-    def close(self) -> Any:  # noqa: B027 - optional hook
+    def close(self) -> Any:
         """Called once per subtask at the end, also after a failure (may be ``async def``)."""
 
 

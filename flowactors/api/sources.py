@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import aiofiles
 import orjson
@@ -323,7 +323,9 @@ class _JsonLinesReader(_LineReader[Any]):
             await output.collect_batch(batch)
         return MORE
 
-    def _decode_carefully(self, first: int, lines: list[bytes], output: ReaderOutput[Any]) -> list[Any]:
+    def _decode_carefully(
+        self, first: int, lines: list[bytes], output: ReaderOutput[Any]
+    ) -> list[Any]:
         batch = []
         for i, line in enumerate(lines):
             if not line.strip():

@@ -89,10 +89,14 @@ class AsyncMapOperator(UserFunctionOperator):
             if self.ordered:
                 await asyncio.wait([self.pending[0][0]])
             else:
-                await asyncio.wait([t for t, _ in self.pending], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    [t for t, _ in self.pending], return_when=asyncio.FIRST_COMPLETED
+                )
             await self._emit_completed()
 
-    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
         for value, ts in zip(values, timestamps if timestamps is not None else repeat(None)):
             if len(self.pending) >= self.capacity:

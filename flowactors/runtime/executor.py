@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from flowactors.errors import JobCancelledError, JobFailedError
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import OperatorContext
-from flowactors.runtime.graph import Plan, Transformation
+from flowactors.runtime.graph import Edge, Plan, Transformation
 from flowactors.runtime.mailbox import Mailbox
 from flowactors.runtime.operators import StreamOperator
-from flowactors.runtime.task import StreamTask, TaskFailure
+from flowactors.runtime.task import BatchHandler, StreamTask, TaskFailure
 from flowactors.runtime.writer import Channel, Partitioning, PartitionSpec, RecordWriter
 
 log = logging.getLogger("flowactors.runtime")
@@ -67,6 +67,11 @@ class JobExecutionResult:
     metrics: JobMetrics
 
 
+def _channels_per_receiver(plan: Plan, edge: Edge) -> int:
+    """A forward edge gives each receiver one channel; others one per sending subtask."""
+    return 1 if edge.kind is Partitioning.FORWARD else plan.parallelism[edge.upstream]
+
+
 class JobExecution:
     """One run of a job's plan."""
 
@@ -98,7 +103,7 @@ class JobExecution:
             base = 0
             for i, edge in enumerate(plan.inputs_of(chain.head)):
                 channel_base[(chain.head, i)] = base
-                base += plan.parallelism[edge.upstream]
+                base += _channels_per_receiver(plan, edge)
             num_channels[chain.head] = base
 
         for chain in plan.chains:
@@ -106,9 +111,7 @@ class JobExecution:
             for s in range(chain.parallelism):
                 ops: list[StreamOperator] = []
                 mailbox = Mailbox(num_channels[chain.head], config.mailbox_capacity)
-                task = StreamTask(
-                    f"{chain.name}", s, ops, mailbox, config
-                )
+                task = StreamTask(f"{chain.name}", s, ops, mailbox, config)
                 for t in chain.members:
                     op = t.factory()
                     op.setup(
@@ -140,12 +143,15 @@ class JobExecution:
                 dci = chain_index[id(down_chain)]
                 index_of_edge = plan.inputs_of(down).index(edge)
                 base = channel_base[(down, index_of_edge)]
-                receivers = range(down_chain.parallelism)
                 if edge.kind is Partitioning.FORWARD:
-                    receivers = range(s, s + 1)
-                elif edge.kind is Partitioning.GLOBAL:
-                    receivers = range(0, 1)
-                channels = [Channel(tasks[(dci, r)].mailbox, base + s) for r in receivers]
+                    channels = [Channel(tasks[(dci, s)].mailbox, base)]
+                else:
+                    # GLOBAL sends data to the first channel only, but watermarks and
+                    # end-of-input to all of them, like every other partitioning.
+                    channels = [
+                        Channel(tasks[(dci, r)].mailbox, base + s)
+                        for r in range(down_chain.parallelism)
+                    ]
                 spec = edge.input.partition or PartitionSpec(edge.kind)
                 if spec.kind is not edge.kind:
                     spec = PartitionSpec(edge.kind, spec.key_selector)
@@ -167,12 +173,12 @@ class JobExecution:
             for s in range(chain.parallelism):
                 task = tasks[(ci, s)]
                 head = task.head
-                handlers = []
+                handlers: list[BatchHandler] = []
                 for edge in in_edges:
                     handler = head.process_batch
                     if edge.input.input_index == 1:
                         handler = head.process_batch2  # type: ignore[attr-defined]
-                    handlers.extend([handler] * plan.parallelism[edge.upstream])
+                    handlers.extend([handler] * _channels_per_receiver(plan, edge))
                 task.channel_handlers = handlers
 
         for ops in self.operators.values():
@@ -219,7 +225,9 @@ class JobExecution:
             await self._stop_all()
             self.status = JobStatus.FAILED
             if isinstance(failure, TaskFailure):
-                error = JobFailedError(self.job_name, failure.operator, failure.subtask, failure.cause)
+                error = JobFailedError(
+                    self.job_name, failure.operator, failure.subtask, failure.cause
+                )
                 cause = failure.cause
             else:
                 error = JobFailedError(self.job_name, "<runtime>", -1, failure)

@@ -20,7 +20,7 @@ from typing import Any
 
 from flowactors.errors import InvalidGraphError
 from flowactors.runtime.operators import StreamOperator
-from flowactors.runtime.writer import PartitionSpec, Partitioning
+from flowactors.runtime.writer import Partitioning, PartitionSpec
 
 _ids = itertools.count(1)
 
@@ -95,9 +95,7 @@ class Plan:
         return [e for e in self.edges if e.downstream is downstream]
 
 
-def build_plan(
-    sinks: list[Transformation], *, default_parallelism: int, chaining: bool
-) -> Plan:
+def build_plan(sinks: list[Transformation], *, default_parallelism: int, chaining: bool) -> Plan:
     if not sinks:
         raise InvalidGraphError(
             "the job has no sinks: add one (print(), sink_to(...), write_text(...)) "
@@ -122,8 +120,10 @@ def build_plan(
     for t in order:
         for inp in t.inputs:
             up_p, down_p = parallelism[inp.upstream], parallelism[t]
-            kind = inp.partition.kind if inp.partition is not None else (
-                Partitioning.FORWARD if up_p == down_p else Partitioning.REBALANCE
+            kind = (
+                inp.partition.kind
+                if inp.partition is not None
+                else (Partitioning.FORWARD if up_p == down_p else Partitioning.REBALANCE)
             )
             if kind is Partitioning.FORWARD and up_p != down_p:
                 raise InvalidGraphError(

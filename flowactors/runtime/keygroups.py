@@ -12,6 +12,8 @@ depend only on its value.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import pickle
 import struct
 import zlib
@@ -33,10 +35,10 @@ def key_bytes(key: Any) -> bytes:
     the same bytes, so they land in the same key group whichever is seen first.
     """
     if isinstance(key, str):
-        return b"s" + str(key).encode("utf-8", "surrogatepass")
+        return b"s" + str.__str__(key).encode("utf-8", "surrogatepass")
     if isinstance(key, int):
-        key = int(key)
-        return b"i" + key.to_bytes(key.bit_length() // 8 + 1, "little", signed=True)
+        as_int: int = int(key)
+        return b"i" + as_int.to_bytes(as_int.bit_length() // 8 + 1, "little", signed=True)
     if isinstance(key, bytes):
         return b"b" + bytes(key)
     if isinstance(key, tuple):
@@ -53,9 +55,22 @@ def key_bytes(key: Any) -> bytes:
         return b"z" + b"".join(len(p).to_bytes(4, "little") + p for p in parts)
     if not isinstance(key, Hashable):
         raise InvalidKeyError(f"unhashable key of type {type(key).__name__}: {key!r:.200}")
-    # Enums, dataclasses and other value objects: pickle records the class and
-    # the field values, which is deterministic across processes.
-    return b"p" + pickle.dumps(key, protocol=5)
+    kind = type(key)
+    name = f"{kind.__module__}.{kind.__qualname__}".encode()
+    if isinstance(key, enum.Enum):
+        return b"e" + name + key_bytes(key.value)
+    if dataclasses.is_dataclass(key):
+        fields = tuple(getattr(key, f.name) for f in dataclasses.fields(key))
+        return b"d" + name + key_bytes(fields)
+    # Other value objects: pickle records the class and the state, which is
+    # deterministic across processes for objects whose state is.
+    try:
+        return b"p" + pickle.dumps(key, protocol=5)
+    except Exception as exc:
+        raise InvalidKeyError(
+            f"cannot derive stable bytes for a key of type {kind.__name__} ({exc}); "
+            "use a str, int, tuple, enum or dataclass as key"
+        ) from exc
 
 
 def _mix(h: int) -> int:
@@ -102,8 +117,10 @@ class KeyRouter(dict[Any, int]):
 
     def __missing__(self, key: Any) -> int:
         target = (
-            _mix(zlib.crc32(key_bytes(key))) % self.max_parallelism
-        ) * self.parallelism // self.max_parallelism
+            (_mix(zlib.crc32(key_bytes(key))) % self.max_parallelism)
+            * self.parallelism
+            // self.max_parallelism
+        )
         if len(self) >= self.limit:
             self.clear()
         self[key] = target

@@ -139,7 +139,9 @@ class StreamOperator:
     async def open(self) -> None:
         """Called once before the first record (tail of the chain first)."""
 
-    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
         raise NotImplementedError
 
     async def process_watermark(self, timestamp: int) -> None:
@@ -154,7 +156,9 @@ class StreamOperator:
 
     async def on_control(self, message: Any) -> None:
         """A control-lane message addressed to this operator (timer, async result...)."""
-        raise NotImplementedError(f"{type(self).__name__} got unexpected control message {message!r}")
+        raise NotImplementedError(
+            f"{type(self).__name__} got unexpected control message {message!r}"
+        )
 
     async def finish(self) -> None:
         """All input has been processed: emit whatever is still pending."""
@@ -194,7 +198,9 @@ class UserFunctionOperator(StreamOperator):
 class MapOperator(UserFunctionOperator):
     method_name = "map"
 
-    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
         try:
             if self.is_async:
                 fn = self.call
@@ -211,7 +217,9 @@ class MapOperator(UserFunctionOperator):
 class FilterOperator(UserFunctionOperator):
     method_name = "filter"
 
-    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
         try:
             if self.is_async:
                 fn = self.call
@@ -234,7 +242,9 @@ class FlatMapOperator(UserFunctionOperator):
 
     method_name = "flat_map"
 
-    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
         fn = self.call
         out: list[Any] = []
         out_ts: list[int | None] | None = None if timestamps is None else []
@@ -359,7 +369,9 @@ class ProcessOperator(UserFunctionOperator):
         self.pctx = ProcessContext(self, self.side)
         await super().open()
 
-    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
         fn = self.call
         out = self.collector
         ctx = self.pctx
@@ -405,7 +417,9 @@ class KeyedReduceOperator(StreamOperator):
         #: key -> current aggregate
         self.state: dict[Any, Any] = {}
 
-    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
         try:
             if keys is None:
                 keys = list(map(self.key_selector, values))

@@ -1,4 +1,4 @@
-"""Operators that wrap the SPI: a source reader at the head of a chain, a sink writer at its tail."""
+"""Operators that wrap the SPI: a source reader heads a chain, a sink writer ends one."""
 
 from __future__ import annotations
 
@@ -70,7 +70,9 @@ class SourceOperator(StreamOperator):
         except Exception as exc:
             raise self.failure(exc) from exc
 
-    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
         raise TypeError("a source has no input")
 
     async def close(self) -> None:
@@ -104,7 +106,9 @@ class SinkOperator(StreamOperator):
         except Exception as exc:
             raise self.failure(exc) from exc
 
-    async def process_batch(self, values: Values, timestamps: Timestamps, keys: Values | None = None) -> None:
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
         assert self.writer is not None
         try:
             await self.writer.write(values, timestamps)

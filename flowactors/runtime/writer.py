@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from itertools import compress, repeat
 from typing import Any
 
-from flowactors.runtime.elements import END_OF_INPUT, Batch, Watermark, WatermarkStatus
 from flowactors.errors import InvalidKeyError
+from flowactors.runtime.elements import END_OF_INPUT, Batch, Watermark, WatermarkStatus
 from flowactors.runtime.keygroups import KeyRouter, check_keys
-from flowactors.runtime.operators import OperatorFailure
 from flowactors.runtime.mailbox import Mailbox
+from flowactors.runtime.operators import OperatorFailure
 
 
 class Partitioning(enum.Enum):
@@ -97,9 +97,7 @@ class RecordWriter:
         start = self._next
         for j in range(min(n, len(values))):
             target = (start + j) % n
-            self._append(
-                target, values[j::n], None if timestamps is None else timestamps[j::n]
-            )
+            self._append(target, values[j::n], None if timestamps is None else timestamps[j::n])
         self._next = (start + len(values)) % n
         await self._send_full()
 

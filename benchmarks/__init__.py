@@ -1,0 +1,1 @@
+"""Throughput benchmarks of flowactors against plain-Python baselines (``python -m benchmarks.run``)."""
