@@ -12,9 +12,7 @@ from flowactors import StreamExecutionEnvironment
 def flowactors_tasks() -> list[asyncio.Task[object]]:
     """Tasks the runtime started that are still alive in the running loop."""
     return [
-        t
-        for t in asyncio.all_tasks()
-        if t.get_name().startswith("flowactors:") and not t.done()
+        t for t in asyncio.all_tasks() if t.get_name().startswith("flowactors:") and not t.done()
     ]
 
 

@@ -240,8 +240,11 @@ class DataStream(Generic[T]):
     async def execute_and_stream(self, job_name: str = "stream") -> AsyncIterator[T]:
         """Run the job and yield this stream's records as they arrive.
 
-        Leaving the ``async for`` early cancels the job; a failure of the job
-        raises ``JobFailedError`` after the records that arrived before it.
+        Closing the iterator cancels the job; to close it as soon as a loop is
+        left early, use ``async with contextlib.aclosing(stream.execute_and_stream())
+        as results: async for x in results: ...`` (otherwise it is closed when
+        the event loop finalises it). A failure of the job raises
+        ``JobFailedError`` after the records that arrived before it.
         """
         mailbox = Mailbox(1, self._env.get_config().mailbox_capacity)
         self.sink_to(StreamSink(mailbox), name="Stream Sink")
@@ -339,9 +342,19 @@ class KeyedStream(DataStream[T], Generic[K, T]):
 
 
 def _getter(field: int | str) -> Callable[[Any], Any]:
-    """Field access: index for tuples/lists, key for dicts, attribute for objects."""
+    """Field access: index for tuples/lists, key for dicts, attribute for objects.
+
+    Position 0 of an atomic value (a number, a string) is the value itself, as in Flink.
+    """
     if isinstance(field, int):
-        return operator.itemgetter(field)
+        index = operator.itemgetter(field)
+        if field != 0:
+            return index
+
+        def get_first(record: Any) -> Any:
+            return index(record) if isinstance(record, tuple | list | dict) else record
+
+        return get_first
     item = operator.itemgetter(field)
     attr = operator.attrgetter(field)
 
@@ -355,6 +368,8 @@ def _setter(field: int | str) -> Callable[[Any, Any], Any]:
     """A copy of ``record`` with ``field`` replaced (records are never mutated in place)."""
 
     def put(record: Any, value: Any) -> Any:
+        if field == 0 and not isinstance(record, tuple | list | dict):
+            return value
         if isinstance(record, tuple):
             assert isinstance(field, int)
             fields = getattr(record, "_fields", None)

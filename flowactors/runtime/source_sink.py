@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowactors.runtime.operators import SideOutputs, StreamOperator, Timestamps, Values
+from flowactors.runtime.operators import (
+    OperatorFailure,
+    SideOutputs,
+    StreamOperator,
+    Timestamps,
+    Values,
+)
 from flowactors.spi import (
     InputStatus,
     Sink,
@@ -58,6 +64,8 @@ class SourceOperator(StreamOperator):
         assert self.reader is not None
         try:
             status = await self.reader.poll_next(self)
+        except OperatorFailure:
+            raise  # raised further down the chain, already attributed
         except Exception as exc:
             raise self.failure(exc) from exc
         await self.side.flush(self)

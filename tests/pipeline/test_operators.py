@@ -321,12 +321,23 @@ async def test_broadcast_and_global(env: StreamExecutionEnvironment) -> None:
     assert multiset(out) == multiset([(s, v) for s in range(p) for v in range(5)])
 
     env2 = StreamExecutionEnvironment(parallelism=p)
-    out2 = await env2.from_generator(lambda i: i, count=50).global_().map(WhoAmI()).execute_and_collect()
+    out2 = (
+        await env2.from_generator(lambda i: i, count=50)
+        .global_()
+        .map(WhoAmI())
+        .execute_and_collect()
+    )
     assert sorted(out2) == [(0, v) for v in range(50)]
 
 
 async def test_empty_input(env: StreamExecutionEnvironment) -> None:
-    out = await env.from_collection([]).map(lambda x: x).key_by(lambda x: x).sum(0).execute_and_collect()
+    out = (
+        await env.from_collection([])
+        .map(lambda x: x)
+        .key_by(lambda x: x)
+        .sum(0)
+        .execute_and_collect()
+    )
     assert out == []
 
 

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import pytest
 
@@ -44,7 +44,7 @@ def test_key_groups_are_identical_across_hash_seeds() -> None:
 
 
 def test_equal_keys_get_equal_groups() -> None:
-    class Color(str, Enum):
+    class Color(StrEnum):
         RED = "red"
 
     assert key_bytes(1) == key_bytes(1.0) == key_bytes(True)
@@ -71,7 +71,9 @@ def test_unhashable_key_is_rejected() -> None:
     ("max_parallelism", "parallelism"),
     [(m, p) for m in (1, 7, 128, 1000) for p in (1, 2, 3, 4, 7) if p <= m],
 )
-def test_key_group_ranges_partition_and_match_routing(max_parallelism: int, parallelism: int) -> None:
+def test_key_group_ranges_partition_and_match_routing(
+    max_parallelism: int, parallelism: int
+) -> None:
     owned: list[int] = []
     for index in range(parallelism):
         groups = key_group_range(max_parallelism, parallelism, index)
