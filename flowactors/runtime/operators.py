@@ -217,17 +217,34 @@ class MapOperator(UserFunctionOperator):
 class FilterOperator(UserFunctionOperator):
     method_name = "filter"
 
+    def __init__(self, fn: Any) -> None:
+        super().__init__(fn)
+        # Until a batch has shown that the function returns plain values (not
+        # awaitables), results are checked; afterwards the C-level filter() is used.
+        self.checked = self.is_async
+
     async def process_batch(
         self, values: Values, timestamps: Timestamps, keys: Values | None = None
     ) -> None:
+        if timestamps is None and self.checked and not self.is_async:
+            try:
+                kept = list(filter(self.call, values))
+            except Exception as exc:
+                raise self.failure(exc) from exc
+            if kept:
+                await self.output.emit(kept, None)
+            return
         try:
             if self.is_async:
                 fn = self.call
                 mask = [await fn(v) for v in values]
             else:
                 mask = list(map(self.call, values))
-                if mask and inspect.isawaitable(mask[0]):
-                    mask = [await r for r in mask]
+                if mask:
+                    if inspect.isawaitable(mask[0]):
+                        mask = [await r for r in mask]
+                        self.is_async = True  # a sync callable returning awaitables
+                    self.checked = True
         except Exception as exc:
             raise self.failure(exc) from exc
         kept = list(compress(values, mask))
@@ -420,18 +437,31 @@ class KeyedReduceOperator(StreamOperator):
     async def process_batch(
         self, values: Values, timestamps: Timestamps, keys: Values | None = None
     ) -> None:
-        try:
-            if keys is None:
-                keys = list(map(self.key_selector, values))
-        except Exception as exc:
-            raise self.failure(exc) from exc
         state = self.state
         get = state.get
         fn = self.call
         out: list[Any] = []
         append = out.append
         try:
-            if self.is_async:
+            if keys is None:  # chained behind its input: compute keys here
+                key_of = self.key_selector
+                if self.is_async:
+                    for v in values:
+                        k = key_of(v)
+                        acc = get(k, _MISSING)
+                        if acc is not _MISSING:
+                            v = await fn(acc, v)
+                        state[k] = v
+                        append(v)
+                else:
+                    for v in values:
+                        k = key_of(v)
+                        acc = get(k, _MISSING)
+                        if acc is not _MISSING:
+                            v = fn(acc, v)
+                        state[k] = v
+                        append(v)
+            elif self.is_async:
                 for k, v in zip(keys, values):
                     acc = get(k, _MISSING)
                     if acc is not _MISSING:
@@ -446,8 +476,9 @@ class KeyedReduceOperator(StreamOperator):
                     state[k] = v
                     append(v)
         except TypeError as exc:
+            all_keys = keys if keys is not None else list(map(self.key_selector, values))
             try:
-                check_keys(keys, self.key_selector, self.ctx.operator_name)
+                check_keys(all_keys, self.key_selector, self.ctx.operator_name)
             except InvalidKeyError as key_error:
                 raise self.failure(key_error) from exc
             raise self.failure(exc) from exc

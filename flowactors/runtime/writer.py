@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import compress, repeat
+from itertools import repeat
 from typing import Any
 
 from flowactors.errors import InvalidKeyError
@@ -129,24 +129,36 @@ class RecordWriter:
                 raise OperatorFailure(self._operator_name, key_error) from exc
             raise OperatorFailure(self._operator_name, exc) from exc
         n = self._n
+        key_bufs = self._keys
         if n == 1:
             self._append(0, values, timestamps)
-            self._keys[0].extend(keys)
+            key_bufs[0].extend(keys)
         else:
-            for target in range(n):
-                mask = list(map(target.__eq__, targets))
-                buf = self._values[target]
-                ts_buf = self._timestamps[target]
-                before = len(buf)
-                if timestamps is not None and ts_buf is None:
-                    ts_buf = self._timestamps[target] = [None] * before
-                buf.extend(compress(values, mask))
-                self._keys[target].extend(compress(keys, mask))
-                if timestamps is not None:
-                    assert ts_buf is not None
-                    ts_buf.extend(compress(timestamps, mask))
-                elif ts_buf is not None:
-                    ts_buf.extend(repeat(None, len(buf) - before))
+            # One pass, one append per record and buffer: cheaper than a mask per target.
+            value_bufs = self._values
+            if timestamps is None:
+                for t in range(n):
+                    ts_buf = self._timestamps[t]
+                    if ts_buf is not None:  # earlier records of this buffer had timestamps
+                        ts_buf.extend(repeat(None, targets.count(t)))
+                add_value = [b.append for b in value_bufs]
+                add_key = [b.append for b in key_bufs]
+                for v, k, t in zip(values, keys, targets):
+                    add_value[t](v)
+                    add_key[t](k)
+            else:
+                ts_bufs = self._timestamps
+                for t in range(n):
+                    if ts_bufs[t] is None:
+                        ts_bufs[t] = [None] * len(value_bufs[t])
+                tb: list[list[int | None]] = ts_bufs  # type: ignore[assignment]
+                add_value = [b.append for b in value_bufs]
+                add_key = [b.append for b in key_bufs]
+                add_ts = [b.append for b in tb]
+                for v, k, ts, t in zip(values, keys, timestamps, targets):
+                    add_value[t](v)
+                    add_key[t](k)
+                    add_ts[t](ts)
         await self._send_full()
 
     def _append(self, target: int, values: list[Any], timestamps: list[int | None] | None) -> None:
