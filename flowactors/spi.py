@@ -74,8 +74,14 @@ class ReaderOutput(Protocol[T]):
     """What a reader emits into."""
 
     async def collect_batch(
-        self, values: list[T], timestamps: list[int | None] | None = None
-    ) -> None: ...
+        self,
+        values: list[T],
+        timestamps: list[int | None] | None = None,
+        split_id: Any = None,
+    ) -> None:
+        """Emit records of one split (``split_id``: e.g. a partition). Watermarks are
+        generated per split and combined by minimum."""
+        ...
 
     def emit_side_output(self, tag: Any, value: Any) -> None:
         """Send a value (e.g. a malformed record) to a side output of the source."""

@@ -19,23 +19,32 @@ import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from flowactors.api.functions import Function
 from flowactors.api.sinks import CollectSink, PrintSink, StreamSink, TextFileSink
+from flowactors.api.windowed import AllWindowedStream, WindowedStream, all_windowed, windowed
 from flowactors.errors import InvalidGraphError
 from flowactors.runtime.async_io import AsyncMapOperator
 from flowactors.runtime.graph import Input, Transformation
+from flowactors.runtime.keyed import (
+    KeyedFunctionOperator,
+    KeyedProcessOperator,
+    KeyedReduceOperator,
+)
 from flowactors.runtime.mailbox import CONTROL, Mailbox
 from flowactors.runtime.operators import (
     FilterOperator,
     FlatMapOperator,
-    KeyedReduceOperator,
     MapOperator,
     ProcessOperator,
     StreamOperator,
     is_async_callable,
 )
 from flowactors.runtime.source_sink import SinkOperator
+from flowactors.runtime.watermark_ops import TimestampsAndWatermarksOperator
 from flowactors.runtime.writer import Partitioning, PartitionSpec
 from flowactors.spi import Sink
+from flowactors.time.watermarks import WatermarkStrategy
+from flowactors.windows.assigners import WindowAssigner
 
 if TYPE_CHECKING:
     from flowactors.api.environment import StreamExecutionEnvironment
@@ -166,6 +175,22 @@ class DataStream(Generic[T]):
             raise InvalidGraphError(f"map_async capacity must be >= 1, got {capacity}")
         make = _per_subtask(fn)
         return self._then("AsyncMap", lambda: AsyncMapOperator(make(), capacity, ordered, timeout))
+
+    def assign_timestamps_and_watermarks(self, strategy: WatermarkStrategy[T]) -> DataStream[T]:
+        """Give records event timestamps and generate watermarks with ``strategy``.
+
+        Watermarks that arrive from upstream are replaced by the ones generated
+        here (except the final one at the end of input). Prefer passing the
+        strategy to ``from_source`` where possible: there, watermarks are
+        generated per source split.
+        """
+        return self._then(
+            "Timestamps/Watermarks", lambda: TimestampsAndWatermarksOperator(strategy)
+        )
+
+    def window_all(self, assigner: WindowAssigner) -> AllWindowedStream[T]:
+        """Windows over the whole stream (runs as one subtask, like Flink's windowAll)."""
+        return all_windowed(self._env, self._inputs, assigner)
 
     def key_by(self, key_selector: Callable[[T], K]) -> KeyedStream[K, T]:
         """Partition by key: records with equal keys go to the same subtask, in order."""
@@ -300,6 +325,39 @@ class KeyedStream(DataStream[T], Generic[K, T]):
     ) -> None:
         super().__init__(env, inputs)
         self.key_selector = key_selector
+
+    def process(self, fn: Any) -> DataStream[Any]:
+        """``KeyedProcessFunction``: per record with keyed state, timers and side outputs."""
+        make = _per_subtask(fn)
+        key = self.key_selector
+        return self._then("KeyedProcess", lambda: KeyedProcessOperator(make(), key))
+
+    def map(self, fn: Any) -> DataStream[Any]:
+        """As ``DataStream.map``; a ``MapFunction`` may use keyed state of the current key."""
+        if not isinstance(fn, Function):
+            return super().map(fn)
+        return self._keyed_function("map", "Map", fn)
+
+    def flat_map(self, fn: Any) -> DataStream[Any]:
+        """As ``DataStream.flat_map``; a ``FlatMapFunction`` may use keyed state."""
+        if not isinstance(fn, Function):
+            return super().flat_map(fn)
+        return self._keyed_function("flat_map", "FlatMap", fn)
+
+    def filter(self, fn: Any) -> DataStream[T]:
+        """As ``DataStream.filter``; a ``FilterFunction`` may use keyed state."""
+        if not isinstance(fn, Function):
+            return super().filter(fn)
+        return self._keyed_function("filter", "Filter", fn)
+
+    def _keyed_function(self, kind: str, name: str, fn: Any) -> DataStream[Any]:
+        make = _per_subtask(fn)
+        key = self.key_selector
+        return self._then(name, lambda: KeyedFunctionOperator(kind, make(), key))
+
+    def window(self, assigner: WindowAssigner) -> WindowedStream[K, T]:
+        """Cut each key's records into windows (tumbling, sliding, session, global)."""
+        return windowed(self._env, self._inputs, self.key_selector, assigner)
 
     def reduce(self, fn: Callable[[T, T], T] | Any) -> DataStream[T]:
         """Running reduce per key: emits ``fn(previous_result, record)`` for every record."""

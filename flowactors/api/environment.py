@@ -26,6 +26,7 @@ from flowactors.runtime.graph import Input, Transformation, build_plan
 from flowactors.runtime.keygroups import DEFAULT_MAX_PARALLELISM
 from flowactors.runtime.source_sink import SourceOperator
 from flowactors.spi import Source
+from flowactors.time.watermarks import WatermarkStrategy
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -116,11 +117,23 @@ class StreamExecutionEnvironment:
 
     # -- sources -----------------------------------------------------------
 
-    def from_source(self, source: Source[T], name: str = "Source") -> DataStream[T]:
-        """Read from any :class:`~flowactors.spi.Source` (connectors use this)."""
+    def from_source(
+        self,
+        source: Source[T],
+        watermark_strategy: WatermarkStrategy[T] | None = None,
+        name: str = "Source",
+    ) -> DataStream[T]:
+        """Read from any :class:`~flowactors.spi.Source` (connectors use this).
+
+        With a ``watermark_strategy``, timestamps are assigned and watermarks
+        generated per source split (e.g. per Kafka partition) and combined by
+        minimum, idle splits excluded.
+        """
+        if isinstance(watermark_strategy, str):  # from_source(source, "name") reads naturally
+            name, watermark_strategy = watermark_strategy, None
         t = Transformation(
             name,
-            lambda: SourceOperator(source),
+            lambda: SourceOperator(source, watermark_strategy),
             max_parallelism=source.max_parallelism,
             is_source=True,
         )
@@ -130,7 +143,7 @@ class StreamExecutionEnvironment:
         self, elements: Iterable[T], name: str = "Collection Source"
     ) -> DataStream[T]:
         """The elements of ``elements``, in order (a non-parallel source)."""
-        return self.from_source(CollectionSource(elements), name)
+        return self.from_source(CollectionSource(elements), name=name)
 
     def from_generator(
         self,
@@ -141,13 +154,13 @@ class StreamExecutionEnvironment:
     ) -> DataStream[T]:
         """``fn(i)`` for ``i`` in ``range(count)`` (endless when ``count`` is None),
         at most ``rate`` records per second when given. Parallel."""
-        return self.from_source(GeneratorSource(fn, count, rate), name)
+        return self.from_source(GeneratorSource(fn, count, rate), name=name)
 
     def read_text_file(
         self, path: str | os.PathLike[str], encoding: str = "utf-8"
     ) -> DataStream[str]:
         """Lines of a file (or of all files in a directory), without line endings."""
-        return self.from_source(TextFileSource(path, encoding), f"Text File {path}")
+        return self.from_source(TextFileSource(path, encoding), name=f"Text File {path}")
 
     def read_json_lines(
         self, path: str | os.PathLike[str], bad_lines: Any = None
@@ -155,7 +168,7 @@ class StreamExecutionEnvironment:
         """One JSON value per line. A malformed line fails the job naming file and line,
         unless ``bad_lines`` is an ``OutputTag``: then it goes to that side output
         as a ``MalformedRecord`` (read it with ``get_side_output(bad_lines)``)."""
-        return self.from_source(JsonLinesSource(path, bad_lines), f"JSON Lines {path}")
+        return self.from_source(JsonLinesSource(path, bad_lines), name=f"JSON Lines {path}")
 
     # -- running -----------------------------------------------------------
 

@@ -18,6 +18,9 @@ from flowactors.runtime.context import RuntimeContext
 
 IN = TypeVar("IN")
 OUT = TypeVar("OUT")
+K = TypeVar("K")
+ACC = TypeVar("ACC")
+IN2 = TypeVar("IN2")
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
 
@@ -90,7 +93,122 @@ class ProcessFunction(Function, ABC, Generic[IN, OUT]):
     def process_element(self, value: IN, ctx: Any, out: Collector[OUT]) -> Any: ...
 
 
+class KeyedProcessFunction(Function, ABC, Generic[K, IN, OUT]):
+    """Per record of a keyed stream, with keyed state and timers.
+
+    ``ctx.timer_service().register_event_time_timer(ts)`` schedules
+    ``on_timer(ts, ctx, out)`` for the current key; ``ctx.get_current_key()``,
+    ``ctx.timestamp()``, ``ctx.output(tag, value)`` and, in ``on_timer``,
+    ``ctx.time_domain()`` are available.
+    """
+
+    @abstractmethod
+    def process_element(self, value: IN, ctx: Any, out: Collector[OUT]) -> Any: ...
+
+    def on_timer(self, timestamp: int, ctx: Any, out: Collector[OUT]) -> Any:
+        """A timer registered for the current key fired (may be ``async def``)."""
+
+
+class AggregateFunction(Function, ABC, Generic[IN, ACC, OUT]):
+    """Incremental aggregation: ``add`` folds an element into an accumulator."""
+
+    @abstractmethod
+    def create_accumulator(self) -> ACC: ...
+
+    @abstractmethod
+    def add(self, value: IN, accumulator: ACC) -> ACC: ...
+
+    @abstractmethod
+    def get_result(self, accumulator: ACC) -> OUT: ...
+
+    def merge(self, a: ACC, b: ACC) -> ACC:
+        """Combine two accumulators (needed by session windows)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement merge()")
+
+
+class ProcessWindowFunction(Function, ABC, Generic[IN, OUT, K]):
+    """All of a window's elements (or its pre-aggregated result) at once.
+
+    ``context.window``, ``context.current_watermark()``,
+    ``context.window_state()`` (state of this key and window),
+    ``context.global_state()`` (state of this key), ``context.output(tag, v)``.
+    """
+
+    @abstractmethod
+    def process(self, key: K, context: Any, elements: Iterable[IN], out: Collector[OUT]) -> Any: ...
+
+    def clear(self, context: Any) -> Any:
+        """The window is being dropped: clear what ``window_state()`` holds."""
+
+
+class ProcessAllWindowFunction(Function, ABC, Generic[IN, OUT]):
+    """``ProcessWindowFunction`` for ``window_all`` (there is no key)."""
+
+    @abstractmethod
+    def process(self, context: Any, elements: Iterable[IN], out: Collector[OUT]) -> Any: ...
+
+    def clear(self, context: Any) -> Any:
+        """The window is being dropped."""
+
+
+class CoMapFunction(Function, ABC, Generic[IN, IN2, OUT]):
+    @abstractmethod
+    def map1(self, value: IN) -> OUT: ...
+
+    @abstractmethod
+    def map2(self, value: IN2) -> OUT: ...
+
+
+class CoFlatMapFunction(Function, ABC, Generic[IN, IN2, OUT]):
+    """Two inputs, one output; on connected keyed streams it may use keyed state."""
+
+    @abstractmethod
+    def flat_map1(self, value: IN, out: Collector[OUT]) -> Any: ...
+
+    @abstractmethod
+    def flat_map2(self, value: IN2, out: Collector[OUT]) -> Any: ...
+
+
+class CoProcessFunction(Function, ABC, Generic[IN, IN2, OUT]):
+    """Two inputs with a context (``ctx.timestamp()``, ``ctx.output``)."""
+
+    @abstractmethod
+    def process_element1(self, value: IN, ctx: Any, out: Collector[OUT]) -> Any: ...
+
+    @abstractmethod
+    def process_element2(self, value: IN2, ctx: Any, out: Collector[OUT]) -> Any: ...
+
+
+class KeyedCoProcessFunction(Function, ABC, Generic[K, IN, IN2, OUT]):
+    """Two keyed inputs with keyed state and timers (as ``KeyedProcessFunction``)."""
+
+    @abstractmethod
+    def process_element1(self, value: IN, ctx: Any, out: Collector[OUT]) -> Any: ...
+
+    @abstractmethod
+    def process_element2(self, value: IN2, ctx: Any, out: Collector[OUT]) -> Any: ...
+
+    def on_timer(self, timestamp: int, ctx: Any, out: Collector[OUT]) -> Any:
+        """A timer registered for the current key fired."""
+
+
+class ProcessJoinFunction(Function, ABC, Generic[IN, IN2, OUT]):
+    """Called for every pair of an interval join: ``ctx.left_timestamp()`` etc."""
+
+    @abstractmethod
+    def process_element(self, left: IN, right: IN2, ctx: Any, out: Collector[OUT]) -> Any: ...
+
+
 __all__ = [
+    "ProcessWindowFunction",
+    "ProcessJoinFunction",
+    "ProcessAllWindowFunction",
+    "KeyedCoProcessFunction",
+    "CoProcessFunction",
+    "CoMapFunction",
+    "CoFlatMapFunction",
+    "AggregateFunction",
+    "KeyedProcessFunction",
     "Collector",
     "FilterFunction",
     "FlatMapFunction",

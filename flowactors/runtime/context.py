@@ -9,12 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowactors.errors import FlowactorsError
+from flowactors.state.backend import (
+    AggregatingState,
+    ListState,
+    MapState,
+    ReducingState,
+    ValueState,
+)
+from flowactors.state.descriptors import (
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    ValueStateDescriptor,
+)
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from flowactors.runtime.config import ExecutionConfig
+    from flowactors.time.clock import ProcessingTimeService
 
 
 class Counter:
@@ -80,7 +97,11 @@ class OperatorContext:
     config: ExecutionConfig
     #: Posts a message to the owning task's control lane.
     post_control: Callable[[Any], None]
+    #: The processing-time clock and timer scheduler of the owning task.
+    processing_time: ProcessingTimeService
     metric_group: MetricGroup = field(default_factory=MetricGroup)
+    #: The keyed state backend of a keyed operator (``None`` elsewhere).
+    keyed_backend: Any = None
 
 
 class RuntimeContext:
@@ -111,14 +132,29 @@ class RuntimeContext:
     def get_metric_group(self) -> MetricGroup:
         return self._op_ctx.metric_group
 
-    def _no_keyed_state(self, *_: Any) -> Any:
-        raise FlowactorsError(
-            f"keyed state is only available on a keyed stream (after key_by); "
-            f"operator {self._op_ctx.operator_name!r} is not keyed"
-        )
+    def _backend(self) -> Any:
+        backend = self._op_ctx.keyed_backend
+        if backend is None:
+            raise FlowactorsError(
+                f"keyed state is only available on a keyed stream (after key_by); "
+                f"operator {self._op_ctx.operator_name!r} is not keyed"
+            )
+        return backend
 
-    get_state = _no_keyed_state
-    get_list_state = _no_keyed_state
-    get_map_state = _no_keyed_state
-    get_reducing_state = _no_keyed_state
-    get_aggregating_state = _no_keyed_state
+    def get_state(self, descriptor: ValueStateDescriptor[T]) -> ValueState[T]:
+        """Value state of the current key."""
+        return self._backend().get_state(descriptor)  # type: ignore[no-any-return]
+
+    def get_list_state(self, descriptor: ListStateDescriptor[T]) -> ListState[T]:
+        return self._backend().get_state(descriptor)  # type: ignore[no-any-return]
+
+    def get_map_state(self, descriptor: MapStateDescriptor[Any]) -> MapState[Any, Any]:
+        return self._backend().get_state(descriptor)  # type: ignore[no-any-return]
+
+    def get_reducing_state(self, descriptor: ReducingStateDescriptor[T]) -> ReducingState[T]:
+        return self._backend().get_state(descriptor)  # type: ignore[no-any-return]
+
+    def get_aggregating_state(
+        self, descriptor: AggregatingStateDescriptor[Any]
+    ) -> AggregatingState[Any]:
+        return self._backend().get_state(descriptor)  # type: ignore[no-any-return]

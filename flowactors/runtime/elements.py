@@ -13,10 +13,17 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-#: Timestamp of the watermark that ends event time (Flink's ``Long.MAX_VALUE``).
-MAX_WATERMARK: Final = 2**63 - 1
-#: Watermark before any has been seen (Flink's ``Long.MIN_VALUE``).
-MIN_WATERMARK: Final = -(2**63)
+from flowactors.time import MAX_WATERMARK, MIN_WATERMARK
+
+__all__ = [
+    "END_OF_INPUT",
+    "MAX_WATERMARK",
+    "MIN_WATERMARK",
+    "Batch",
+    "EndOfInput",
+    "Watermark",
+    "WatermarkStatus",
+]
 
 
 class Batch:

@@ -23,6 +23,7 @@ from flowactors.runtime.mailbox import Mailbox
 from flowactors.runtime.operators import StreamOperator
 from flowactors.runtime.task import BatchHandler, StreamTask, TaskFailure
 from flowactors.runtime.writer import Channel, Partitioning, PartitionSpec, RecordWriter
+from flowactors.time.clock import SystemProcessingTimeService
 
 log = logging.getLogger("flowactors.runtime")
 
@@ -111,7 +112,8 @@ class JobExecution:
             for s in range(chain.parallelism):
                 ops: list[StreamOperator] = []
                 mailbox = Mailbox(num_channels[chain.head], config.mailbox_capacity)
-                task = StreamTask(f"{chain.name}", s, ops, mailbox, config)
+                task = StreamTask(chain.name, s, ops, mailbox, config)
+                task.processing_time = SystemProcessingTimeService(task.post_control)
                 for t in chain.members:
                     op = t.factory()
                     op.setup(
@@ -124,6 +126,7 @@ class JobExecution:
                             max_parallelism=self.max_parallelism,
                             config=config,
                             post_control=task.post_control,
+                            processing_time=task.processing_time,
                         )
                     )
                     ops.append(op)

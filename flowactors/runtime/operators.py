@@ -18,9 +18,7 @@ from collections.abc import Awaitable, Callable
 from itertools import compress
 from typing import TYPE_CHECKING, Any
 
-from flowactors.errors import InvalidKeyError
 from flowactors.runtime.context import OperatorContext, RuntimeContext
-from flowactors.runtime.keygroups import check_keys
 
 if TYPE_CHECKING:
     from flowactors.runtime.writer import RecordWriter
@@ -415,73 +413,3 @@ class ProcessOperator(UserFunctionOperator):
         if result:
             await self.output.emit(result, result_ts)
         await self.side.flush(self)
-
-
-_MISSING: Any = object()
-
-
-class KeyedReduceOperator(StreamOperator):
-    """Running ``reduce`` per key: emits the new aggregate for every record."""
-
-    keyed = True
-
-    def __init__(self, reduce_fn: Any, key_selector: Callable[[Any], Any]) -> None:
-        super().__init__()
-        self.fn = reduce_fn
-        self.call = user_method(reduce_fn, "reduce")
-        self.is_async = is_async_callable(self.call)
-        self.key_selector = key_selector
-        #: key -> current aggregate
-        self.state: dict[Any, Any] = {}
-
-    async def process_batch(
-        self, values: Values, timestamps: Timestamps, keys: Values | None = None
-    ) -> None:
-        state = self.state
-        get = state.get
-        fn = self.call
-        out: list[Any] = []
-        append = out.append
-        try:
-            if keys is None:  # chained behind its input: compute keys here
-                key_of = self.key_selector
-                if self.is_async:
-                    for v in values:
-                        k = key_of(v)
-                        acc = get(k, _MISSING)
-                        if acc is not _MISSING:
-                            v = await fn(acc, v)
-                        state[k] = v
-                        append(v)
-                else:
-                    for v in values:
-                        k = key_of(v)
-                        acc = get(k, _MISSING)
-                        if acc is not _MISSING:
-                            v = fn(acc, v)
-                        state[k] = v
-                        append(v)
-            elif self.is_async:
-                for k, v in zip(keys, values):
-                    acc = get(k, _MISSING)
-                    if acc is not _MISSING:
-                        v = await fn(acc, v)
-                    state[k] = v
-                    append(v)
-            else:
-                for k, v in zip(keys, values):
-                    acc = get(k, _MISSING)
-                    if acc is not _MISSING:
-                        v = fn(acc, v)
-                    state[k] = v
-                    append(v)
-        except TypeError as exc:
-            all_keys = keys if keys is not None else list(map(self.key_selector, values))
-            try:
-                check_keys(all_keys, self.key_selector, self.ctx.operator_name)
-            except InvalidKeyError as key_error:
-                raise self.failure(key_error) from exc
-            raise self.failure(exc) from exc
-        except Exception as exc:
-            raise self.failure(exc) from exc
-        await self.output.emit(out, timestamps)

@@ -11,6 +11,7 @@ from flowactors.runtime.operators import (
     Timestamps,
     Values,
 )
+from flowactors.runtime.watermark_ops import SplitWatermarks, emit_progress
 from flowactors.spi import (
     InputStatus,
     Sink,
@@ -20,20 +21,34 @@ from flowactors.spi import (
     SourceReader,
     SourceReaderContext,
 )
+from flowactors.time.watermarks import WatermarkStrategy
 
 
 class SourceOperator(StreamOperator):
-    """Head of a source task: polls its reader and pushes batches down the chain."""
+    """Head of a source task: polls its reader and pushes batches down the chain.
 
-    def __init__(self, source: Source[Any]) -> None:
+    With a watermark strategy it assigns timestamps and generates watermarks
+    per split (see :mod:`flowactors.runtime.watermark_ops`).
+    """
+
+    def __init__(self, source: Source[Any], strategy: WatermarkStrategy[Any] | None = None) -> None:
         super().__init__()
         self.source = source
+        self.strategy = strategy
         self.reader: SourceReader[Any] | None = None
         self.records_out = 0
+        self.tracker: SplitWatermarks | None = None
+
+    @property
+    def periodic_interval_ms(self) -> int:
+        """How often the task should call :meth:`on_periodic` (0: never)."""
+        return self.ctx.config.auto_watermark_interval_ms if self.tracker is not None else 0
 
     async def open(self) -> None:
         ctx = self.ctx
         self.side = SideOutputs()
+        if self.strategy is not None:
+            self.tracker = SplitWatermarks(self.strategy, ctx.processing_time.now)
         try:
             self.reader = self.source.create_reader(
                 SourceReaderContext(
@@ -50,13 +65,30 @@ class SourceOperator(StreamOperator):
 
     # ReaderOutput -----------------------------------------------------------
 
-    async def collect_batch(self, values: Values, timestamps: Timestamps = None) -> None:
+    async def collect_batch(
+        self, values: Values, timestamps: Timestamps = None, split_id: Any = None
+    ) -> None:
+        tracker = self.tracker
+        if tracker is not None:
+            try:
+                timestamps = tracker.assign(values, timestamps)
+                tracker.on_batch(split_id, values, timestamps)
+            except Exception as exc:
+                raise self.failure(exc) from exc
         if values:
             self.records_out += len(values)
             await self.output.emit(values, timestamps)
+        if tracker is not None:
+            await emit_progress(self, tracker)
 
     def emit_side_output(self, tag: Any, value: Any) -> None:
         self.side.add(tag, value, None)
+
+    async def on_periodic(self) -> None:
+        """Ask every split's generator for a watermark and pass on what advanced."""
+        if self.tracker is not None:
+            self.tracker.on_periodic()
+            await emit_progress(self, self.tracker)
 
     # driven by the task -----------------------------------------------------
 

@@ -34,6 +34,7 @@ from flowactors.runtime.operators import OperatorFailure, StreamOperator, Timest
 from flowactors.runtime.source_sink import SourceOperator
 from flowactors.runtime.writer import RecordWriter
 from flowactors.spi import InputStatus
+from flowactors.time.clock import ProcessingTimeService
 
 BatchHandler = Callable[[Values, Timestamps, Values | None], Awaitable[None]]
 ControlMessage = Callable[[], Awaitable[None]]
@@ -75,6 +76,7 @@ class StreamTask:
         self.started_at = 0.0
         self.ended_at: float | None = None
         self.input_watermark = MIN_WATERMARK
+        self.processing_time: ProcessingTimeService
 
     @property
     def head(self) -> StreamOperator:
@@ -115,6 +117,7 @@ class StreamTask:
             raise self._attribute(exc) from exc
         finally:
             self.ended_at = loop.time()
+            self.processing_time.shutdown()
             await self._close(opened, failed)
 
     async def _close(self, opened: list[StreamOperator], failed: bool) -> None:
@@ -139,6 +142,8 @@ class StreamTask:
         mailbox = self.mailbox
         timeout = self.config.buffer_timeout_ms / 1000.0
         next_flush = loop.time() + timeout
+        periodic = head.periodic_interval_ms / 1000.0
+        next_periodic = loop.time() + periodic if periodic else float("inf")
         more = InputStatus.MORE_AVAILABLE
         end = InputStatus.END_OF_INPUT
         while True:
@@ -147,16 +152,21 @@ class StreamTask:
                 await control()
                 control = mailbox.poll_control()
             status = await head.poll_next()
+            now = loop.time()
+            if now >= next_periodic:
+                await head.on_periodic()
+                next_periodic = now + periodic
             if status is more:
-                if self.writers and loop.time() >= next_flush:
+                if self.writers and now >= next_flush:
                     await self.flush_outputs()
-                    next_flush = loop.time() + timeout
+                    next_flush = now + timeout
                 continue
             if status is end:
                 break
             await self.flush_outputs()
             next_flush = loop.time() + timeout
-            await _first_of(head.is_available(), mailbox.wait_control())
+            wait = next_periodic - loop.time()
+            await _first_of(head.is_available(), mailbox.wait_control(), timeout=max(0.0, wait))
         # A finished source ends event time: every pending timer and window fires.
         await head.process_watermark(MAX_WATERMARK)
 
@@ -234,11 +244,16 @@ class StreamTask:
         return sum(w.records_out for w in self.writers)
 
 
-async def _first_of(*awaitables: Awaitable[Any]) -> None:
-    """Wait until the first of ``awaitables`` completes; cancel the rest (re-raise its error)."""
+async def _first_of(*awaitables: Awaitable[Any], timeout: float = float("inf")) -> None:
+    """Wait until the first of ``awaitables`` completes or ``timeout`` passes; cancel the
+    rest (re-raising the error of one that failed)."""
     tasks = [asyncio.ensure_future(a) for a in awaitables]
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            tasks,
+            timeout=None if timeout == float("inf") else timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
     finally:
         for t in tasks:
             if not t.done():

@@ -8,15 +8,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
+from flowactors.time import to_millis
+
 T = TypeVar("T")
 ACC = TypeVar("ACC")
-
-
-def to_millis(duration: timedelta | int | float) -> int:
-    """Milliseconds of a ``timedelta`` (or a number that already is milliseconds)."""
-    if isinstance(duration, timedelta):
-        return int(duration.total_seconds() * 1000)
-    return int(duration)
 
 
 class UpdateType(enum.Enum):

@@ -1,0 +1,193 @@
+"""``WindowedStream`` (``key_by(...).window(...)``) and ``AllWindowedStream`` (``window_all``).
+
+>>> import asyncio
+>>> from flowactors import StreamExecutionEnvironment, WatermarkStrategy
+>>> from flowactors.windows import TumblingEventTimeWindows
+>>> env = StreamExecutionEnvironment()
+>>> strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+...     lambda e, ts: e[1])
+>>> clicks = env.from_collection([("a", 1_000), ("b", 2_000), ("a", 61_000)])
+>>> clicks = clicks.assign_timestamps_and_watermarks(strategy)
+>>> per_minute = (clicks.map(lambda e: (e[0], 1)).key_by(lambda e: e[0])
+...               .window(TumblingEventTimeWindows.of(60_000)).sum(1))
+>>> sorted(asyncio.run(per_minute.execute_and_collect()))
+[('a', 1), ('a', 1), ('b', 1)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from flowactors.errors import InvalidGraphError
+from flowactors.runtime.graph import Input, Transformation
+from flowactors.runtime.window_operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
+from flowactors.runtime.writer import Partitioning, PartitionSpec
+from flowactors.time import to_millis
+from flowactors.windows.assigners import WindowAssigner
+from flowactors.windows.triggers import Trigger
+
+if TYPE_CHECKING:
+    from flowactors.api.datastream import DataStream
+    from flowactors.api.environment import StreamExecutionEnvironment
+    from flowactors.api.functions import OutputTag
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+def _no_key(value: Any) -> None:
+    return None
+
+
+class _Windowed(Generic[T]):
+    def __init__(
+        self,
+        env: StreamExecutionEnvironment,
+        inputs: list[Input],
+        key_selector: Callable[[Any], Any],
+        assigner: WindowAssigner,
+        keyed: bool,
+    ) -> None:
+        if not isinstance(assigner, WindowAssigner):
+            raise InvalidGraphError(f"window() needs a WindowAssigner, got {assigner!r}")
+        self._env = env
+        self._inputs = inputs
+        self._key_selector = key_selector
+        self._assigner = assigner
+        self._keyed = keyed
+        self._trigger: Trigger | None = None
+        self._lateness = 0
+        self._late_tag: Any = None
+
+    def trigger(self, trigger: Trigger) -> _Windowed[T]:
+        """Replace the assigner's default trigger."""
+        self._trigger = trigger
+        return self
+
+    def allowed_lateness(self, lateness: timedelta | int) -> _Windowed[T]:
+        """Keep windows this long after their end; late elements fire them again."""
+        ms = to_millis(lateness)
+        if ms < 0:
+            raise InvalidGraphError(f"allowed lateness must be >= 0, got {ms} ms")
+        self._lateness = ms
+        return self
+
+    def side_output_late_data(self, tag: OutputTag[T]) -> _Windowed[T]:
+        """Send elements that arrive after their windows were dropped to ``tag``."""
+        self._late_tag = tag
+        return self
+
+    def _build(self, name: str, kind: str, fn: Any, window_fn: Any) -> DataStream[Any]:
+        from flowactors.api.datastream import DataStream, _per_subtask
+
+        make_fn = _per_subtask(fn)
+        make_window_fn = _per_subtask(window_fn)
+        if self._assigner.merging:
+            trigger = self._trigger or self._assigner.default_trigger()
+            if not trigger.can_merge():
+                raise InvalidGraphError(
+                    f"{type(trigger).__name__} cannot be used with merging (session) windows"
+                )
+            if kind == AGGREGATE and type(fn).merge is _base_merge():
+                raise InvalidGraphError(
+                    "session windows merge accumulators: the AggregateFunction needs merge()"
+                )
+        key, assigner, trigger = self._key_selector, self._assigner, self._trigger
+        lateness, late_tag, keyed = self._lateness, self._late_tag, self._keyed
+        t = Transformation(
+            name,
+            lambda: WindowOperator(
+                key,
+                assigner,
+                trigger,
+                kind,
+                make_fn(),
+                make_window_fn(),
+                lateness,
+                late_tag,
+                keyed,
+            ),
+            list(self._inputs),
+            max_parallelism=None if keyed else 1,
+        )
+        return DataStream(self._env, [Input(t)], t)
+
+    def reduce(self, fn: Callable[[T, T], T] | Any, window_fn: Any = None) -> DataStream[Any]:
+        """Reduce each window incrementally; ``window_fn`` (a ProcessWindowFunction)
+        then gets the one result with the window."""
+        return self._build("Window(Reduce)", REDUCE, fn, window_fn)
+
+    def aggregate(self, fn: Any, window_fn: Any = None) -> DataStream[Any]:
+        """Aggregate each window incrementally with an ``AggregateFunction``."""
+        return self._build("Window(Aggregate)", AGGREGATE, fn, window_fn)
+
+    def process(self, fn: Any) -> DataStream[Any]:
+        """Keep every element; ``fn.process(...)`` sees them all when the window fires."""
+        return self._build("Window(Process)", PROCESS, None, fn)
+
+    def sum(self, field: int | str) -> DataStream[T]:
+        return self._field_reduce("Sum", field, lambda a, b: a + b)
+
+    def min(self, field: int | str) -> DataStream[T]:
+        return self._field_reduce("Min", field, lambda a, b: b if b < a else a)
+
+    def max(self, field: int | str) -> DataStream[T]:
+        return self._field_reduce("Max", field, lambda a, b: b if b > a else a)
+
+    def min_by(self, field: int | str) -> DataStream[T]:
+        from flowactors.api.datastream import _getter
+
+        get = _getter(field)
+        return self.reduce(lambda a, b: b if get(b) < get(a) else a).name("Window(MinBy)")
+
+    def max_by(self, field: int | str) -> DataStream[T]:
+        from flowactors.api.datastream import _getter
+
+        get = _getter(field)
+        return self.reduce(lambda a, b: b if get(b) > get(a) else a).name("Window(MaxBy)")
+
+    def _field_reduce(
+        self, name: str, field: int | str, combine: Callable[[Any, Any], Any]
+    ) -> DataStream[T]:
+        from flowactors.api.datastream import _getter, _setter
+
+        get, put = _getter(field), _setter(field)
+        return self.reduce(lambda a, b: put(a, combine(get(a), get(b)))).name(f"Window({name})")
+
+
+def _base_merge() -> Any:
+    from flowactors.api.functions import AggregateFunction
+
+    return AggregateFunction.merge
+
+
+class WindowedStream(_Windowed[T], Generic[K, T]):
+    """A keyed stream cut into windows per key."""
+
+
+class AllWindowedStream(_Windowed[T]):
+    """The whole stream cut into windows (one subtask; functions get no key)."""
+
+
+def windowed(
+    env: StreamExecutionEnvironment,
+    inputs: list[Input],
+    key_selector: Callable[[Any], Any],
+    assigner: WindowAssigner,
+) -> WindowedStream[Any, Any]:
+    return WindowedStream(env, inputs, key_selector, assigner, keyed=True)
+
+
+def all_windowed(
+    env: StreamExecutionEnvironment, inputs: list[Input], assigner: WindowAssigner
+) -> AllWindowedStream[Any]:
+    spec = PartitionSpec(Partitioning.GLOBAL)
+    return AllWindowedStream(
+        env,
+        [Input(i.upstream, spec, i.tag, i.input_index) for i in inputs],
+        _no_key,
+        assigner,
+        keyed=False,
+    )

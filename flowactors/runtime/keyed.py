@@ -1,0 +1,310 @@
+"""Keyed operators: keyed state, timers, and the operators of ``KeyedStream``.
+
+A keyed operator owns a state backend for the key groups of its subtask and a
+timer service. Before calling user code for a record (or a timer) it sets the
+backend's current key; state handles and ``ctx.timer_service()`` act on that
+key. When its input comes over a hash edge the keys arrive with the batch;
+when it is chained behind its input (parallelism 1) it computes them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from itertools import repeat
+from typing import Any
+
+from flowactors.errors import InvalidKeyError
+from flowactors.runtime.context import OperatorContext
+from flowactors.runtime.keygroups import check_keys, key_group_range
+from flowactors.runtime.operators import (
+    Collector,
+    SideOutputs,
+    StreamOperator,
+    Timestamps,
+    UserFunctionOperator,
+    Values,
+    _collect_results,
+    is_async_callable,
+    user_method,
+)
+from flowactors.runtime.timers import InternalTimerService, TimeDomain, TimerService
+from flowactors.state.backend import HeapKeyedStateBackend
+
+_MISSING: Any = object()
+
+
+class KeyedContext:
+    """The ``ctx`` of keyed process functions (and of ``on_timer``)."""
+
+    __slots__ = ("_domain", "_operator", "_timer_service", "_timestamp")
+
+    def __init__(self, operator: KeyedOperator) -> None:
+        self._operator = operator
+        self._timer_service = TimerService(operator.timers, operator.backend)
+        self._timestamp: int | None = None
+        self._domain: TimeDomain | None = None
+
+    def timestamp(self) -> int | None:
+        """Event time of the current record (or of the firing event-time timer)."""
+        return self._timestamp
+
+    def get_current_key(self) -> Any:
+        return self._operator.backend.current_key
+
+    def timer_service(self) -> TimerService:
+        return self._timer_service
+
+    def current_watermark(self) -> int:
+        return self._operator.timers.current_watermark
+
+    def time_domain(self) -> TimeDomain | None:
+        """In ``on_timer``: which kind of timer fired."""
+        return self._domain
+
+    def output(self, tag: Any, value: Any) -> None:
+        self._operator.side.add(tag, value, self._timestamp)
+
+
+class KeyedOperator(StreamOperator):
+    """Base of operators with keyed state and timers."""
+
+    keyed = True
+
+    def __init__(self, key_selector: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.key_selector = key_selector
+
+    def setup(self, ctx: OperatorContext) -> None:
+        super().setup(ctx)
+        self.backend = HeapKeyedStateBackend(
+            key_group_range(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index),
+            ctx.max_parallelism,
+            ctx.processing_time.now,
+        )
+        ctx.keyed_backend = self.backend
+        self.timers = InternalTimerService(ctx.processing_time, self._on_processing_time)
+        self.side = SideOutputs()
+
+    def keys_of(self, values: Values, keys: Values | None) -> Values:
+        if keys is not None:
+            return keys
+        try:
+            keys = list(map(self.key_selector, values))
+            for k in keys:  # a dict lookup would fail later with a less helpful error
+                hash(k)
+        except TypeError as exc:
+            try:
+                check_keys(keys or [], self.key_selector, self.ctx.operator_name)
+            except InvalidKeyError as key_error:
+                raise self.failure(key_error) from exc
+            raise self.failure(exc) from exc
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        return keys
+
+    async def process_watermark(self, timestamp: int) -> None:
+        backend = self.backend
+        for ts, (key, namespace) in self.timers.due_event_timers(timestamp):
+            backend.current_key = key
+            await self.on_event_time(ts, namespace)
+        await self.flush_timer_output()
+        await super().process_watermark(timestamp)
+
+    async def _on_processing_time(self, now: int) -> None:
+        backend = self.backend
+        for ts, (key, namespace) in self.timers.due_processing_timers(now):
+            backend.current_key = key
+            await self.on_processing_time(ts, namespace)
+        await self.flush_timer_output()
+
+    async def on_event_time(self, timestamp: int, namespace: Any) -> None:
+        """An event-time timer of the current key (and ``namespace``, e.g. a window) fired."""
+
+    async def on_processing_time(self, timestamp: int, namespace: Any) -> None:
+        """A processing-time timer of the current key (and ``namespace``) fired."""
+
+    async def flush_timer_output(self) -> None:
+        """Emit what timers produced (after all due timers fired)."""
+
+    async def close(self) -> None:
+        self.timers.shutdown()
+        await super().close()
+
+
+class KeyedProcessOperator(KeyedOperator, UserFunctionOperator):
+    """``KeyedProcessFunction``: ``process_element(value, ctx, out)`` and ``on_timer``."""
+
+    method_name = "process_element"
+
+    def __init__(self, fn: Any, key_selector: Callable[[Any], Any]) -> None:
+        UserFunctionOperator.__init__(self, fn)
+        self.key_selector = key_selector
+        on_timer = getattr(fn, "on_timer", None)
+        self.on_timer = on_timer if callable(on_timer) else None
+
+    async def open(self) -> None:
+        self.collector = Collector()
+        self.pctx = KeyedContext(self)
+        await super().open()
+
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        keys = self.keys_of(values, keys)
+        fn = self.call
+        out = self.collector
+        ctx = self.pctx
+        backend = self.backend
+        try:
+            for v, t, k in zip(values, timestamps or repeat(None), keys):
+                backend.current_key = k
+                out.timestamp = t
+                ctx._timestamp = t
+                r = fn(v, ctx, out)
+                if r is not None and inspect.isawaitable(r):
+                    await r
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        await self._emit()
+
+    async def _emit(self) -> None:
+        result, result_ts = self.collector.take()
+        if result:
+            await self.output.emit(result, result_ts)
+        await self.side.flush(self)
+
+    async def _fire(self, timestamp: int, domain: TimeDomain) -> None:
+        if self.on_timer is None:
+            return
+        ctx = self.pctx
+        ts = timestamp if domain is TimeDomain.EVENT_TIME else None
+        ctx._timestamp = ts
+        ctx._domain = domain
+        self.collector.timestamp = ts
+        try:
+            r = self.on_timer(timestamp, ctx, self.collector)
+            if r is not None and inspect.isawaitable(r):
+                await r
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        finally:
+            ctx._domain = None
+
+    async def on_event_time(self, timestamp: int, namespace: Any) -> None:
+        await self._fire(timestamp, TimeDomain.EVENT_TIME)
+
+    async def on_processing_time(self, timestamp: int, namespace: Any) -> None:
+        await self._fire(timestamp, TimeDomain.PROCESSING_TIME)
+
+    async def flush_timer_output(self) -> None:
+        await self._emit()
+
+
+class KeyedFunctionOperator(KeyedOperator, UserFunctionOperator):
+    """``map``/``flat_map``/``filter`` of a function class on a keyed stream: keyed state
+    in ``open(ctx)`` works because the current key is set before every call."""
+
+    def __init__(self, kind: str, fn: Any, key_selector: Callable[[Any], Any]) -> None:
+        self.method_name = kind
+        UserFunctionOperator.__init__(self, fn)
+        self.key_selector = key_selector
+        self.kind = kind
+
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        keys = self.keys_of(values, keys)
+        fn = self.call
+        backend = self.backend
+        kind = self.kind
+        out: list[Any] = []
+        out_ts: list[int | None] = []
+        try:
+            for v, t, k in zip(values, timestamps or repeat(None), keys):
+                backend.current_key = k
+                r = fn(v)
+                if inspect.isawaitable(r) or hasattr(r, "__aiter__"):
+                    r = await _collect_results(r) if kind == "flat_map" else await r
+                if kind == "map":
+                    out.append(r)
+                    out_ts.append(t)
+                elif kind == "filter":
+                    if r:
+                        out.append(v)
+                        out_ts.append(t)
+                elif r is not None:
+                    items = list(r)
+                    out.extend(items)
+                    out_ts.extend([t] * len(items))
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        if out:
+            await self.output.emit(out, None if timestamps is None else out_ts)
+
+
+class KeyedReduceOperator(KeyedOperator):
+    """Running ``reduce`` per key: emits the new aggregate for every record."""
+
+    def __init__(self, reduce_fn: Any, key_selector: Callable[[Any], Any]) -> None:
+        super().__init__(key_selector)
+        self.fn = reduce_fn
+        self.call = user_method(reduce_fn, "reduce")
+        self.is_async = is_async_callable(self.call)
+
+    def setup(self, ctx: OperatorContext) -> None:
+        super().setup(ctx)
+        #: key -> current aggregate: the reduce reads and writes the table directly.
+        self.state = self.backend.table("reduce")
+
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        state = self.state
+        get = state.get
+        fn = self.call
+        out: list[Any] = []
+        append = out.append
+        try:
+            if keys is None:  # chained behind its input: compute keys here
+                key_of = self.key_selector
+                if self.is_async:
+                    for v in values:
+                        k = key_of(v)
+                        acc = get(k, _MISSING)
+                        if acc is not _MISSING:
+                            v = await fn(acc, v)
+                        state[k] = v
+                        append(v)
+                else:
+                    for v in values:
+                        k = key_of(v)
+                        acc = get(k, _MISSING)
+                        if acc is not _MISSING:
+                            v = fn(acc, v)
+                        state[k] = v
+                        append(v)
+            elif self.is_async:
+                for k, v in zip(keys, values):
+                    acc = get(k, _MISSING)
+                    if acc is not _MISSING:
+                        v = await fn(acc, v)
+                    state[k] = v
+                    append(v)
+            else:
+                for k, v in zip(keys, values):
+                    acc = get(k, _MISSING)
+                    if acc is not _MISSING:
+                        v = fn(acc, v)
+                    state[k] = v
+                    append(v)
+        except TypeError as exc:
+            all_keys = keys if keys is not None else list(map(self.key_selector, values))
+            try:
+                check_keys(all_keys, self.key_selector, self.ctx.operator_name)
+            except InvalidKeyError as key_error:
+                raise self.failure(key_error) from exc
+            raise self.failure(exc) from exc
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        await self.output.emit(out, timestamps)

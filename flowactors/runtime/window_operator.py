@@ -1,0 +1,487 @@
+"""The window operator: keyed window contents, triggers, lateness, merging sessions.
+
+Window contents live in keyed state keyed by ``(key, window)``: the running
+value for ``reduce``, the accumulator for ``aggregate``, the element list for
+``process``. Triggers decide when a window fires; their timers are keyed
+timers whose namespace is the window. An event-time window is dropped once the
+watermark passes ``max_timestamp + allowed_lateness`` (its cleanup timer);
+elements for windows already dropped are late: they go to the late side
+output, or are counted and dropped.
+
+Merging (session) windows: the windows of a key are kept in a list; a new
+element's window merges with every window it overlaps, their contents (and the
+trigger's count state) are combined into the merged window, and the trigger is
+told ``on_merge``.
+
+Tumbling event-time windows with the default trigger take a fast path that
+does not call the trigger per element: the outcome is known (register the
+window's end timer once; fire at once if the element is late but allowed).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from itertools import repeat
+from typing import Any
+
+from flowactors.runtime.context import OperatorContext
+from flowactors.runtime.keyed import KeyedOperator
+from flowactors.runtime.operators import Collector, Timestamps, Values, is_async_callable
+from flowactors.state.descriptors import StateDescriptor
+from flowactors.time import MAX_WATERMARK
+from flowactors.windows.assigners import TimeWindow, TumblingEventTimeWindows, WindowAssigner
+from flowactors.windows.triggers import EventTimeTrigger, Trigger, TriggerResult
+
+_MISSING: Any = object()
+
+REDUCE = "reduce"
+AGGREGATE = "aggregate"
+PROCESS = "process"
+
+
+class _WindowStore:
+    """``window_state()`` / ``global_state()`` of a ProcessWindowFunction's context."""
+
+    def __init__(self, operator: WindowOperator, namespaced: bool) -> None:
+        self._operator = operator
+        self._namespaced = namespaced
+
+    def _get(self, descriptor: StateDescriptor[Any]) -> Any:
+        handle = self._operator.backend.get_state(descriptor, namespaced=self._namespaced)
+        if self._namespaced:
+            handle.set_namespace(self._operator.window)
+        return handle
+
+    get_state = _get
+    get_list_state = _get
+    get_map_state = _get
+    get_reducing_state = _get
+    get_aggregating_state = _get
+
+
+class WindowContext:
+    """The ``context`` of ``ProcessWindowFunction.process`` and the trigger context."""
+
+    def __init__(self, operator: WindowOperator) -> None:
+        self._operator = operator
+        self._window_state = _WindowStore(operator, namespaced=True)
+        self._global_state = _WindowStore(operator, namespaced=False)
+
+    # ProcessWindowFunction.Context
+    @property
+    def window(self) -> Any:
+        return self._operator.window
+
+    def current_watermark(self) -> int:
+        return self._operator.timers.current_watermark
+
+    def current_processing_time(self) -> int:
+        return self._operator.ctx.processing_time.now()
+
+    def window_state(self) -> _WindowStore:
+        """Keyed state scoped to this key and this window (cleared with ``clear``)."""
+        return self._window_state
+
+    def global_state(self) -> _WindowStore:
+        """Keyed state of this key across all its windows."""
+        return self._global_state
+
+    def output(self, tag: Any, value: Any) -> None:
+        self._operator.side.add(tag, value, self._operator.window.max_timestamp())
+
+    # Trigger context
+    def _timer_key(self) -> tuple[Any, Any]:
+        return (self._operator.backend.current_key, self._operator.window)
+
+    def register_event_time_timer(self, timestamp: int) -> None:
+        self._operator.timers.register_event_time_timer(self._timer_key(), timestamp)
+
+    def delete_event_time_timer(self, timestamp: int) -> None:
+        self._operator.timers.delete_event_time_timer(self._timer_key(), timestamp)
+
+    def register_processing_time_timer(self, timestamp: int) -> None:
+        self._operator.timers.register_processing_time_timer(self._timer_key(), timestamp)
+
+    def delete_processing_time_timer(self, timestamp: int) -> None:
+        self._operator.timers.delete_processing_time_timer(self._timer_key(), timestamp)
+
+    def get_current_watermark(self) -> int:
+        return self._operator.timers.current_watermark
+
+    def get_current_processing_time(self) -> int:
+        return self._operator.ctx.processing_time.now()
+
+    def get_partitioned_state(self, descriptor: StateDescriptor[Any]) -> Any:
+        handle = self._operator.backend.get_state(descriptor, namespaced=True)
+        handle.set_namespace(self._operator.window)
+        self._operator.trigger_states[descriptor.name] = descriptor
+        return handle
+
+
+class WindowOperator(KeyedOperator):
+    def __init__(
+        self,
+        key_selector: Callable[[Any], Any],
+        assigner: WindowAssigner,
+        trigger: Trigger | None,
+        kind: str,
+        fn: Any,
+        window_fn: Any,
+        allowed_lateness_ms: int,
+        late_tag: Any,
+        keyed: bool,
+    ) -> None:
+        super().__init__(key_selector)
+        self.assigner = assigner
+        self.trigger: Trigger = trigger if trigger is not None else assigner.default_trigger()
+        if assigner.merging and not self.trigger.can_merge():
+            raise TypeError(
+                f"{type(self.trigger).__name__} cannot be used with merging (session) windows"
+            )
+        self.kind = kind
+        self.fn = fn
+        self.window_fn = window_fn
+        self.lateness = allowed_lateness_ms
+        self.late_tag = late_tag
+        self.keyed_output = keyed
+        self.window: Any = None
+        self.trigger_states: dict[str, StateDescriptor[Any]] = {}
+        self.late_records_dropped = 0
+        self.fast = (
+            type(assigner) is TumblingEventTimeWindows
+            and type(self.trigger) is EventTimeTrigger
+            and kind in (REDUCE, AGGREGATE)
+        )
+
+    def setup(self, ctx: OperatorContext) -> None:
+        super().setup(ctx)
+        self.contents = self.backend.table("window-contents", namespaced=True)
+        self.sessions = self.backend.table("window-sessions")
+        ctx.metric_group.gauge("numLateRecordsDropped", lambda: self.late_records_dropped)
+
+    async def open(self) -> None:
+        from flowactors.runtime.context import RuntimeContext
+
+        self.wctx = WindowContext(self)
+        self.collector = Collector()
+        self.window_cache: dict[int, TimeWindow] = {}
+        for f in (self.fn, self.window_fn):
+            opener = getattr(f, "open", None)
+            if opener is not None and not inspect.isfunction(f) and callable(opener):
+                try:
+                    r = opener(RuntimeContext(self.ctx))
+                    if inspect.isawaitable(r):
+                        await r
+                except Exception as exc:
+                    raise self.failure(exc) from exc
+        if self.kind == REDUCE:
+            self.reduce = getattr(self.fn, "reduce", self.fn)
+            self.is_async = is_async_callable(self.reduce)
+        elif self.kind == AGGREGATE:
+            self.is_async = False
+        else:
+            self.is_async = False
+        process = getattr(self.window_fn, "process", self.window_fn)
+        self.process_fn = process
+        self.clear_fn = getattr(self.window_fn, "clear", None)
+
+    async def close(self) -> None:
+        for f in (self.fn, self.window_fn):
+            closer = getattr(f, "close", None)
+            if closer is not None and not inspect.isfunction(f) and callable(closer):
+                try:
+                    r = closer()
+                    if inspect.isawaitable(r):
+                        await r
+                except Exception as exc:
+                    raise self.failure(exc) from exc
+        await super().close()
+
+    # -- contents ----------------------------------------------------------
+
+    async def _add(self, slot: tuple[Any, Any], value: Any) -> None:
+        contents = self.contents
+        kind = self.kind
+        if kind == REDUCE:
+            acc = contents.get(slot, _MISSING)
+            if acc is _MISSING:
+                contents[slot] = value
+            else:
+                r = self.reduce(acc, value)
+                contents[slot] = await r if self.is_async else r
+        elif kind == AGGREGATE:
+            acc = contents.get(slot, _MISSING)
+            if acc is _MISSING:
+                acc = self.fn.create_accumulator()
+            contents[slot] = self.fn.add(value, acc)
+        else:
+            elements = contents.get(slot)
+            if elements is None:
+                contents[slot] = [value]
+            else:
+                elements.append(value)
+
+    async def _merge_contents(self, a: Any, b: Any) -> Any:
+        if self.kind == REDUCE:
+            r = self.reduce(a, b)
+            return await r if self.is_async else r
+        if self.kind == AGGREGATE:
+            return self.fn.merge(a, b)
+        return a + b
+
+    def _cleanup_time(self, window: Any) -> int | None:
+        if not self.assigner.is_event_time:
+            top = window.max_timestamp()
+            return None if top == MAX_WATERMARK else top
+        top = window.max_timestamp()
+        return MAX_WATERMARK if top >= MAX_WATERMARK - self.lateness else top + self.lateness
+
+    def _register_cleanup(self, key: Any, window: Any) -> None:
+        at = self._cleanup_time(window)
+        if at is None:
+            return
+        if self.assigner.is_event_time:
+            self.timers.register_event_time_timer((key, window), at)
+        else:
+            self.timers.register_processing_time_timer((key, window), at)
+
+    def _delete_cleanup(self, key: Any, window: Any) -> None:
+        at = self._cleanup_time(window)
+        if at is None:
+            return
+        if self.assigner.is_event_time:
+            self.timers.delete_event_time_timer((key, window), at)
+        else:
+            self.timers.delete_processing_time_timer((key, window), at)
+
+    def _is_window_late(self, window: Any) -> bool:
+        return (
+            self.assigner.is_event_time
+            and window.max_timestamp() + self.lateness <= self.timers.current_watermark
+        )
+
+    # -- elements ----------------------------------------------------------
+
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        keys = self.keys_of(values, keys)
+        try:
+            if self.fast and timestamps is not None and not self.is_async:
+                await self._process_tumbling(values, timestamps, keys)
+            else:
+                await self._process_general(values, timestamps, keys)
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        await self._emit()
+
+    async def _process_tumbling(
+        self, values: Values, timestamps: list[int | None], keys: Values
+    ) -> None:
+        assigner: TumblingEventTimeWindows = self.assigner  # type: ignore[assignment]
+        size, offset = assigner.size, assigner.offset
+        cache = self.window_cache
+        contents = self.contents
+        watermark = self.timers.current_watermark
+        lateness = self.lateness
+        register = self.timers.event.add
+        reduce = self.reduce if self.kind == REDUCE else None
+        agg = self.fn if self.kind == AGGREGATE else None
+        for v, ts, k in zip(values, timestamps, keys):
+            if ts is None:
+                raise ValueError(
+                    "TumblingEventTimeWindows needs event timestamps: the record has none"
+                )
+            start = ts - (ts - offset) % size
+            window = cache.get(start)
+            if window is None:
+                window = cache[start] = TimeWindow(start, start + size)
+                if len(cache) > 4096:
+                    cache.clear()
+            top = start + size - 1
+            if top + lateness <= watermark:
+                self._late(v, ts)
+                continue
+            slot = (k, window)
+            acc = contents.get(slot, _MISSING)
+            if acc is _MISSING:
+                contents[slot] = v if reduce is not None else agg.add(v, agg.create_accumulator())  # type: ignore[union-attr]
+                if top > watermark:
+                    register((k, window), top)
+                if lateness:
+                    register((k, window), top + lateness)
+            else:
+                contents[slot] = reduce(acc, v) if reduce is not None else agg.add(v, acc)  # type: ignore[union-attr]
+            if top <= watermark:  # late, but within the allowed lateness: fire again now
+                self.backend.current_key = k
+                self.window = window
+                await self._fire(k, window)
+
+    async def _process_general(self, values: Values, timestamps: Timestamps, keys: Values) -> None:
+        backend = self.backend
+        assigner = self.assigner
+        trigger = self.trigger
+        ctx = self.wctx
+        now = self.ctx.processing_time.now()
+        for v, ts, k in zip(values, timestamps or repeat(None), keys):
+            backend.current_key = k
+            windows = assigner.assign_windows(v, ts, now)
+            if assigner.merging:
+                windows = await self._merge(k, windows[0])
+            skipped = True
+            for window in windows:
+                if self._is_window_late(window):
+                    continue
+                skipped = False
+                self.window = window
+                slot = (k, window)
+                await self._add(slot, v)
+                result = trigger.on_element(v, ts, window, ctx)
+                if result.is_fire:
+                    await self._fire(k, window)
+                if result.is_purge:
+                    self.contents.pop(slot, None)
+                self._register_cleanup(k, window)
+            if skipped:
+                self._late(v, ts)
+
+    def _late(self, value: Any, timestamp: int | None) -> None:
+        if self.late_tag is not None:
+            self.side.add(self.late_tag, value, timestamp)
+        else:
+            self.late_records_dropped += 1
+
+    async def _merge(self, key: Any, new_window: Any) -> list[Any]:
+        existing: list[Any] = self.sessions.get(key, [])
+        groups = self.assigner.merge_windows([*existing, new_window])
+        target = None
+        merged_windows = []
+        for merged, members in groups:
+            merged_windows.append(merged)
+            if new_window in members:
+                target = merged
+            old = [m for m in members if m in existing]
+            if len(members) == 1 or (len(old) == 1 and old[0] == merged):
+                continue
+            combined: Any = _MISSING
+            for member in old:
+                content = self.contents.pop((key, member), _MISSING)
+                if content is not _MISSING:
+                    combined = (
+                        content
+                        if combined is _MISSING
+                        else await self._merge_contents(combined, content)
+                    )
+                self._merge_trigger_state(key, member, merged)
+                self.window = member
+                self.trigger.clear(member, self.wctx)
+                self._delete_cleanup(key, member)
+            if combined is not _MISSING:
+                self.contents[(key, merged)] = combined
+            self.window = merged
+            self.trigger.on_merge(merged, self.wctx)
+        self.sessions[key] = merged_windows
+        if target is not None and self._is_window_late(target):
+            self.sessions[key] = [w for w in merged_windows if w != target]
+            self.contents.pop((key, target), None)
+        return [target]
+
+    def _merge_trigger_state(self, key: Any, source: Any, target: Any) -> None:
+        for name, descriptor in self.trigger_states.items():
+            table = self.backend.tables.get("ns:" + name)
+            if table is None:
+                continue
+            value = table.pop((key, source), _MISSING)
+            if value is _MISSING:
+                continue
+            present = table.get((key, target), _MISSING)
+            reduce_fn = getattr(descriptor, "reduce_fn", None)
+            if present is _MISSING or reduce_fn is None:
+                table[(key, target)] = value
+            else:
+                table[(key, target)] = reduce_fn(present, value)
+
+    # -- timers ------------------------------------------------------------
+
+    async def on_event_time(self, timestamp: int, namespace: Any) -> None:
+        await self._on_timer(timestamp, namespace, event_time=True)
+
+    async def on_processing_time(self, timestamp: int, namespace: Any) -> None:
+        await self._on_timer(timestamp, namespace, event_time=False)
+
+    async def _on_timer(self, timestamp: int, window: Any, event_time: bool) -> None:
+        key = self.backend.current_key
+        self.window = window
+        if self.assigner.merging and window not in self.sessions.get(key, ()):
+            return  # merged away since the timer was set
+        try:
+            if self.fast:
+                result = (
+                    TriggerResult.FIRE
+                    if timestamp == window.max_timestamp()
+                    else TriggerResult.CONTINUE
+                )
+            elif event_time:
+                result = self.trigger.on_event_time(timestamp, window, self.wctx)
+            else:
+                result = self.trigger.on_processing_time(timestamp, window, self.wctx)
+            if result.is_fire:
+                await self._fire(key, window)
+            if result.is_purge:
+                self.contents.pop((key, window), None)
+            if event_time == self.assigner.is_event_time and timestamp == self._cleanup_time(
+                window
+            ):
+                await self._clear_window(key, window)
+        except Exception as exc:
+            raise self.failure(exc) from exc
+
+    async def _clear_window(self, key: Any, window: Any) -> None:
+        self.contents.pop((key, window), None)
+        if not self.fast:
+            self.trigger.clear(window, self.wctx)
+        if self.assigner.merging:
+            remaining = [w for w in self.sessions.get(key, []) if w != window]
+            if remaining:
+                self.sessions[key] = remaining
+            else:
+                self.sessions.pop(key, None)
+        if self.clear_fn is not None:
+            r = self.clear_fn(self.wctx)
+            if inspect.isawaitable(r):
+                await r
+
+    async def flush_timer_output(self) -> None:
+        await self._emit()
+
+    # -- output ------------------------------------------------------------
+
+    async def _fire(self, key: Any, window: Any) -> None:
+        content = self.contents.get((key, window), _MISSING)
+        if content is _MISSING:
+            return
+        if self.kind == REDUCE:
+            elements = [content]
+        elif self.kind == AGGREGATE:
+            elements = [self.fn.get_result(content)]
+        else:
+            elements = list(content)
+        out = self.collector
+        out.timestamp = window.max_timestamp()
+        if self.process_fn is None:
+            for element in elements:
+                out.collect(element)
+            return
+        if self.keyed_output:
+            r = self.process_fn(key, self.wctx, elements, out)
+        else:
+            r = self.process_fn(self.wctx, elements, out)
+        if r is not None and inspect.isawaitable(r):
+            await r
+
+    async def _emit(self) -> None:
+        result, result_ts = self.collector.take()
+        if result:
+            await self.output.emit(result, result_ts)
+        await self.side.flush(self)

@@ -1,0 +1,55 @@
+"""Windows: assigners, window types and triggers.
+
+>>> from datetime import timedelta
+>>> from flowactors.windows import TumblingEventTimeWindows
+>>> TumblingEventTimeWindows.of(timedelta(minutes=1)).assign_windows(None, 90_000, 0)
+[TimeWindow(start=60000, end=120000)]
+"""
+
+from flowactors.windows.assigners import (
+    GLOBAL_WINDOW,
+    EventTimeSessionWindows,
+    GlobalWindow,
+    GlobalWindows,
+    ProcessingTimeSessionWindows,
+    SlidingEventTimeWindows,
+    SlidingProcessingTimeWindows,
+    TimeWindow,
+    TumblingEventTimeWindows,
+    TumblingProcessingTimeWindows,
+    WindowAssigner,
+)
+from flowactors.windows.triggers import (
+    ContinuousEventTimeTrigger,
+    CountTrigger,
+    EventTimeTrigger,
+    NeverTrigger,
+    ProcessingTimeTrigger,
+    PurgingTrigger,
+    Trigger,
+    TriggerContext,
+    TriggerResult,
+)
+
+__all__ = [
+    "GLOBAL_WINDOW",
+    "ContinuousEventTimeTrigger",
+    "CountTrigger",
+    "EventTimeSessionWindows",
+    "EventTimeTrigger",
+    "GlobalWindow",
+    "GlobalWindows",
+    "NeverTrigger",
+    "ProcessingTimeSessionWindows",
+    "ProcessingTimeTrigger",
+    "PurgingTrigger",
+    "SlidingEventTimeWindows",
+    "SlidingProcessingTimeWindows",
+    "TimeWindow",
+    "TriggerContext",
+    "Trigger",
+    "TriggerResult",
+    "TumblingEventTimeWindows",
+    "TumblingProcessingTimeWindows",
+    "WindowAssigner",
+]

@@ -1,0 +1,229 @@
+"""Triggers: when a window's contents are emitted (and whether they are dropped).
+
+A trigger sees every element added to a window, and the timers it registered
+through its context. Its answers are :class:`TriggerResult` values: emit the
+window (``FIRE``), drop its contents (``PURGE``), both, or nothing. Triggers
+keep their own per-window state through ``ctx.get_partitioned_state``.
+
+A custom trigger subclasses :class:`Trigger`.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from datetime import timedelta
+from typing import Any, Protocol
+
+from flowactors.state.descriptors import ReducingStateDescriptor
+from flowactors.time import to_millis
+
+
+class TriggerResult(enum.Enum):
+    CONTINUE = (False, False)
+    FIRE = (True, False)
+    PURGE = (False, True)
+    FIRE_AND_PURGE = (True, True)
+
+    @property
+    def is_fire(self) -> bool:
+        return self.value[0]
+
+    @property
+    def is_purge(self) -> bool:
+        return self.value[1]
+
+
+class TriggerContext(Protocol):
+    """What a trigger may do for the current key and window."""
+
+    def register_event_time_timer(self, timestamp: int) -> None: ...
+    def delete_event_time_timer(self, timestamp: int) -> None: ...
+    def register_processing_time_timer(self, timestamp: int) -> None: ...
+    def delete_processing_time_timer(self, timestamp: int) -> None: ...
+    def get_current_watermark(self) -> int: ...
+    def get_current_processing_time(self) -> int: ...
+    def get_partitioned_state(self, descriptor: Any) -> Any: ...
+
+
+class Trigger(ABC):
+    @abstractmethod
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult: ...
+
+    def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.CONTINUE
+
+    def on_processing_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.CONTINUE
+
+    def can_merge(self) -> bool:
+        return False
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        raise TypeError(f"{type(self).__name__} cannot be used with merging windows")
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:  # noqa: B027 - optional hook
+        """The window is gone: delete timers and state the trigger kept for it."""
+
+
+class EventTimeTrigger(Trigger):
+    """Fires once the watermark passes the window's end (immediately for late elements)."""
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        if window.max_timestamp() <= ctx.get_current_watermark():
+            return TriggerResult.FIRE  # late but within allowed lateness
+        ctx.register_event_time_timer(window.max_timestamp())
+        return TriggerResult.CONTINUE
+
+    def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.FIRE if time == window.max_timestamp() else TriggerResult.CONTINUE
+
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        if window.max_timestamp() > ctx.get_current_watermark():
+            ctx.register_event_time_timer(window.max_timestamp())
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        ctx.delete_event_time_timer(window.max_timestamp())
+
+
+class ProcessingTimeTrigger(Trigger):
+    """Fires when the operator's wall clock passes the window's end."""
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        ctx.register_processing_time_timer(window.max_timestamp())
+        return TriggerResult.CONTINUE
+
+    def on_processing_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.FIRE
+
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        if window.max_timestamp() > ctx.get_current_processing_time():
+            ctx.register_processing_time_timer(window.max_timestamp())
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        ctx.delete_processing_time_timer(window.max_timestamp())
+
+
+def _add(a: int, b: int) -> int:
+    return a + b
+
+
+class CountTrigger(Trigger):
+    """Fires when the window holds ``count`` more elements than at its last firing."""
+
+    def __init__(self, count: int) -> None:
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        self.count = count
+        self.state: ReducingStateDescriptor[int] = ReducingStateDescriptor("count-trigger", _add)
+
+    @classmethod
+    def of(cls, count: int) -> CountTrigger:
+        return cls(count)
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        seen = ctx.get_partitioned_state(self.state)
+        seen.add(1)
+        if seen.get() >= self.count:
+            seen.clear()
+            return TriggerResult.FIRE
+        return TriggerResult.CONTINUE
+
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        pass  # counts of merged windows are merged by the operator's state merge
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        ctx.get_partitioned_state(self.state).clear()
+
+
+class PurgingTrigger(Trigger):
+    """Turns every ``FIRE`` of the wrapped trigger into ``FIRE_AND_PURGE``."""
+
+    def __init__(self, nested: Trigger) -> None:
+        self.nested = nested
+
+    @classmethod
+    def of(cls, nested: Trigger) -> PurgingTrigger:
+        return cls(nested)
+
+    @staticmethod
+    def _purging(result: TriggerResult) -> TriggerResult:
+        return TriggerResult.FIRE_AND_PURGE if result.is_fire else result
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        return self._purging(self.nested.on_element(element, timestamp, window, ctx))
+
+    def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        return self._purging(self.nested.on_event_time(time, window, ctx))
+
+    def on_processing_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        return self._purging(self.nested.on_processing_time(time, window, ctx))
+
+    def can_merge(self) -> bool:
+        return self.nested.can_merge()
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        self.nested.on_merge(window, ctx)
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        self.nested.clear(window, ctx)
+
+
+class ContinuousEventTimeTrigger(Trigger):
+    """Fires every ``interval`` of event time while the window is open, and at its end."""
+
+    def __init__(self, interval_ms: int) -> None:
+        if interval_ms <= 0:
+            raise ValueError("interval must be positive")
+        self.interval = interval_ms
+
+    @classmethod
+    def of(cls, interval: timedelta | int) -> ContinuousEventTimeTrigger:
+        return cls(to_millis(interval))
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        if window.max_timestamp() <= ctx.get_current_watermark():
+            return TriggerResult.FIRE
+        ctx.register_event_time_timer(window.max_timestamp())
+        if timestamp is not None:
+            next_fire = timestamp - timestamp % self.interval + self.interval - 1
+            ctx.register_event_time_timer(min(next_fire, window.max_timestamp()))
+        return TriggerResult.CONTINUE
+
+    def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        if time < window.max_timestamp():
+            ctx.register_event_time_timer(min(time + self.interval, window.max_timestamp()))
+        return TriggerResult.FIRE
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        ctx.delete_event_time_timer(window.max_timestamp())
+
+
+class NeverTrigger(Trigger):
+    """The default of ``GlobalWindows``: never fires (set a trigger with ``.trigger(...)``)."""
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        return TriggerResult.CONTINUE
