@@ -4,6 +4,7 @@ Users import from here (and from ``flowactors.spi`` to write connectors);
 every other module is an implementation detail.
 """
 
+from flowactors.api.connected import ConnectedStreams
 from flowactors.api.datastream import DataStream, DataStreamSink, KeyedStream
 from flowactors.api.environment import JobClient, StreamExecutionEnvironment
 from flowactors.api.functions import (
@@ -52,6 +53,7 @@ from flowactors.time.watermarks import WatermarkGenerator, WatermarkOutput, Wate
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConnectedStreams",
     "AggregateFunction",
     "AggregatingStateDescriptor",
     "AllWindowedStream",

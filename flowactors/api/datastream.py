@@ -19,6 +19,7 @@ import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from flowactors.api.connected import ConnectedStreams, IntervalJoin
 from flowactors.api.functions import Function
 from flowactors.api.sinks import CollectSink, PrintSink, StreamSink, TextFileSink
 from flowactors.api.windowed import AllWindowedStream, WindowedStream, all_windowed, windowed
@@ -188,6 +189,10 @@ class DataStream(Generic[T]):
             "Timestamps/Watermarks", lambda: TimestampsAndWatermarksOperator(strategy)
         )
 
+    def connect(self, other: DataStream[U]) -> ConnectedStreams[T, U]:
+        """Two streams into one two-input operator (``process``, ``flat_map``, ``map``)."""
+        return ConnectedStreams(self, other)
+
     def window_all(self, assigner: WindowAssigner) -> AllWindowedStream[T]:
         """Windows over the whole stream (runs as one subtask, like Flink's windowAll)."""
         return all_windowed(self._env, self._inputs, assigner)
@@ -354,6 +359,12 @@ class KeyedStream(DataStream[T], Generic[K, T]):
         make = _per_subtask(fn)
         key = self.key_selector
         return self._then(name, lambda: KeyedFunctionOperator(kind, make(), key))
+
+    def interval_join(self, other: KeyedStream[Any, U]) -> IntervalJoin[T, U]:
+        """Join with ``other`` on equal keys within a time interval (``between(lo, hi)``)."""
+        if not isinstance(other, KeyedStream):
+            raise InvalidGraphError("interval_join() needs a keyed stream (key_by first)")
+        return IntervalJoin(self, other)
 
     def window(self, assigner: WindowAssigner) -> WindowedStream[K, T]:
         """Cut each key's records into windows (tumbling, sliding, session, global)."""

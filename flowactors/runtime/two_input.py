@@ -1,0 +1,313 @@
+"""Operators with two inputs: connected streams and the interval join.
+
+Records of the first input arrive through ``process_batch``, those of the
+second through ``process_batch2`` (the task routes by input channel). The
+operator's watermark is the minimum over both inputs' channels. On connected
+*keyed* streams (both inputs keyed) the operator has keyed state and timers
+like any keyed operator, and both inputs share the state of a key.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from itertools import repeat
+from typing import Any
+
+from flowactors.runtime.context import OperatorContext
+from flowactors.runtime.keyed import KeyedContext, KeyedOperator
+from flowactors.runtime.operators import (
+    Collector,
+    ProcessContext,
+    SideOutputs,
+    StreamOperator,
+    Timestamps,
+    UserFunctionOperator,
+    Values,
+)
+from flowactors.runtime.timers import TimeDomain
+from flowactors.time import MAX_WATERMARK
+
+CO_PROCESS = "process"
+CO_FLAT_MAP = "flat_map"
+CO_MAP = "map"
+
+_METHODS = {
+    CO_PROCESS: ("process_element1", "process_element2"),
+    CO_FLAT_MAP: ("flat_map1", "flat_map2"),
+    CO_MAP: ("map1", "map2"),
+}
+
+
+class CoOperator(KeyedOperator, UserFunctionOperator):
+    """``connect(...).process/flat_map/map``, keyed when both inputs are."""
+
+    def __init__(
+        self,
+        kind: str,
+        fn: Any,
+        key_selectors: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None,
+        map_fns: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None,
+    ) -> None:
+        self.method_name = _METHODS[kind][0]
+        if fn is not None:
+            UserFunctionOperator.__init__(self, fn)
+        else:  # map(fn1, fn2) with two plain functions
+            StreamOperator.__init__(self)
+        self.fn = fn
+        self.kind = kind
+        self.key_selectors = key_selectors
+        self.key_selector = key_selectors[0] if key_selectors else (lambda v: None)
+        self.calls: tuple[Callable[..., Any], Callable[..., Any]]
+        if map_fns is not None:
+            self.calls = map_fns
+        else:
+            first, second = _METHODS[kind]
+            self.calls = (getattr(fn, first), getattr(fn, second))
+        on_timer = getattr(fn, "on_timer", None)
+        self.on_timer = on_timer if callable(on_timer) else None
+
+    @property
+    def is_keyed(self) -> bool:
+        return self.key_selectors is not None
+
+    def setup(self, ctx: OperatorContext) -> None:
+        if self.is_keyed:
+            KeyedOperator.setup(self, ctx)
+        else:
+            StreamOperator.setup(self, ctx)
+            self.side = SideOutputs()
+
+    async def open(self) -> None:
+        self.collector = Collector()
+        self.pctx: Any = KeyedContext(self) if self.is_keyed else ProcessContext(self, self.side)
+        if self.fn is not None:
+            await UserFunctionOperator.open(self)
+
+    async def close(self) -> None:
+        if self.is_keyed:
+            self.timers.shutdown()
+        if self.fn is not None:
+            await UserFunctionOperator.close(self)
+
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        await self._process(0, values, timestamps, keys)
+
+    async def process_batch2(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        await self._process(1, values, timestamps, keys)
+
+    async def _process(
+        self, side: int, values: Values, timestamps: Timestamps, keys: Values | None
+    ) -> None:
+        if self.is_keyed:
+            assert self.key_selectors is not None
+            self.key_selector = self.key_selectors[side]
+            keys = self.keys_of(values, keys)
+            backend = self.backend
+        fn: Callable[..., Any] = self.calls[side]
+        out = self.collector
+        ctx = self.pctx
+        kind = self.kind
+        try:
+            for i, (v, t) in enumerate(zip(values, timestamps or repeat(None))):
+                if keys is not None and self.is_keyed:
+                    backend.current_key = keys[i]
+                out.timestamp = t
+                ctx._timestamp = t
+                if kind == CO_PROCESS:
+                    r = fn(v, ctx, out)
+                elif kind == CO_FLAT_MAP:
+                    r = fn(v, out)
+                else:
+                    r = fn(v)
+                    if inspect.isawaitable(r):
+                        r = await r
+                    out.collect(r)
+                    continue
+                if r is not None and inspect.isawaitable(r):
+                    await r
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        await self._emit()
+
+    async def _emit(self) -> None:
+        result, result_ts = self.collector.take()
+        if result:
+            await self.output.emit(result, result_ts)
+        await self.side.flush(self)
+
+    async def process_watermark(self, timestamp: int) -> None:
+        if self.is_keyed:
+            await KeyedOperator.process_watermark(self, timestamp)
+        else:
+            await StreamOperator.process_watermark(self, timestamp)
+
+    async def _fire(self, timestamp: int, domain: TimeDomain) -> None:
+        if self.on_timer is None:
+            return
+        ctx = self.pctx
+        ts = timestamp if domain is TimeDomain.EVENT_TIME else None
+        ctx._timestamp = ts
+        ctx._domain = domain
+        self.collector.timestamp = ts
+        try:
+            r = self.on_timer(timestamp, ctx, self.collector)
+            if r is not None and inspect.isawaitable(r):
+                await r
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        finally:
+            ctx._domain = None
+
+    async def on_event_time(self, timestamp: int, namespace: Any) -> None:
+        await self._fire(timestamp, TimeDomain.EVENT_TIME)
+
+    async def on_processing_time(self, timestamp: int, namespace: Any) -> None:
+        await self._fire(timestamp, TimeDomain.PROCESSING_TIME)
+
+    async def flush_timer_output(self) -> None:
+        await self._emit()
+
+
+class JoinContext:
+    """``ctx`` of ``ProcessJoinFunction.process_element``."""
+
+    __slots__ = ("_left", "_right", "_side")
+
+    def __init__(self, side: SideOutputs) -> None:
+        self._side = side
+        self._left = 0
+        self._right = 0
+
+    def left_timestamp(self) -> int:
+        return self._left
+
+    def right_timestamp(self) -> int:
+        return self._right
+
+    def timestamp(self) -> int:
+        """The pair's timestamp: the larger of the two."""
+        return max(self._left, self._right)
+
+    def output(self, tag: Any, value: Any) -> None:
+        self._side.add(tag, value, self.timestamp())
+
+
+class IntervalJoinOperator(KeyedOperator, UserFunctionOperator):
+    """Joins left ``l`` with right ``r`` of the same key when
+    ``l.ts + lower <= r.ts <= l.ts + upper`` (bounds optionally exclusive).
+
+    Each side's elements are buffered per key and timestamp until the watermark
+    makes a match impossible; elements behind the watermark are late and dropped.
+    """
+
+    method_name = "process_element"
+
+    def __init__(
+        self,
+        fn: Any,
+        key_selectors: tuple[Callable[[Any], Any], Callable[[Any], Any]],
+        lower: int,
+        upper: int,
+        lower_inclusive: bool,
+        upper_inclusive: bool,
+    ) -> None:
+        UserFunctionOperator.__init__(self, fn)
+        self.key_selectors = key_selectors
+        self.key_selector = key_selectors[0]
+        self.lower = lower if lower_inclusive else lower + 1
+        self.upper = upper if upper_inclusive else upper - 1
+        if self.lower > self.upper:
+            raise ValueError(f"the join interval [{lower}, {upper}] is empty")
+        self.late_records_dropped = 0
+
+    def setup(self, ctx: OperatorContext) -> None:
+        super().setup(ctx)
+        # key -> {timestamp: [values]}
+        self.buffers = (self.backend.table("join-left"), self.backend.table("join-right"))
+
+    async def open(self) -> None:
+        self.collector = Collector()
+        self.jctx = JoinContext(self.side)
+        await UserFunctionOperator.open(self)
+
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        await self._process(0, values, timestamps, keys)
+
+    async def process_batch2(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        await self._process(1, values, timestamps, keys)
+
+    async def _process(
+        self, side: int, values: Values, timestamps: Timestamps, keys: Values | None
+    ) -> None:
+        self.key_selector = self.key_selectors[side]
+        keys = self.keys_of(values, keys)
+        if timestamps is None:
+            raise self.failure(ValueError("interval_join needs event timestamps on both inputs"))
+        watermark = self.timers.current_watermark
+        mine, other = self.buffers[side], self.buffers[1 - side]
+        # For a left element at t, right partners lie in [t + lower, t + upper];
+        # for a right element at t, left partners lie in [t - upper, t - lower].
+        lo, hi = (self.lower, self.upper) if side == 0 else (-self.upper, -self.lower)
+        try:
+            for v, t, k in zip(values, timestamps, keys):
+                if t is None:
+                    raise ValueError("interval_join needs event timestamps on both inputs")
+                if t < watermark:
+                    self.late_records_dropped += 1
+                    continue
+                self.backend.current_key = k
+                by_time = mine.get(k)
+                if by_time is None:
+                    by_time = mine[k] = {}
+                by_time.setdefault(t, []).append(v)
+                partners = other.get(k)
+                if partners:
+                    for pt, pvalues in partners.items():
+                        if t + lo <= pt <= t + hi:
+                            for pv in pvalues:
+                                await self._join(v, t, pv, pt, side)
+                # Drop the element once the watermark passes the last time a partner
+                # could have: left at t + upper, right at t - lower.
+                cleanup = t + (self.upper if side == 0 else -self.lower)
+                if cleanup < MAX_WATERMARK:
+                    self.timers.register_event_time_timer((k, (side, t)), max(cleanup, t))
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        await self._emit()
+
+    async def _join(self, v: Any, t: int, pv: Any, pt: int, side: int) -> None:
+        left, lt, right, rt = (v, t, pv, pt) if side == 0 else (pv, pt, v, t)
+        ctx = self.jctx
+        ctx._left, ctx._right = lt, rt
+        self.collector.timestamp = max(lt, rt)
+        r = self.call(left, right, ctx, self.collector)
+        if r is not None and inspect.isawaitable(r):
+            await r
+
+    async def on_event_time(self, timestamp: int, namespace: Any) -> None:
+        side, t = namespace
+        key = self.backend.current_key
+        buffer = self.buffers[side]
+        by_time = buffer.get(key)
+        if by_time is not None:
+            by_time.pop(t, None)
+            if not by_time:
+                del buffer[key]
+
+    async def _emit(self) -> None:
+        result, result_ts = self.collector.take()
+        if result:
+            await self.output.emit(result, result_ts)
+        await self.side.flush(self)
+
+    async def flush_timer_output(self) -> None:
+        await self._emit()
