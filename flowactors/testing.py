@@ -1,0 +1,325 @@
+"""Test harnesses: drive one operator by hand, without a job or an event loop.
+
+Like Flink's ``KeyedOneInputStreamOperatorTestHarness``: feed elements with
+timestamps and watermarks, move a manual processing-time clock, and read what
+came out (records with their timestamps, and watermarks), along with the number
+of registered timers and keyed state entries. Everything runs synchronously on
+a private event loop, so tests need no asyncio plumbing.
+
+>>> from flowactors import KeyedProcessFunction, ValueStateDescriptor
+>>> class CountPerKey(KeyedProcessFunction):
+...     def open(self, ctx):
+...         self.count = ctx.get_state(ValueStateDescriptor("count", default=0))
+...     def process_element(self, value, ctx, out):
+...         self.count.update(self.count.value() + 1)
+...         out.collect((ctx.get_current_key(), self.count.value()))
+>>> harness = KeyedOneInputStreamOperatorTestHarness(CountPerKey(), key_selector=lambda v: v)
+>>> harness.process_element("a", 10)
+>>> harness.process_element("a", 11)
+>>> harness.extract_output_values()
+[('a', 1), ('a', 2)]
+>>> harness.num_keyed_state_entries()
+1
+>>> harness.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from flowactors.runtime.config import ExecutionConfig
+from flowactors.runtime.context import OperatorContext
+from flowactors.runtime.keyed import KeyedOperator, KeyedProcessOperator
+from flowactors.runtime.keygroups import DEFAULT_MAX_PARALLELISM
+from flowactors.runtime.operators import (
+    Output,
+    ProcessOperator,
+    StreamOperator,
+    Timestamps,
+    Values,
+)
+from flowactors.runtime.two_input import CO_PROCESS, CoOperator
+from flowactors.runtime.window_operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
+from flowactors.time import to_millis
+from flowactors.time.clock import ManualProcessingTimeService
+from flowactors.windows.assigners import WindowAssigner
+from flowactors.windows.triggers import Trigger
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    """A record the operator emitted, with its timestamp (``None`` if it has none)."""
+
+    value: Any
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """A watermark the operator emitted."""
+
+    timestamp: int
+
+
+class _Capture(StreamOperator):
+    def __init__(self, sink: list[StreamRecord | Watermark]) -> None:
+        super().__init__()
+        self.sink = sink
+
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        stamps = timestamps if timestamps is not None else [None] * len(values)
+        self.sink.extend(StreamRecord(v, t) for v, t in zip(values, stamps))
+
+    async def process_watermark(self, timestamp: int) -> None:
+        self.sink.append(Watermark(timestamp))
+
+    async def process_watermark_status(self, idle: bool) -> None:
+        pass
+
+
+class _SideOutputs(dict[Any, Output]):
+    """Creates a capturing output for any side-output tag the operator uses."""
+
+    def __init__(self, captured: dict[Any, list[StreamRecord | Watermark]]) -> None:
+        super().__init__()
+        self.captured = captured
+
+    def get(self, tag: Any, default: Any = None) -> Output:
+        out = super().get(tag)
+        if out is None:
+            out = Output()
+            out.operators.append(_Capture(self.captured.setdefault(tag, [])))
+            out.seal()
+            self[tag] = out
+        return out
+
+
+class _Harness:
+    def __init__(
+        self,
+        operator: StreamOperator,
+        *,
+        parallelism: int = 1,
+        subtask_index: int = 0,
+        max_parallelism: int = DEFAULT_MAX_PARALLELISM,
+        processing_time: int = 0,
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self.operator = operator
+        self.clock = ManualProcessingTimeService(processing_time)
+        self._control: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._output: list[StreamRecord | Watermark] = []
+        self._side: dict[Any, list[StreamRecord | Watermark]] = {}
+        operator.setup(
+            OperatorContext(
+                job_name="test",
+                operator_name=type(operator).__name__,
+                uid="test",
+                subtask_index=subtask_index,
+                parallelism=parallelism,
+                max_parallelism=max_parallelism,
+                config=ExecutionConfig(),
+                post_control=self._control.append,
+                processing_time=self.clock,
+            )
+        )
+        operator.output.operators.append(_Capture(self._output))
+        operator.output.seal()
+        operator.side_outputs = _SideOutputs(self._side)
+        self._opened = False
+        self._closed = False
+
+    def _run(self, coro: Coroutine[Any, Any, R]) -> R:
+        if not self._opened:
+            self._opened = True
+            self._loop.run_until_complete(self.operator.open())
+        result = self._loop.run_until_complete(coro)
+        while self._control:
+            self._loop.run_until_complete(self._control.pop(0)())
+        return result
+
+    def open(self) -> None:
+        """Open the operator (done automatically by the first call that needs it)."""
+        self._run(asyncio.sleep(0))
+
+    # -- input -------------------------------------------------------------
+
+    def process_watermark(self, timestamp: int) -> None:
+        """Event time advances to ``timestamp``: due event-time timers and windows fire."""
+        self._run(self.operator.process_watermark(int(timestamp)))
+
+    def set_processing_time(self, timestamp: int) -> None:
+        """Move the processing-time clock to ``timestamp`` ms; due timers fire."""
+        self._run(self.clock.advance_to(int(timestamp)))
+
+    def end_input(self) -> None:
+        """The final watermark and end of input, as at the end of a bounded job."""
+        from flowactors.time import MAX_WATERMARK
+
+        self._run(self.operator.process_watermark(MAX_WATERMARK))
+        self._run(self.operator.finish())
+
+    # -- output ------------------------------------------------------------
+
+    def get_output(self) -> list[StreamRecord | Watermark]:
+        """Records and watermarks emitted so far, in order."""
+        return list(self._output)
+
+    def extract_output_values(self) -> list[Any]:
+        """Just the values of the emitted records, in order."""
+        return [e.value for e in self._output if isinstance(e, StreamRecord)]
+
+    def extract_output_records(self) -> list[StreamRecord]:
+        return [e for e in self._output if isinstance(e, StreamRecord)]
+
+    def get_side_output(self, tag: Any) -> list[Any]:
+        """Values sent to side output ``tag``."""
+        return [e.value for e in self._side.get(tag, []) if isinstance(e, StreamRecord)]
+
+    def clear_output(self) -> None:
+        self._output.clear()
+        for records in self._side.values():
+            records.clear()
+
+    # -- internals a test may count ----------------------------------------
+
+    def _keyed(self) -> KeyedOperator:
+        if not isinstance(self.operator, KeyedOperator):
+            raise TypeError("this operator has no keyed state or timers")
+        return self.operator
+
+    def num_event_time_timers(self) -> int:
+        return len(self._keyed().timers.event)
+
+    def num_processing_time_timers(self) -> int:
+        return len(self._keyed().timers.processing)
+
+    def num_keyed_state_entries(self) -> int:
+        """Entries over all keyed state of the operator (windows' contents included)."""
+        return self._keyed().backend.num_entries()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._opened:
+            self._loop.run_until_complete(self.operator.close())
+        self._loop.close()
+
+    def __enter__(self) -> _Harness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class OneInputStreamOperatorTestHarness(_Harness):
+    """For a ``ProcessFunction`` (or any one-input operator)."""
+
+    def __init__(self, function_or_operator: Any, **kwargs: Any) -> None:
+        op = (
+            function_or_operator
+            if isinstance(function_or_operator, StreamOperator)
+            else ProcessOperator(function_or_operator)
+        )
+        super().__init__(op, **kwargs)
+
+    def process_element(self, value: Any, timestamp: int | None = None) -> None:
+        self._run(self.operator.process_batch([value], None if timestamp is None else [timestamp]))
+
+    def process_elements(
+        self, values: list[Any], timestamps: list[int | None] | None = None
+    ) -> None:
+        self._run(self.operator.process_batch(list(values), timestamps))
+
+
+class KeyedOneInputStreamOperatorTestHarness(OneInputStreamOperatorTestHarness):
+    """For a ``KeyedProcessFunction`` keyed by ``key_selector`` (or a keyed operator)."""
+
+    def __init__(
+        self, function_or_operator: Any, key_selector: Callable[[Any], Any], **kwargs: Any
+    ) -> None:
+        op = (
+            function_or_operator
+            if isinstance(function_or_operator, StreamOperator)
+            else KeyedProcessOperator(function_or_operator, key_selector)
+        )
+        super().__init__(op, **kwargs)
+
+
+class KeyedTwoInputStreamOperatorTestHarness(_Harness):
+    """For a ``KeyedCoProcessFunction``: ``process_element1`` / ``process_element2``."""
+
+    def __init__(
+        self,
+        function: Any,
+        key_selector_1: Callable[[Any], Any],
+        key_selector_2: Callable[[Any], Any],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            CoOperator(CO_PROCESS, function, (key_selector_1, key_selector_2)), **kwargs
+        )
+
+    def process_element1(self, value: Any, timestamp: int | None = None) -> None:
+        op: CoOperator = self.operator  # type: ignore[assignment]
+        self._run(op.process_batch([value], None if timestamp is None else [timestamp]))
+
+    def process_element2(self, value: Any, timestamp: int | None = None) -> None:
+        op: CoOperator = self.operator  # type: ignore[assignment]
+        self._run(op.process_batch2([value], None if timestamp is None else [timestamp]))
+
+
+class WindowOperatorTestHarness(KeyedOneInputStreamOperatorTestHarness):
+    """A keyed window operator: give exactly one of ``reduce``, ``aggregate`` or ``process``
+    (with ``window_fn`` for the first two, as on ``WindowedStream``)."""
+
+    def __init__(
+        self,
+        assigner: WindowAssigner,
+        key_selector: Callable[[Any], Any],
+        *,
+        reduce: Any = None,
+        aggregate: Any = None,
+        process: Any = None,
+        window_fn: Any = None,
+        trigger: Trigger | None = None,
+        allowed_lateness: timedelta | int = 0,
+        late_data: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        given = [(REDUCE, reduce), (AGGREGATE, aggregate), (PROCESS, process)]
+        chosen = [(k, f) for k, f in given if f is not None]
+        if len(chosen) != 1:
+            raise ValueError("give exactly one of reduce=, aggregate= or process=")
+        kind, fn = chosen[0]
+        op = WindowOperator(
+            key_selector,
+            assigner,
+            trigger,
+            kind,
+            None if kind == PROCESS else fn,
+            fn if kind == PROCESS else window_fn,
+            to_millis(allowed_lateness),
+            late_data,
+            keyed=True,
+        )
+        super().__init__(op, key_selector, **kwargs)
+
+
+__all__ = [
+    "KeyedOneInputStreamOperatorTestHarness",
+    "KeyedTwoInputStreamOperatorTestHarness",
+    "OneInputStreamOperatorTestHarness",
+    "StreamRecord",
+    "Watermark",
+    "WindowOperatorTestHarness",
+]
