@@ -19,6 +19,7 @@ from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.keygroups import check_keys, key_group_range
 from flowactors.runtime.operators import (
     Collector,
+    OperatorFailure,
     SideOutputs,
     StreamOperator,
     Timestamps,
@@ -83,25 +84,31 @@ class KeyedOperator(StreamOperator):
             ctx.processing_time.now,
         )
         ctx.keyed_backend = self.backend
+        #: Keys of the batch being processed (to name an unhashable one in errors).
+        self.batch_keys: Values = []
         self.timers = InternalTimerService(ctx.processing_time, self._on_processing_time)
         self.side = SideOutputs()
 
     def keys_of(self, values: Values, keys: Values | None) -> Values:
-        if keys is not None:
-            return keys
-        try:
-            keys = list(map(self.key_selector, values))
-            for k in keys:  # a dict lookup would fail later with a less helpful error
-                hash(k)
-        except TypeError as exc:
+        """The keys of a batch: as they came over the hash edge, or computed here."""
+        if keys is None:
             try:
-                check_keys(keys or [], self.key_selector, self.ctx.operator_name)
-            except InvalidKeyError as key_error:
-                raise self.failure(key_error) from exc
-            raise self.failure(exc) from exc
-        except Exception as exc:
-            raise self.failure(exc) from exc
+                keys = list(map(self.key_selector, values))
+            except Exception as exc:
+                raise self.failure(exc) from exc
+        self.batch_keys = keys
         return keys
+
+    def failure(self, cause: BaseException) -> OperatorFailure:
+        # An unhashable key surfaces as a TypeError from the first dict it meets;
+        # name the key instead.
+        if isinstance(cause, TypeError) and self.batch_keys:
+            try:
+                check_keys(self.batch_keys, self.key_selector, self.ctx.operator_name)
+            except InvalidKeyError as key_error:
+                key_error.__cause__ = cause
+                return super().failure(key_error)
+        return super().failure(cause)
 
     async def process_watermark(self, timestamp: int) -> None:
         backend = self.backend

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowactors.time import MAX_WATERMARK, to_millis
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class TimeWindow:
-    """The half-open interval ``[start, end)`` in milliseconds."""
+class TimeWindow(NamedTuple):
+    """The half-open interval ``[start, end)`` in milliseconds.
+
+    A named tuple, so that hashing one (window contents are keyed by
+    ``(key, window)``) stays in C.
+    """
 
     start: int
     end: int
@@ -28,12 +30,22 @@ class TimeWindow:
         return TimeWindow(min(self.start, other.start), max(self.end, other.end))
 
 
-@dataclass(frozen=True, slots=True)
 class GlobalWindow:
     """The one window of ``GlobalWindows``: it never ends by itself."""
 
+    __slots__ = ()
+
     def max_timestamp(self) -> int:
         return MAX_WATERMARK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GlobalWindow)
+
+    def __hash__(self) -> int:
+        return 0x61_0BA1
+
+    def __repr__(self) -> str:
+        return "GlobalWindow()"
 
 
 GLOBAL_WINDOW = GlobalWindow()

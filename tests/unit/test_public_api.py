@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import flowactors
 import flowactors.spi
+import flowactors.state
+import flowactors.testing
+import flowactors.windows
 
 EXPECTED = {
+    "AggregateFunction",
+    "AggregatingStateDescriptor",
+    "AllWindowedStream",
+    "CoFlatMapFunction",
+    "CoMapFunction",
+    "CoProcessFunction",
+    "ConnectedStreams",
     "ConnectorError",
     "DataStream",
     "DataStreamSink",
@@ -22,16 +32,32 @@ EXPECTED = {
     "JobFailedError",
     "JobMetrics",
     "JobStatus",
+    "KeyedCoProcessFunction",
+    "KeyedProcessFunction",
     "KeyedStream",
+    "ListStateDescriptor",
     "MalformedRecord",
     "MalformedRecordError",
     "MapFunction",
+    "MapStateDescriptor",
     "OutputTag",
+    "ProcessAllWindowFunction",
     "ProcessFunction",
+    "ProcessJoinFunction",
+    "ProcessWindowFunction",
     "ReduceFunction",
+    "ReducingStateDescriptor",
     "RuntimeContext",
+    "StateTtlConfig",
     "StreamExecutionEnvironment",
     "TaskMetrics",
+    "TimeDomain",
+    "TimerService",
+    "ValueStateDescriptor",
+    "WatermarkGenerator",
+    "WatermarkOutput",
+    "WatermarkStrategy",
+    "WindowedStream",
     "__version__",
 }
 
@@ -42,9 +68,44 @@ def test_all_is_exactly_the_public_surface() -> None:
         assert hasattr(flowactors, name), name
 
 
-def test_spi_exports() -> None:
-    for name in flowactors.spi.__all__:
-        assert hasattr(flowactors.spi, name), name
+def test_the_other_public_modules_export_what_they_list() -> None:
+    for module in (flowactors.spi, flowactors.state, flowactors.testing, flowactors.windows):
+        assert module.__all__, module.__name__
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_api_md_names_are_importable() -> None:
+    # The import block at the top of shared/API.md, minus the Kafka connector.
+    from flowactors import (  # noqa: F401
+        AggregateFunction,
+        AggregatingStateDescriptor,
+        CoFlatMapFunction,
+        CoProcessFunction,
+        KeyedCoProcessFunction,
+        KeyedProcessFunction,
+        ListStateDescriptor,
+        MapStateDescriptor,
+        OutputTag,
+        ProcessFunction,
+        ProcessWindowFunction,
+        ReducingStateDescriptor,
+        RuntimeContext,
+        StateTtlConfig,
+        StreamExecutionEnvironment,
+        ValueStateDescriptor,
+        WatermarkGenerator,
+        WatermarkStrategy,
+    )
+    from flowactors.windows import (  # noqa: F401
+        CountTrigger,
+        EventTimeSessionWindows,
+        EventTimeTrigger,
+        GlobalWindows,
+        SlidingEventTimeWindows,
+        TumblingEventTimeWindows,
+        TumblingProcessingTimeWindows,
+    )
 
 
 def test_error_tree() -> None:
