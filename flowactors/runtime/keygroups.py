@@ -100,31 +100,50 @@ def key_group_range(max_parallelism: int, parallelism: int, index: int) -> range
     return range(start, end + 1)
 
 
-class KeyRouter(dict[Any, int]):
-    """A cache key -> target subtask, filled on first sight of a key.
+class KeyRouter:
+    """Maps keys to target subtasks through a cache filled on first sight of a key.
 
-    ``router[key]`` is a C-level dict lookup on the hot path; only a key seen
-    for the first time pays for hashing its canonical bytes. The cache is
-    emptied when it grows past ``limit`` entries, which bounds its memory for
-    key spaces larger than that.
+    :meth:`route` is one C-level lookup per key in a plain ``dict`` (cheaper
+    than a ``dict`` subclass with ``__missing__``); only a batch with a key
+    never seen before takes the slow path that hashes canonical bytes. The
+    cache is emptied when it grows past ``limit`` entries, which bounds its
+    memory for key spaces larger than that.
     """
 
     def __init__(self, max_parallelism: int, parallelism: int, limit: int = 1 << 18) -> None:
-        super().__init__()
         self.max_parallelism = max_parallelism
         self.parallelism = parallelism
         self.limit = limit
+        self.cache: dict[Any, int] = {}
 
-    def __missing__(self, key: Any) -> int:
+    def target(self, key: Any) -> int:
+        """The subtask for ``key`` (and remember it)."""
+        cache = self.cache
+        found = cache.get(key)
+        if found is not None:
+            return found
         target = (
             (_mix(zlib.crc32(key_bytes(key))) % self.max_parallelism)
             * self.parallelism
             // self.max_parallelism
         )
-        if len(self) >= self.limit:
-            self.clear()
-        self[key] = target
+        if len(cache) >= self.limit:
+            cache.clear()
+        cache[key] = target
         return target
+
+    def route(self, keys: list[Any]) -> list[int]:
+        """The target subtask of every key (raises ``TypeError`` for an unhashable one)."""
+        try:
+            return list(map(self.cache.__getitem__, keys))
+        except KeyError:
+            return list(map(self.target, keys))
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, key: Any) -> int:
+        return self.target(key)
 
 
 def check_keys(keys: list[Any], key_selector: Callable[[Any], Any], operator: str) -> None:

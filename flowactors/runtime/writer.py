@@ -121,7 +121,7 @@ class RecordWriter:
                 raise OperatorFailure(self._operator_name, exc) from exc
         router = self._router
         try:
-            targets = list(map(router.__getitem__, keys))
+            targets = router.route(keys)
         except (TypeError, InvalidKeyError) as exc:
             try:
                 check_keys(keys, selector, self._operator_name)
