@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flowactors.errors import JobCancelledError, JobFailedError
+from flowactors.errors import InvalidGraphError, JobCancelledError, JobFailedError
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.graph import Edge, Plan, Transformation
@@ -115,7 +115,12 @@ class JobExecution:
                 task = StreamTask(chain.name, s, ops, mailbox, config)
                 task.processing_time = SystemProcessingTimeService(task.post_control)
                 for t in chain.members:
-                    op = t.factory()
+                    try:
+                        op = t.factory()
+                    except Exception as exc:
+                        raise InvalidGraphError(
+                            f"cannot create operator {t.name!r}: {type(exc).__name__}: {exc}"
+                        ) from exc
                     op.setup(
                         OperatorContext(
                             job_name=self.job_name,
