@@ -11,7 +11,7 @@ from flowactors.runtime.operators import (
     Timestamps,
     Values,
 )
-from flowactors.runtime.watermark_ops import SplitWatermarks, emit_progress
+from flowactors.runtime.watermark_ops import SplitWatermarks, emit_progress, emit_segments
 from flowactors.spi import (
     InputStatus,
     Sink,
@@ -68,18 +68,17 @@ class SourceOperator(StreamOperator):
     async def collect_batch(
         self, values: Values, timestamps: Timestamps = None, split_id: Any = None
     ) -> None:
+        self.records_out += len(values)
         tracker = self.tracker
-        if tracker is not None:
-            try:
-                timestamps = tracker.assign(values, timestamps)
-                tracker.on_batch(split_id, values, timestamps)
-            except Exception as exc:
-                raise self.failure(exc) from exc
-        if values:
-            self.records_out += len(values)
-            await self.output.emit(values, timestamps)
-        if tracker is not None:
-            await emit_progress(self, tracker)
+        if tracker is None:
+            if values:
+                await self.output.emit(values, timestamps)
+            return
+        try:
+            timestamps = tracker.assign(values, timestamps)
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        await emit_segments(self, tracker, split_id, values, timestamps)
 
     def emit_side_output(self, tag: Any, value: Any) -> None:
         self.side.add(tag, value, None)

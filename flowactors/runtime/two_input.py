@@ -150,10 +150,11 @@ class CoOperator(KeyedOperator, UserFunctionOperator):
         if self.on_timer is None:
             return
         ctx = self.pctx
-        ts = timestamp if domain is TimeDomain.EVENT_TIME else None
-        ctx._timestamp = ts
+        # As in Flink: ctx.timestamp() is the timer's time in both domains, but
+        # records emitted by a processing-time timer carry no event timestamp.
+        ctx._timestamp = timestamp
         ctx._domain = domain
-        self.collector.timestamp = ts
+        self.collector.timestamp = timestamp if domain is TimeDomain.EVENT_TIME else None
         try:
             r = self.on_timer(timestamp, ctx, self.collector)
             if r is not None and inspect.isawaitable(r):

@@ -13,6 +13,7 @@ arrive from upstream are dropped, except the final one at the end of input).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from flowactors.runtime.operators import StreamOperator, Timestamps, Values
@@ -47,10 +48,35 @@ class SplitWatermarks:
             return [assigner(v, None) for v in values]
         return [assigner(v, t) for v, t in zip(values, timestamps)]
 
-    def on_batch(self, split_id: Any, values: Values, timestamps: list[int | None] | None) -> None:
+    def segments(
+        self, split_id: Any, values: Values, timestamps: list[int | None] | None
+    ) -> Iterator[tuple[int, int]]:
+        """Feed a batch to its split's generator; yield ``(lo, hi)`` slices to emit.
+
+        After each slice the caller emits what the generators decided, so a
+        watermark emitted in ``on_event`` follows its event before the next one.
+        A generator that never emits on events sees the batch at once (one slice).
+        """
         generator, output = self._split(split_id)
-        if timestamps is not None:
+        n = len(values)
+        if timestamps is None:
+            yield 0, n
+            return
+        if not generator.emits_on_event:
             generator.on_batch(values, timestamps, output)
+            yield 0, n
+            return
+        on_event = generator.on_event
+        lo = 0
+        for i, (value, ts) in enumerate(zip(values, timestamps)):
+            if ts is None:
+                continue
+            version = output.version
+            on_event(value, ts, output)
+            if output.version != version and i + 1 < n:
+                yield lo, i + 1
+                lo = i + 1
+        yield lo, n
 
     def on_periodic(self) -> None:
         for generator, output in self.splits.values():
@@ -91,6 +117,32 @@ async def emit_progress(operator: StreamOperator, tracker: SplitWatermarks) -> N
         await StreamOperator.process_watermark(operator, watermark)
 
 
+async def emit_segments(
+    operator: StreamOperator,
+    tracker: SplitWatermarks,
+    split_id: Any,
+    values: Values,
+    timestamps: list[int | None] | None,
+) -> None:
+    """Emit a batch, with the watermarks its events cause in between."""
+    segments = tracker.segments(split_id, values, timestamps)
+    while True:
+        try:
+            lo, hi = next(segments)
+        except StopIteration:
+            break
+        except Exception as exc:  # the user's generator raised
+            raise operator.failure(exc) from exc
+        if lo == 0 and hi == len(values):
+            if values:
+                await operator.output.emit(values, timestamps)
+        elif hi > lo:
+            await operator.output.emit(
+                values[lo:hi], None if timestamps is None else timestamps[lo:hi]
+            )
+        await emit_progress(operator, tracker)
+
+
 class TimestampsAndWatermarksOperator(StreamOperator):
     """``assign_timestamps_and_watermarks(strategy)``: timestamps per record, watermarks
     from the strategy's generator (periodically, on processing time)."""
@@ -118,11 +170,9 @@ class TimestampsAndWatermarksOperator(StreamOperator):
     ) -> None:
         try:
             stamps = self.tracker.assign(values, timestamps)
-            self.tracker.on_batch(None, values, stamps)
         except Exception as exc:
             raise self.failure(exc) from exc
-        await self.output.emit(values, stamps)
-        await emit_progress(self, self.tracker)  # punctuated generators
+        await emit_segments(self, self.tracker, None, values, stamps)
 
     async def process_watermark(self, timestamp: int) -> None:
         # Upstream watermarks are replaced by ours, except the end of event time.

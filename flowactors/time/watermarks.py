@@ -32,34 +32,50 @@ class WatermarkOutput:
     whether the split is idle.
     """
 
-    __slots__ = ("changed", "idle", "watermark")
+    __slots__ = ("changed", "idle", "version", "watermark")
 
     def __init__(self) -> None:
         self.watermark = MIN_WATERMARK
         self.idle = False
+        #: Something changed since the runtime last looked.
         self.changed = False
+        #: Counts changes, so the runtime can tell which event caused one.
+        self.version = 0
+
+    def _touch(self) -> None:
+        self.changed = True
+        self.version += 1
 
     def emit_watermark(self, timestamp: int) -> None:
         if timestamp > self.watermark:
             self.watermark = timestamp
-            self.changed = True
+            self._touch()
         if self.idle:
             self.idle = False
-            self.changed = True
+            self._touch()
 
     def mark_idle(self) -> None:
         if not self.idle:
             self.idle = True
-            self.changed = True
+            self._touch()
 
     def mark_active(self) -> None:
         if self.idle:
             self.idle = False
-            self.changed = True
+            self._touch()
 
 
 class WatermarkGenerator(ABC, Generic[T]):
-    """Decides when event time has advanced. Subclass for custom watermarks."""
+    """Decides when event time has advanced. Subclass for custom watermarks.
+
+    A watermark emitted from ``on_event`` (a punctuated generator) takes effect
+    right after that event, before the next one. Generators that only emit in
+    ``on_periodic_emit`` may say so with ``emits_on_event = False`` and override
+    ``on_batch`` to look at a whole batch at once, as the built-in ones do.
+    """
+
+    #: Whether ``on_event`` may emit (then it is called event by event).
+    emits_on_event = True
 
     @abstractmethod
     def on_event(self, event: T, timestamp: int, output: WatermarkOutput) -> None:
@@ -81,6 +97,8 @@ class WatermarkGenerator(ABC, Generic[T]):
 
 class BoundedOutOfOrdernessWatermarks(WatermarkGenerator[Any]):
     """Watermark = largest timestamp seen - bound - 1 (as in Flink)."""
+
+    emits_on_event = False
 
     def __init__(self, bound_ms: int) -> None:
         if bound_ms < 0:
@@ -115,6 +133,8 @@ class AscendingTimestampsWatermarks(BoundedOutOfOrdernessWatermarks):
 
 
 class NoWatermarksGenerator(WatermarkGenerator[Any]):
+    emits_on_event = False
+
     def on_event(self, event: Any, timestamp: int, output: WatermarkOutput) -> None:
         pass
 
@@ -133,6 +153,7 @@ class IdlenessGenerator(WatermarkGenerator[Any]):
 
     def __init__(self, inner: WatermarkGenerator[Any], timeout_ms: int, clock: Callable[[], int]):
         self.inner = inner
+        self.emits_on_event = inner.emits_on_event
         self.timeout = timeout_ms
         self.clock = clock
         self.last_activity = clock()

@@ -85,7 +85,7 @@ class Poller(KeyedProcessFunction[str, str, str]):
 
     def on_timer(self, timestamp: int, ctx: Any, out: Any) -> None:
         assert ctx.time_domain() is TimeDomain.PROCESSING_TIME
-        assert ctx.timestamp() is None
+        assert ctx.timestamp() == timestamp  # as in Flink
         out.collect((ctx.get_current_key(), timestamp))
 
 
@@ -101,6 +101,8 @@ def test_processing_time_timers_follow_the_manual_clock() -> None:
         assert h.extract_output_values() == [("x", 1005)]
         h.set_processing_time(10_000)
         assert h.extract_output_values() == [("x", 1005), ("y", 1500)]
+        # records emitted by processing-time timers carry no event timestamp
+        assert [r.timestamp for r in h.extract_output_records()] == [None, None]
         assert h.num_processing_time_timers() == 0
 
 
