@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from flowactors import OutputTag, ProcessFunction, StreamExecutionEnvironment
+from flowactors import DataStream, OutputTag, ProcessFunction, StreamExecutionEnvironment
 
 OUT_OF_RANGE: OutputTag[dict[str, Any]] = OutputTag("out-of-range")
 
@@ -32,15 +32,23 @@ class Validate(ProcessFunction[dict[str, Any], dict[str, Any]]):
             ctx.output(OUT_OF_RANGE, value)
 
 
+Stats = tuple[str, int, float, float, int]
+
+
+def combine(a: Stats, b: Stats) -> Stats:
+    """(sensor, readings, max, sum, last seq) of two partial statistics."""
+    return (a[0], a[1] + b[1], max(a[2], b[2]), a[3] + b[3], b[4])
+
+
 def main() -> None:
     env = StreamExecutionEnvironment(parallelism=2)
     readings = env.from_generator(reading, count=200).name("sensor feed")
     valid = readings.filter(lambda r: r["celsius"] is not None).process(Validate()).name("validate")
     # (sensor, readings, max, sum, last seq), reduced per sensor as readings arrive.
-    stats = (
+    stats: DataStream[Any] = (
         valid.map(lambda r: (r["sensor"], 1, r["celsius"], r["celsius"], r["seq"]))
         .key_by(lambda t: t[0])
-        .reduce(lambda a, b: (a[0], a[1] + b[1], max(a[2], b[2]), a[3] + b[3], b[4]))
+        .reduce(combine)
         .name("stats per sensor")
     )
     stats.filter(lambda s: s[4] >= 190).map(

@@ -51,23 +51,44 @@ class Boundedness(enum.Enum):
 
 @dataclass(frozen=True)
 class SourceReaderContext:
-    """Where a reader runs."""
+    """Where a reader runs, and the state it resumes from.
+
+    ``restored_state`` is ``None`` on a fresh start; after a restore it is this
+    subtask's share of the entries the readers returned from
+    ``snapshot_state`` (all of them at unchanged parallelism; spread
+    round-robin over the subtasks after a rescale).
+    """
 
     job_name: str
     source_name: str
     subtask_index: int
     parallelism: int
     batch_size: int
+    restored_state: list[Any] | None = None
 
 
 @dataclass(frozen=True)
 class SinkWriterContext:
-    """Where a sink writer runs."""
+    """Where a sink writer runs, and the state it resumes from.
+
+    After a restore, ``restored_state`` is this subtask's share of what the
+    writers returned from ``snapshot_state`` and ``restored_union_state`` is
+    every subtask's entries (for committing or cleaning up what any subtask
+    left behind).
+    """
 
     job_name: str
     sink_name: str
     subtask_index: int
     parallelism: int
+    restored_state: list[Any] | None = None
+    restored_union_state: list[Any] | None = None
+    #: Counts restarts of the job within this process (0 on the first run).
+    attempt: int = 0
+    #: Unique per run of the job (new after every restart and every process start).
+    run_id: str = ""
+    #: Whether the job takes checkpoints (exactly-once sinks commit on completion).
+    checkpointing: bool = False
 
 
 class ReaderOutput(Protocol[T]):
@@ -104,6 +125,14 @@ class SourceReader(ABC, Generic[T]):
     async def close(self) -> None:
         """Release resources; called once, also after failure or cancellation."""
 
+    def snapshot_state(self, checkpoint_id: int) -> list[Any]:
+        """The reader's position (e.g. offsets per split), as entries that can be
+        spread over subtasks on rescale. Called between two ``poll_next`` calls."""
+        return []
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """The checkpoint is complete (e.g. commit offsets to an external system)."""
+
 
 class Source(ABC, Generic[T]):
     """A description of where records come from; creates the readers."""
@@ -131,6 +160,19 @@ class SinkWriter(ABC, Generic[T]):
 
     async def close(self) -> None:
         """Release resources; called once, also after failure or cancellation."""
+
+    async def prepare_commit(self, checkpoint_id: int) -> None:
+        """Before the barrier passes: flush, and close what checkpoint ``checkpoint_id`` covers."""
+
+    def snapshot_state(self, checkpoint_id: int) -> list[Any]:
+        """What a restore needs (e.g. files or transactions awaiting their commit)."""
+        return []
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` is complete: commit what it covers."""
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` will not complete."""
 
 
 class Sink(ABC, Generic[T]):

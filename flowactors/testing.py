@@ -29,7 +29,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import OperatorContext
@@ -214,7 +214,7 @@ class _Harness:
             self._loop.run_until_complete(self.operator.close())
         self._loop.close()
 
-    def __enter__(self) -> _Harness:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -256,7 +256,8 @@ class KeyedOneInputStreamOperatorTestHarness(OneInputStreamOperatorTestHarness):
 
 
 class KeyedTwoInputStreamOperatorTestHarness(_Harness):
-    """For a ``KeyedCoProcessFunction``: ``process_element1`` / ``process_element2``."""
+    """For a ``KeyedCoProcessFunction`` or a ``CoFlatMapFunction`` on keyed connected
+    streams: feed ``process_element1`` / ``process_element2``."""
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -47,49 +48,122 @@ class _PrintWriter(SinkWriter[Any]):
 
 
 class TextFileSink(Sink[Any]):
-    """Writes ``str(record)`` lines into part files of a directory.
+    """Writes ``str(record)`` lines into part files of a directory, exactly once.
 
-    Each subtask writes ``.part-<subtask>-<n>.inprogress`` and renames it to
-    ``part-<subtask>-<n>`` when its input ends, so a reader of the directory
-    never sees a half-written part file under its final name.
+    Records go to a hidden in-progress file (``.part-...inprogress``) that is
+    renamed to its final name (``part-...``) only when nothing can take it back:
+
+    - without checkpoints, when the input ends (``part-<subtask>-<n>``);
+    - with checkpoints, the file is closed at each barrier and renamed when that
+      checkpoint completes (``part-<subtask>-<run>-<n>``). After a failure, the
+      restored checkpoint's closed files are renamed and in-progress files of
+      earlier runs are deleted, so the directory's finished files hold every
+      record exactly once.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
     def create_writer(self, context: SinkWriterContext) -> SinkWriter[Any]:
-        return _TextFileWriter(self.path, context.subtask_index)
+        return _TextFileWriter(self.path, context)
 
 
 class _TextFileWriter(SinkWriter[Any]):
-    def __init__(self, directory: Path, subtask: int) -> None:
+    def __init__(self, directory: Path, context: SinkWriterContext) -> None:
         self.directory = directory
-        self.subtask = subtask
+        self.context = context
+        self.subtask = context.subtask_index
         self.handle: Any = None
+        self.counter = 0
+        #: (checkpoint id, in-progress path, final path) of closed files awaiting commit
+        self.pending: list[tuple[int, str, str]] = []
 
     async def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        n = 0
-        while (self.directory / f"part-{self.subtask}-{n}").exists():
-            n += 1
-        self.final = self.directory / f"part-{self.subtask}-{n}"
-        self.in_progress = self.directory / f".part-{self.subtask}-{n}.inprogress"
-        self.handle = await aiofiles.open(self.in_progress, "w", encoding="utf-8")
+        ctx = self.context
+        if ctx.restored_union_state is not None:
+            for _, in_progress, final in ctx.restored_union_state:
+                _commit(Path(in_progress), Path(final))
+            if ctx.subtask_index == 0:
+                self._delete_strays({entry[1] for entry in ctx.restored_union_state})
+
+    def _delete_strays(self, keep: set[str]) -> None:
+        """In-progress files of earlier runs that no restored checkpoint covers."""
+        mine = f".{self.context.run_id}."
+        for path in self.directory.glob(".part-*.inprogress"):
+            if str(path) not in keep and mine not in path.name:
+                path.unlink(missing_ok=True)
+
+    def _names(self) -> tuple[Path, Path]:
+        ctx = self.context
+        while True:
+            if ctx.checkpointing:
+                stem = f"part-{self.subtask}-{ctx.run_id}-{self.counter}"
+                in_progress = (
+                    self.directory / f".part-{self.subtask}.{ctx.run_id}.{self.counter}.inprogress"
+                )
+            else:
+                stem = f"part-{self.subtask}-{self.counter}"
+                in_progress = self.directory / f".{stem}.inprogress"
+            self.counter += 1
+            final = self.directory / stem
+            if not final.exists() and not in_progress.exists():
+                return in_progress, final
 
     async def write(self, values: list[Any], timestamps: list[int | None] | None) -> None:
+        if self.handle is None:
+            self.in_progress, self.final = self._names()
+            self.handle = await aiofiles.open(self.in_progress, "w", encoding="utf-8")
         await self.handle.write("".join(f"{v}\n" for v in values))
 
-    async def flush(self, end_of_input: bool) -> None:
+    async def _close_current(self) -> tuple[str, str] | None:
+        if self.handle is None:
+            return None
         await self.handle.flush()
+        await asyncio.to_thread(os.fsync, self.handle.fileno())
+        await self.handle.close()
+        self.handle = None
+        return str(self.in_progress), str(self.final)
+
+    async def prepare_commit(self, checkpoint_id: int) -> None:
+        closed = await self._close_current()
+        if closed is not None:
+            self.pending.append((checkpoint_id, *closed))
+
+    def snapshot_state(self, checkpoint_id: int) -> list[Any]:
+        return list(self.pending)
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        done = [p for p in self.pending if p[0] <= checkpoint_id]
+        self.pending = [p for p in self.pending if p[0] > checkpoint_id]
+        for _, in_progress, final in done:
+            _commit(Path(in_progress), Path(final))
+
+    async def flush(self, end_of_input: bool) -> None:
+        if self.handle is not None:
+            await self.handle.flush()
         if end_of_input:
-            await self.handle.close()
-            self.handle = None
-            os.replace(self.in_progress, self.final)
+            # The input is complete: nothing can be replayed, everything is final.
+            closed = await self._close_current()
+            for _, in_progress, final in self.pending:
+                _commit(Path(in_progress), Path(final))
+            self.pending.clear()
+            if closed is not None:
+                _commit(Path(closed[0]), Path(closed[1]))
 
     async def close(self) -> None:
         if self.handle is not None:
             await self.handle.close()
             self.handle = None
+
+
+def _commit(in_progress: Path, final: Path) -> None:
+    """Rename into place; idempotent (a file already committed stays as it is)."""
+    try:
+        os.replace(in_progress, final)
+    except FileNotFoundError:
+        if not final.exists():
+            raise
 
 
 class CollectSink(Sink[T]):

@@ -60,28 +60,38 @@ class CollectionSource(Source[T]):
         self.elements = elements
 
     def create_reader(self, context: SourceReaderContext) -> SourceReader[T]:
-        return _CollectionReader(self.elements, context.batch_size)
+        start = sum(context.restored_state or [])
+        return _CollectionReader(self.elements, context.batch_size, start)
 
 
 class _CollectionReader(SourceReader[T]):
-    def __init__(self, elements: Iterable[T], batch_size: int) -> None:
+    """Its checkpointed state is the number of elements emitted."""
+
+    def __init__(self, elements: Iterable[T], batch_size: int, start: int) -> None:
         self.batch_size = batch_size
         self.list: list[T] | None = elements if isinstance(elements, list) else None
-        self.iter: Iterator[T] | None = None if self.list is not None else iter(elements)
-        self.pos = 0
+        self.iter: Iterator[T] | None = None
+        if self.list is None:
+            self.iter = iter(elements)
+            for _ in islice(self.iter, start):
+                pass
+        self.pos = start
 
     async def poll_next(self, output: ReaderOutput[T]) -> InputStatus:
         if self.list is not None:
             batch = self.list[self.pos : self.pos + self.batch_size]
-            self.pos += len(batch)
-            done = self.pos >= len(self.list)
+            done = self.pos + len(batch) >= len(self.list)
         else:
             assert self.iter is not None
             batch = list(islice(self.iter, self.batch_size))
             done = len(batch) < self.batch_size
+        self.pos += len(batch)
         if batch:
             await output.collect_batch(batch)
         return END if done else MORE
+
+    def snapshot_state(self, checkpoint_id: int) -> list[Any]:
+        return [self.pos]
 
 
 # -- generator ---------------------------------------------------------------
@@ -114,28 +124,35 @@ class GeneratorSource(Source[T]):
 
     def create_reader(self, context: SourceReaderContext) -> SourceReader[T]:
         p, s = context.parallelism, context.subtask_index
-        if self.count is not None:
-            indices: Iterator[int] = iter(range(s * self.count // p, (s + 1) * self.count // p))
+        splits: list[list[int | None]]
+        if context.restored_state is not None:
+            splits = [list(split) for split in context.restored_state]
+        elif self.count is not None:
+            splits = [[s * self.count // p, (s + 1) * self.count // p, 1]]
         else:
-            indices = _count_from(s, p)
+            splits = [[s, None, p]]
         rate = self.rate / p if self.rate is not None else None
-        return _GeneratorReader(self.fn, indices, rate, context.batch_size)
+        return _GeneratorReader(self.fn, splits, rate, context.batch_size)
 
 
-def _count_from(start: int, step: int) -> Iterator[int]:
-    i = start
-    while True:
-        yield i
-        i += step
+def _exhausted(split: list[int | None]) -> bool:
+    start, stop, _ = split
+    return stop is not None and start is not None and start >= stop
 
 
 class _GeneratorReader(SourceReader[T]):
+    """Generates indices from its splits ``[next, stop or None, step]``; those are its state."""
+
     def __init__(
-        self, fn: Callable[[int], Any], indices: Iterator[int], rate: float | None, batch_size: int
+        self,
+        fn: Callable[[int], Any],
+        splits: list[list[int | None]],
+        rate: float | None,
+        batch_size: int,
     ) -> None:
         self.fn = fn
         self.is_async = is_async_callable(fn)
-        self.indices = indices
+        self.splits = [split for split in splits if not _exhausted(split)]
         self.rate = rate
         self.batch_size = batch_size
         self.emitted = 0
@@ -150,11 +167,24 @@ class _GeneratorReader(SourceReader[T]):
         elapsed = asyncio.get_running_loop().time() - self.started
         return min(self.batch_size, int(elapsed * self.rate) + 1 - self.emitted)
 
+    def _take(self, n: int) -> list[int]:
+        split = self.splits[0]
+        start, stop, step = split
+        assert start is not None and step is not None
+        end = start + n * step if stop is None else min(start + n * step, stop)
+        indices = list(range(start, end, step))
+        split[0] = start + len(indices) * step
+        if _exhausted(split):
+            self.splits.pop(0)
+        return indices
+
     async def poll_next(self, output: ReaderOutput[T]) -> InputStatus:
+        if not self.splits:
+            return END
         n = self._allowed()
         if n <= 0:
             return NOTHING
-        idx = list(islice(self.indices, n))
+        idx = self._take(n)
         if self.is_async:
             fn = self.fn
             batch = [await fn(i) for i in idx]
@@ -163,7 +193,10 @@ class _GeneratorReader(SourceReader[T]):
         self.emitted += len(idx)
         if batch:
             await output.collect_batch(batch)
-        return MORE if len(idx) == n else END
+        return MORE if self.splits else END
+
+    def snapshot_state(self, checkpoint_id: int) -> list[Any]:
+        return [list(split) for split in self.splits]
 
     async def is_available(self) -> None:
         assert self.rate is not None
@@ -184,44 +217,50 @@ def _list_files(path: str | os.PathLike[str]) -> list[Path]:
 
 
 class _LineReader(SourceReader[T]):
-    """Reads files in large chunks and hands out complete lines with their numbers."""
+    """Reads files in large chunks and hands out complete lines with their numbers.
+
+    Its state is, per file not yet finished, ``(path, byte offset, line number)``
+    of the first line not emitted yet.
+    """
 
     chunk_size = 1 << 20
 
-    def __init__(self, files: list[Path], batch_size: int) -> None:
-        self.files = files
+    def __init__(self, files: list[tuple[str, int, int]], batch_size: int) -> None:
+        self.files: list[list[Any]] = [list(f) for f in files]  # [path, offset, line_no]
         self.batch_size = batch_size
-        self.file_index = -1
         self.handle: Any = None
         self.carry = b""
-        self.line_no = 0
         self.pending: list[bytes] = []
         self.pending_pos = 0
         self.eof = True
 
     @property
     def current(self) -> str:
-        return str(self.files[self.file_index])
+        return str(self.files[0][0])
 
     async def _next_lines(self) -> tuple[int, list[bytes]] | None:
         """Up to ``batch_size`` lines of the current file and the number of the first."""
         while True:
             if self.pending_pos < len(self.pending):
                 lines = self.pending[self.pending_pos : self.pending_pos + self.batch_size]
-                first = self.line_no + 1
+                state = self.files[0]
+                first = state[2] + 1
                 self.pending_pos += len(lines)
-                self.line_no += len(lines)
+                state[1] += sum(map(len, lines)) + len(lines)  # each line and its newline
+                state[2] += len(lines)
                 return first, lines
             if self.eof:
                 if self.handle is not None:
                     await self.handle.close()
                     self.handle = None
-                self.file_index += 1
-                if self.file_index >= len(self.files):
+                    self.files.pop(0)
+                if not self.files:
                     return None
-                self.handle = await aiofiles.open(self.files[self.file_index], "rb")
+                path, offset, _ = self.files[0]
+                self.handle = await aiofiles.open(path, "rb")
+                if offset:
+                    await self.handle.seek(offset)
                 self.eof = False
-                self.line_no = 0
                 self.carry = b""
             chunk = await self.handle.read(self.chunk_size)
             if not chunk:
@@ -234,10 +273,19 @@ class _LineReader(SourceReader[T]):
                 self.pending = parts
             self.pending_pos = 0
 
+    def snapshot_state(self, checkpoint_id: int) -> list[Any]:
+        return [tuple(f) for f in self.files]
+
     async def close(self) -> None:
         if self.handle is not None:
             await self.handle.close()
             self.handle = None
+
+
+def _file_splits(files: list[Path], context: SourceReaderContext) -> list[tuple[str, int, int]]:
+    if context.restored_state is not None:
+        return [(str(f[0]), int(f[1]), int(f[2])) for f in context.restored_state]
+    return [(str(f), 0, 0) for f in files[context.subtask_index :: context.parallelism]]
 
 
 def _strip_cr(line: bytes) -> bytes:
@@ -253,12 +301,11 @@ class TextFileSource(Source[str]):
         self.files = _list_files(path)
 
     def create_reader(self, context: SourceReaderContext) -> SourceReader[str]:
-        mine = self.files[context.subtask_index :: context.parallelism]
-        return _TextReader(mine, context.batch_size, self.encoding)
+        return _TextReader(_file_splits(self.files, context), context.batch_size, self.encoding)
 
 
 class _TextReader(_LineReader[str]):
-    def __init__(self, files: list[Path], batch_size: int, encoding: str) -> None:
+    def __init__(self, files: list[tuple[str, int, int]], batch_size: int, encoding: str) -> None:
         super().__init__(files, batch_size)
         self.encoding = encoding
 
@@ -300,12 +347,12 @@ class JsonLinesSource(Source[Any]):
         self.files = _list_files(path)
 
     def create_reader(self, context: SourceReaderContext) -> SourceReader[Any]:
-        mine = self.files[context.subtask_index :: context.parallelism]
-        return _JsonLinesReader(mine, context.batch_size, self.bad_lines)
+        splits = _file_splits(self.files, context)
+        return _JsonLinesReader(splits, context.batch_size, self.bad_lines)
 
 
 class _JsonLinesReader(_LineReader[Any]):
-    def __init__(self, files: list[Path], batch_size: int, bad_lines: Any) -> None:
+    def __init__(self, files: list[tuple[str, int, int]], batch_size: int, bad_lines: Any) -> None:
         super().__init__(files, batch_size)
         self.bad_lines = bad_lines
 

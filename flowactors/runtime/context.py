@@ -102,6 +102,12 @@ class OperatorContext:
     metric_group: MetricGroup = field(default_factory=MetricGroup)
     #: The keyed state backend of a keyed operator (``None`` elsewhere).
     keyed_backend: Any = None
+    #: Restarts of the job so far (0 on the first run).
+    attempt: int = 0
+    #: Unique per run of the job.
+    run_id: str = ""
+    #: Whether the job takes checkpoints.
+    checkpointing: bool = False
 
 
 class RuntimeContext:

@@ -19,7 +19,9 @@ __all__ = [
     "END_OF_INPUT",
     "MAX_WATERMARK",
     "MIN_WATERMARK",
+    "STOP",
     "Batch",
+    "CheckpointBarrier",
     "EndOfInput",
     "Watermark",
     "WatermarkStatus",
@@ -79,12 +81,36 @@ class WatermarkStatus:
 
 
 class EndOfInput:
-    """The sender on this channel will send nothing more."""
+    """The sender on this channel will send nothing more.
 
-    __slots__ = ()
+    ``drain=False`` marks a stop (stop-with-savepoint): the receivers end too,
+    without advancing event time or finishing their operators, so that what
+    is pending stays in the savepoint instead of being emitted.
+    """
+
+    __slots__ = ("drain",)
+
+    def __init__(self, drain: bool = True) -> None:
+        self.drain = drain
 
     def __repr__(self) -> str:
-        return "EndOfInput"
+        return "EndOfInput" if self.drain else "EndOfInput(stop)"
 
 
 END_OF_INPUT: Final = EndOfInput()
+STOP: Final = EndOfInput(drain=False)
+
+
+class CheckpointBarrier:
+    """Everything before this on every channel belongs to checkpoint ``checkpoint_id``."""
+
+    __slots__ = ("checkpoint_id", "is_savepoint", "stop")
+
+    def __init__(self, checkpoint_id: int, is_savepoint: bool = False, stop: bool = False) -> None:
+        self.checkpoint_id = checkpoint_id
+        self.is_savepoint = is_savepoint
+        #: Stop-with-savepoint: sources end after emitting this barrier.
+        self.stop = stop
+
+    def __repr__(self) -> str:
+        return f"CheckpointBarrier({self.checkpoint_id})"

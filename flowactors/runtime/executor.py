@@ -125,7 +125,7 @@ class JobExecution:
                         OperatorContext(
                             job_name=self.job_name,
                             operator_name=t.name,
-                            uid=t.default_uid(),
+                            uid=plan.uids[t],
                             subtask_index=s,
                             parallelism=chain.parallelism,
                             max_parallelism=self.max_parallelism,

@@ -40,8 +40,8 @@ class Transformation:
     is_sink: bool = False
     id: int = field(default_factory=lambda: next(_ids))
 
-    def default_uid(self) -> str:
-        return self.uid or f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', self.name).strip('-')}-{self.id}"
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.name).strip("-").lower() or "operator"
 
     def __repr__(self) -> str:
         return f"Transformation({self.name!r}, id={self.id})"
@@ -87,6 +87,9 @@ class Plan:
     edges: list[Edge]
     chains: list[Chain]
     chain_of: dict[Transformation, Chain]
+    #: The id of each operator's state in checkpoints: its ``uid``, or one derived
+    #: from its place in the graph (the same for the same program in any process).
+    uids: dict[Transformation, str]
 
     def consumers(self, upstream: Transformation) -> list[Edge]:
         return [e for e in self.edges if e.upstream is upstream]
@@ -151,7 +154,7 @@ def build_plan(sinks: list[Transformation], *, default_parallelism: int, chainin
             chain = Chain(t, [t], parallelism[t])
             chains.append(chain)
         chain_of[t] = chain
-    return Plan(order, parallelism, edges, chains, chain_of)
+    return Plan(order, parallelism, edges, chains, chain_of, _uids(order))
 
 
 def _topological(sinks: list[Transformation]) -> list[Transformation]:
@@ -173,6 +176,28 @@ def _topological(sinks: list[Transformation]) -> list[Transformation]:
     for sink in sinks:
         visit(sink)
     return order
+
+
+def _uids(order: list[Transformation]) -> dict[Transformation, str]:
+    """Explicit uids, and for the rest ``<name>-<n>``: the n-th operator in a
+    deterministic depth-first order of the job graph.
+
+    Operators without an explicit uid keep their state across restarts of the
+    same program; set ``uid()`` on stateful operators so that a changed
+    program still finds its state.
+    """
+    uids: dict[Transformation, str] = {}
+    taken = {t.uid for t in order if t.uid is not None}
+    for index, t in enumerate(order):
+        if t.uid is not None:
+            uids[t] = t.uid
+            continue
+        candidate = f"{t.slug()}-{index}"
+        while candidate in taken:
+            candidate += "_"
+        taken.add(candidate)
+        uids[t] = candidate
+    return uids
 
 
 def _check_uids(order: list[Transformation]) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from itertools import repeat
 from typing import Any
 
+from flowactors.checkpoint.snapshot import KeyedSnapshot, OperatorSnapshot, RestoreView
 from flowactors.errors import InvalidKeyError
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.keygroups import check_keys, key_group_range
@@ -109,6 +110,33 @@ class KeyedOperator(StreamOperator):
                 key_error.__cause__ = cause
                 return super().failure(key_error)
         return super().failure(cause)
+
+    # -- checkpoints ---------------------------------------------------------
+
+    def snapshot_state(self, checkpoint_id: int) -> OperatorSnapshot | None:
+        backend = self.backend
+        return OperatorSnapshot(
+            keyed=KeyedSnapshot(
+                tables=backend.snapshot_tables(),
+                namespaced=set(backend.namespaced),
+                event_timers=list(self.timers.event.live),
+                processing_timers=list(self.timers.processing.live),
+                max_parallelism=backend.max_parallelism,
+            )
+        )
+
+    def snapshot_finished(self, checkpoint_id: int) -> None:
+        self.backend.snapshot_released()
+
+    async def initialize_state(self, restore: RestoreView) -> None:
+        backend = self.backend
+        for group in await restore.key_groups(backend.key_groups, backend.max_parallelism):
+            for name, entries in group.tables.items():
+                backend.restore_table(name, entries, name in group.namespaced)
+            for ts, owner in group.event_timers:
+                self.timers.register_event_time_timer(owner, ts)
+            for ts, owner in group.processing_timers:
+                self.timers.register_processing_time_timer(owner, ts)
 
     async def process_watermark(self, timestamp: int) -> None:
         backend = self.backend

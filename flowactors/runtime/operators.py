@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from flowactors.runtime.context import OperatorContext, RuntimeContext
 
 if TYPE_CHECKING:
+    from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView
     from flowactors.runtime.writer import RecordWriter
 
 Values = list[Any]
@@ -151,6 +152,27 @@ class StreamOperator:
 
     async def process_watermark_status(self, idle: bool) -> None:
         await self.output.emit_watermark_status(idle)
+
+    # -- checkpoints (the defaults suit stateless operators) -----------------
+
+    async def initialize_state(self, restore: RestoreView) -> None:
+        """Take back this subtask's state from a checkpoint (before ``open``)."""
+
+    async def prepare_snapshot_pre_barrier(self, checkpoint_id: int) -> None:
+        """Before the barrier passes: flush what must be part of the snapshot."""
+
+    def snapshot_state(self, checkpoint_id: int) -> OperatorSnapshot | None:
+        """The synchronous part of a snapshot: cheap copies, no I/O."""
+        return None
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` is complete (commit external side effects now)."""
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` will never complete."""
+
+    def snapshot_finished(self, checkpoint_id: int) -> None:
+        """The asynchronous part of this subtask's snapshot is written (or failed)."""
 
     async def on_control(self, message: Any) -> None:
         """A control-lane message addressed to this operator (timer, async result...)."""

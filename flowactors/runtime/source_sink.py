@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView
 from flowactors.runtime.operators import (
     OperatorFailure,
     SideOutputs,
@@ -38,6 +39,7 @@ class SourceOperator(StreamOperator):
         self.reader: SourceReader[Any] | None = None
         self.records_out = 0
         self.tracker: SplitWatermarks | None = None
+        self.restored_state: list[Any] | None = None
 
     @property
     def periodic_interval_ms(self) -> int:
@@ -57,11 +59,32 @@ class SourceOperator(StreamOperator):
                     subtask_index=ctx.subtask_index,
                     parallelism=ctx.parallelism,
                     batch_size=ctx.config.batch_size,
+                    restored_state=self.restored_state,
                 )
             )
             await self.reader.start()
         except Exception as exc:
             raise self.failure(exc) from exc
+
+    # checkpoints -------------------------------------------------------------
+
+    async def initialize_state(self, restore: RestoreView) -> None:
+        if restore.has_state:
+            self.restored_state = await restore.operator_state()
+
+    def snapshot_state(self, checkpoint_id: int) -> OperatorSnapshot | None:
+        assert self.reader is not None
+        try:
+            return OperatorSnapshot(operator_state=list(self.reader.snapshot_state(checkpoint_id)))
+        except Exception as exc:
+            raise self.failure(exc) from exc
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        if self.reader is not None:
+            try:
+                await self.reader.notify_checkpoint_complete(checkpoint_id)
+            except Exception as exc:
+                raise self.failure(exc) from exc
 
     # ReaderOutput -----------------------------------------------------------
 
@@ -129,6 +152,11 @@ class SinkOperator(StreamOperator):
         super().__init__()
         self.sink = sink
         self.writer: SinkWriter[Any] | None = None
+        self.restored: tuple[list[Any], list[Any]] | None = None
+
+    async def initialize_state(self, restore: RestoreView) -> None:
+        if restore.has_state:
+            self.restored = (await restore.operator_state(), await restore.union_operator_state())
 
     async def open(self) -> None:
         ctx = self.ctx
@@ -139,6 +167,11 @@ class SinkOperator(StreamOperator):
                     sink_name=ctx.operator_name,
                     subtask_index=ctx.subtask_index,
                     parallelism=ctx.parallelism,
+                    restored_state=None if self.restored is None else self.restored[0],
+                    restored_union_state=None if self.restored is None else self.restored[1],
+                    attempt=ctx.attempt,
+                    run_id=ctx.run_id,
+                    checkpointing=ctx.checkpointing,
                 )
             )
             await self.writer.open()
@@ -160,6 +193,34 @@ class SinkOperator(StreamOperator):
             await self.writer.flush(end_of_input=True)
         except Exception as exc:
             raise self.failure(exc) from exc
+
+    async def prepare_snapshot_pre_barrier(self, checkpoint_id: int) -> None:
+        assert self.writer is not None
+        try:
+            await self.writer.prepare_commit(checkpoint_id)
+        except Exception as exc:
+            raise self.failure(exc) from exc
+
+    def snapshot_state(self, checkpoint_id: int) -> OperatorSnapshot | None:
+        assert self.writer is not None
+        try:
+            return OperatorSnapshot(operator_state=list(self.writer.snapshot_state(checkpoint_id)))
+        except Exception as exc:
+            raise self.failure(exc) from exc
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        if self.writer is not None:
+            try:
+                await self.writer.notify_checkpoint_complete(checkpoint_id)
+            except Exception as exc:
+                raise self.failure(exc) from exc
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        if self.writer is not None:
+            try:
+                await self.writer.notify_checkpoint_aborted(checkpoint_id)
+            except Exception as exc:
+                raise self.failure(exc) from exc
 
     async def close(self) -> None:
         if self.writer is not None:

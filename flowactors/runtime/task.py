@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
+from flowactors.checkpoint.config import Serializer
+from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView, write_operator_snapshot
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.elements import (
     MAX_WATERMARK,
     MIN_WATERMARK,
     Batch,
+    CheckpointBarrier,
     EndOfInput,
     Watermark,
     WatermarkStatus,
@@ -38,6 +42,20 @@ from flowactors.time.clock import ProcessingTimeService
 
 BatchHandler = Callable[[Values, Timestamps, Values | None], Awaitable[None]]
 ControlMessage = Callable[[], Awaitable[None]]
+
+
+class CheckpointParticipant(Protocol):
+    """What a task needs from the checkpoint coordinator."""
+
+    serializer: Serializer
+
+    def directory_of(self, checkpoint_id: int) -> Path | None: ...
+
+    def acknowledge(
+        self, checkpoint_id: int, task: StreamTask, meta: dict[str, Any], pause_s: float
+    ) -> None: ...
+
+    def decline(self, checkpoint_id: int, task: StreamTask, cause: BaseException) -> None: ...
 
 
 class TaskFailure(Exception):
@@ -77,10 +95,25 @@ class StreamTask:
         self.ended_at: float | None = None
         self.input_watermark = MIN_WATERMARK
         self.processing_time: ProcessingTimeService
+        #: Per operator, what to restore from (``None``: start empty).
+        self.restore_views: list[RestoreView] | None = None
+        #: Per operator, its uid in checkpoints.
+        self.uids: list[str] = []
+        self.checkpoints: CheckpointParticipant | None = None
+        self.snapshot_writers: set[asyncio.Task[None]] = set()
+        #: False after a stop (stop-with-savepoint): end without finishing operators.
+        self.drain = True
+        self._stop_requested = False
+        self._aligning: int | None = None
+        self._arrived: set[int] = set()
 
     @property
     def head(self) -> StreamOperator:
         return self.operators[0]
+
+    @property
+    def is_source(self) -> bool:
+        return isinstance(self.head, SourceOperator)
 
     def post_control(self, message: ControlMessage) -> None:
         self.mailbox.put_control(message)
@@ -97,6 +130,9 @@ class StreamTask:
         opened: list[StreamOperator] = []
         failed = False
         try:
+            if self.restore_views is not None:
+                for op, view in zip(self.operators, self.restore_views):
+                    await op.initialize_state(view)
             for op in reversed(self.operators):
                 await op.open()
                 opened.append(op)
@@ -104,10 +140,15 @@ class StreamTask:
                 await self._run_source(self.head)
             else:
                 await self._run_inputs()
-            for op in self.operators:
-                await op.finish()
+            if self.drain:
+                for op in self.operators:
+                    await op.finish()
             for writer in self.writers:
-                await writer.end_input()
+                await writer.end_input(self.drain)
+            # A snapshot still being written belongs to a checkpoint that can still
+            # complete: see it through before the task counts as finished.
+            if self.snapshot_writers:
+                await asyncio.gather(*self.snapshot_writers)
             self.finished = True
         except asyncio.CancelledError:
             failed = True
@@ -118,6 +159,10 @@ class StreamTask:
         finally:
             self.ended_at = loop.time()
             self.processing_time.shutdown()
+            for writer_task in self.snapshot_writers:
+                writer_task.cancel()
+            if self.snapshot_writers:
+                await asyncio.gather(*self.snapshot_writers, return_exceptions=True)
             await self._close(opened, failed)
 
     async def _close(self, opened: list[StreamOperator], failed: bool) -> None:
@@ -151,6 +196,9 @@ class StreamTask:
             while control is not None:
                 await control()
                 control = mailbox.poll_control()
+            if self._stop_requested:
+                self.drain = False
+                return
             status = await head.poll_next()
             now = loop.time()
             if now >= next_periodic:
@@ -180,6 +228,7 @@ class StreamTask:
         watermarks = [MIN_WATERMARK] * n
         idle = [False] * n
         open_channels = n
+        ended = [False] * n
         all_idle = False
         timeout = self.config.buffer_timeout_ms / 1000.0
         next_flush = loop.time() + timeout
@@ -224,16 +273,116 @@ class StreamTask:
             elif kind is WatermarkStatus:
                 idle[channel] = message.idle
                 await advance()
+            elif kind is CheckpointBarrier:
+                await self._on_barrier(channel, message, ended)
             elif kind is EndOfInput:
-                watermarks[channel] = MAX_WATERMARK
-                idle[channel] = False
+                ended[channel] = True
                 open_channels -= 1
-                await advance()
+                if not message.drain:
+                    self.drain = False  # a stop: do not advance event time
+                elif self.drain:
+                    watermarks[channel] = MAX_WATERMARK
+                    idle[channel] = False
+                    await advance()
+                if self._aligning is not None:
+                    await self._check_aligned(ended)
             else:
                 raise TypeError(f"unexpected message on channel {channel}: {message!r}")
             if has_writers and loop.time() >= next_flush:
                 await self.flush_outputs()
                 next_flush = loop.time() + timeout
+
+    # -- checkpoints -------------------------------------------------------
+
+    async def _on_barrier(
+        self, channel: int, barrier: CheckpointBarrier, ended: list[bool]
+    ) -> None:
+        """Align: hold back each channel's data after its barrier until all have one."""
+        n = barrier.checkpoint_id
+        if self._aligning is None or n > self._aligning:
+            if self._aligning is not None:
+                # A newer barrier overtook an alignment that cannot finish any more
+                # (its checkpoint was aborted upstream): give the old one up.
+                self.mailbox.unblock_all()
+            self._aligning = n
+            self._barrier = barrier
+            self._arrived = set()
+        elif n < self._aligning:
+            return
+        self._arrived.add(channel)
+        if self.mailbox.num_channels > 1:
+            self.mailbox.block(channel)
+        await self._check_aligned(ended)
+
+    async def _check_aligned(self, ended: list[bool]) -> None:
+        if any(not ended[c] and c not in self._arrived for c in range(len(ended))):
+            return
+        self.mailbox.unblock_all()
+        self._aligning = None
+        await self.perform_checkpoint(self._barrier)
+
+    async def trigger_checkpoint(self, barrier: CheckpointBarrier) -> None:
+        """A source task starts checkpoint ``barrier.checkpoint_id`` (from the coordinator)."""
+        await self.perform_checkpoint(barrier)
+        if barrier.stop:
+            self._stop_requested = True
+
+    async def perform_checkpoint(self, barrier: CheckpointBarrier) -> None:
+        """Snapshot every operator of the chain, pass the barrier on, write in the background."""
+        participant = self.checkpoints
+        if participant is None:
+            for writer in self.writers:
+                await writer.broadcast_element(barrier)
+            return
+        n = barrier.checkpoint_id
+        clock = asyncio.get_running_loop().time
+        for op in self.operators:
+            await op.prepare_snapshot_pre_barrier(n)
+        started = clock()
+        snapshots = [(uid, op, op.snapshot_state(n)) for uid, op in zip(self.uids, self.operators)]
+        pause = clock() - started
+        for writer in self.writers:
+            await writer.broadcast_element(barrier)
+        writer_task = asyncio.create_task(
+            self._write_snapshot(participant, n, snapshots, pause),
+            name=f"flowactors:snapshot:{self.name}#{self.subtask_index}:{n}",
+        )
+        self.snapshot_writers.add(writer_task)
+        writer_task.add_done_callback(self.snapshot_writers.discard)
+
+    async def _write_snapshot(
+        self,
+        participant: CheckpointParticipant,
+        checkpoint_id: int,
+        snapshots: list[tuple[str, StreamOperator, OperatorSnapshot | None]],
+        pause: float,
+    ) -> None:
+        try:
+            meta: dict[str, Any] = {}
+            directory = participant.directory_of(checkpoint_id)
+            if directory is not None:
+                for uid, _, snapshot in snapshots:
+                    if snapshot is not None:
+                        meta[uid] = await write_operator_snapshot(
+                            directory, uid, self.subtask_index, snapshot, participant.serializer
+                        )
+            participant.acknowledge(checkpoint_id, self, meta, pause)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            participant.decline(checkpoint_id, self, exc)
+        finally:
+            for _, op, snapshot in snapshots:
+                if snapshot is not None:
+                    op.snapshot_finished(checkpoint_id)
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        for op in self.operators:
+            await op.notify_checkpoint_complete(checkpoint_id)
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        for op in self.operators:
+            await op.notify_checkpoint_aborted(checkpoint_id)
 
     # -- metrics -----------------------------------------------------------
 

@@ -20,6 +20,7 @@ window's end timer once; fire at once if the element is late but allowed).
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable
 from itertools import repeat
@@ -214,11 +215,15 @@ class WindowOperator(KeyedOperator):
             acc = contents.get(slot, _MISSING)
             if acc is _MISSING:
                 acc = self.fn.create_accumulator()
+            elif self.backend.snapshots_in_flight:
+                acc = copy.copy(acc)  # a snapshot may still hold this one
             contents[slot] = self.fn.add(value, acc)
         else:
             elements = contents.get(slot)
             if elements is None:
                 contents[slot] = [value]
+            elif self.backend.snapshots_in_flight:
+                contents[slot] = [*elements, value]
             else:
                 elements.append(value)
 
@@ -311,8 +316,12 @@ class WindowOperator(KeyedOperator):
                     register((k, window), top)
                 if lateness:
                     register((k, window), top + lateness)
+            elif reduce is not None:
+                contents[slot] = reduce(acc, v)
             else:
-                contents[slot] = reduce(acc, v) if reduce is not None else agg.add(v, acc)  # type: ignore[union-attr]
+                if self.backend.snapshots_in_flight:
+                    acc = copy.copy(acc)
+                contents[slot] = agg.add(v, acc)  # type: ignore[union-attr]
             if top <= watermark:  # late, but within the allowed lateness: fire again now
                 self.backend.current_key = k
                 self.window = window

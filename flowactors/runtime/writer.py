@@ -18,7 +18,7 @@ from itertools import repeat
 from typing import Any
 
 from flowactors.errors import InvalidKeyError
-from flowactors.runtime.elements import END_OF_INPUT, Batch, Watermark, WatermarkStatus
+from flowactors.runtime.elements import END_OF_INPUT, STOP, Batch, Watermark, WatermarkStatus
 from flowactors.runtime.keygroups import KeyRouter, check_keys
 from flowactors.runtime.mailbox import Mailbox
 from flowactors.runtime.operators import OperatorFailure
@@ -231,5 +231,5 @@ class RecordWriter:
     async def emit_watermark_status(self, idle: bool) -> None:
         await self.broadcast_element(WatermarkStatus(idle))
 
-    async def end_input(self) -> None:
-        await self.broadcast_element(END_OF_INPUT)
+    async def end_input(self, drain: bool = True) -> None:
+        await self.broadcast_element(END_OF_INPUT if drain else STOP)

@@ -16,6 +16,7 @@ their elements one by one.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -57,6 +58,8 @@ class HeapKeyedStateBackend:
         self.namespaced: set[str] = set()
         self._descriptors: dict[str, StateDescriptor[Any]] = {}
         self._handles: dict[str, Any] = {}
+        #: While > 0, containers stored in state are copied before being mutated.
+        self.snapshots_in_flight = 0
 
     def table(self, name: str, namespaced: bool = False) -> dict[Any, Any]:
         """The raw dict behind a state (for built-in operators' fast paths)."""
@@ -83,6 +86,21 @@ class HeapKeyedStateBackend:
         self._descriptors[name] = descriptor
         self._handles[name] = handle
         return handle
+
+    # -- snapshots -----------------------------------------------------------
+
+    def snapshot_tables(self) -> dict[str, dict[Any, Any]]:
+        """Shallow copies of every table; starts copy-on-write until
+        :meth:`snapshot_released` (values mutated in place by state handles are
+        copied first, so the snapshot keeps the values it saw)."""
+        self.snapshots_in_flight += 1
+        return {name: dict(table) for name, table in self.tables.items() if table}
+
+    def snapshot_released(self) -> None:
+        self.snapshots_in_flight = max(0, self.snapshots_in_flight - 1)
+
+    def restore_table(self, name: str, entries: dict[Any, Any], namespaced: bool) -> None:
+        self.table(name, namespaced).update(entries)
 
     def num_entries(self) -> int:
         """Entries over all states (a key with three states counts three times)."""
@@ -191,6 +209,8 @@ class ListState(_State[T]):
         current = self._read(k)
         if current is _MISSING:
             current = []
+        elif self._backend.snapshots_in_flight:
+            current = list(current)
         current.append(value)
         self._write(k, current)
 
@@ -199,6 +219,8 @@ class ListState(_State[T]):
         current = self._read(k)
         if current is _MISSING:
             current = []
+        elif self._backend.snapshots_in_flight:
+            current = list(current)
         current.extend(values)
         if current:
             self._write(k, current)
@@ -225,6 +247,8 @@ class MapState(_State[dict[K, V]], Generic[K, V]):
         current = self._read(k)
         if current is _MISSING:
             current = {}
+        elif self._backend.snapshots_in_flight:
+            current = dict(current)
         current[key] = value
         self._write(k, current)
 
@@ -240,6 +264,8 @@ class MapState(_State[dict[K, V]], Generic[K, V]):
         current = self._read(k)
         if current is _MISSING:
             return
+        if self._backend.snapshots_in_flight:
+            current = dict(current)
         current.pop(key, None)
         if current:
             self._write(k, current)
@@ -270,6 +296,8 @@ class ReducingState(_State[T]):
         k = self._key()
         current = self._read(k)
         reduce_fn = self._descriptor.reduce_fn  # type: ignore[attr-defined]
+        if current is not _MISSING and self._backend.snapshots_in_flight:
+            current = copy.copy(current)  # in case the function mutates it in place
         self._write(k, value if current is _MISSING else reduce_fn(current, value))
 
 
@@ -288,6 +316,8 @@ class AggregatingState(_State[T]):
         acc = self._read(k)
         if acc is _MISSING:
             acc = fn.create_accumulator()
+        elif self._backend.snapshots_in_flight:
+            acc = copy.copy(acc)  # accumulators are often mutated in place
         self._write(k, fn.add(value, acc))
 
 

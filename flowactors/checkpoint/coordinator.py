@@ -1,0 +1,294 @@
+"""The checkpoint coordinator: the actor that starts, collects and completes snapshots.
+
+Every ``interval`` it asks each source subtask to start checkpoint *n* (a
+control message). Sources snapshot their position and send barrier *n*
+downstream; every subtask snapshots when the barrier has passed it (aligned over
+its inputs) and acknowledges once its files are written. When all subtasks have
+acknowledged, the coordinator writes the checkpoint's metadata atomically — the
+checkpoint is now *complete* — and tells every subtask, which is when sinks
+commit. A checkpoint that times out or that a subtask declines is aborted;
+more consecutive failures than tolerated fail the job.
+
+Savepoints run the same protocol on request, into a directory of the user's
+choice; ``stop=True`` makes the sources end after the savepoint barrier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowactors.checkpoint.config import CheckpointConfig, Serializer
+from flowactors.checkpoint.storage import (
+    CheckpointError,
+    CheckpointStorage,
+    CompletedCheckpoint,
+    metadata_for,
+    write_metadata_atomically,
+)
+from flowactors.runtime.elements import CheckpointBarrier
+
+if TYPE_CHECKING:
+    from flowactors.runtime.task import StreamTask
+
+log = logging.getLogger("flowactors.checkpoint")
+
+
+@dataclass
+class CheckpointStats:
+    """What the last completed checkpoint cost."""
+
+    checkpoint_id: int
+    duration_ms: float
+    #: The longest synchronous pause of any subtask (capturing state, no I/O).
+    max_sync_pause_ms: float
+    size_bytes: int
+
+
+@dataclass
+class _Pending:
+    checkpoint_id: int
+    directory: Path
+    is_savepoint: bool
+    expected: set[int]
+    started: float
+    done: asyncio.Future[CompletedCheckpoint]
+    operators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_pause: float = 0.0
+    timeout: asyncio.TimerHandle | None = None
+
+
+class CheckpointCoordinator:
+    def __init__(
+        self,
+        job_name: str,
+        tasks: list[StreamTask],
+        config: CheckpointConfig | None,
+        storage: CheckpointStorage | None,
+        first_id: int,
+        parallelism: dict[str, int],
+        serializer: Serializer,
+    ) -> None:
+        self.job_name = job_name
+        self.tasks = tasks
+        self.config = config
+        self.storage = storage
+        self.serializer = serializer
+        self.next_id = first_id
+        self.parallelism = parallelism
+        self.pending: dict[int, _Pending] = {}
+        self.failures = 0
+        self.completed = 0
+        self.last_stats: CheckpointStats | None = None
+        self.last_completed_at = 0.0
+        self._failure: asyncio.Future[None] | None = None
+
+    # -- the periodic loop --------------------------------------------------
+
+    async def run(self) -> None:
+        """Trigger checkpoints every interval until cancelled; raise to fail the job."""
+        loop = asyncio.get_running_loop()
+        self._failure = loop.create_future()
+        config = self.config
+        if config is None:
+            await self._failure  # savepoints only; wait for a fatal error
+            return
+        interval = config.interval_ms / 1000.0
+        next_at = loop.time() + interval
+        while True:
+            waiter = asyncio.ensure_future(asyncio.shield(self._failure))
+            try:
+                await asyncio.wait([waiter], timeout=max(0.0, next_at - loop.time()))
+            finally:
+                waiter.cancel()
+            if self._failure.done():
+                self._failure.result()
+            now = loop.time()
+            next_at = now + interval
+            if (
+                len([p for p in self.pending.values() if not p.is_savepoint])
+                >= config.max_concurrent
+            ):
+                continue
+            if (
+                self.last_completed_at
+                and (now - self.last_completed_at) * 1000 < config.min_pause_ms
+            ):
+                continue
+            if not self._all_running():
+                continue
+            self.trigger(is_savepoint=False)
+
+    def _all_running(self) -> bool:
+        return not any(t.finished or t.ended_at is not None for t in self.tasks)
+
+    # -- triggering ---------------------------------------------------------
+
+    def trigger(
+        self, *, is_savepoint: bool, directory: Path | None = None, stop: bool = False
+    ) -> asyncio.Future[CompletedCheckpoint]:
+        loop = asyncio.get_running_loop()
+        n = self.next_id
+        self.next_id += 1
+        if directory is None:
+            assert self.storage is not None
+            directory = self.storage.checkpoint_dir(n)
+        directory.mkdir(parents=True, exist_ok=True)
+        pending = _Pending(
+            checkpoint_id=n,
+            directory=directory,
+            is_savepoint=is_savepoint,
+            expected={id(t) for t in self.tasks},
+            started=loop.time(),
+            done=loop.create_future(),
+        )
+        self.pending[n] = pending
+        timeout_ms = self.config.timeout_ms if self.config is not None else 600_000
+        pending.timeout = loop.call_later(
+            timeout_ms / 1000.0, self.abort, n, f"not complete after {timeout_ms} ms"
+        )
+        barrier = CheckpointBarrier(n, is_savepoint=is_savepoint, stop=stop)
+        for task in self.tasks:
+            if task.is_source:
+                task.post_control(_trigger_message(task, barrier))
+        log.debug(
+            "triggered %s %d of job %r",
+            "savepoint" if is_savepoint else "checkpoint",
+            n,
+            self.job_name,
+        )
+        return pending.done
+
+    # -- CheckpointParticipant ---------------------------------------------
+
+    def directory_of(self, checkpoint_id: int) -> Path | None:
+        pending = self.pending.get(checkpoint_id)
+        return None if pending is None else pending.directory
+
+    def acknowledge(
+        self, checkpoint_id: int, task: StreamTask, meta: dict[str, Any], pause_s: float
+    ) -> None:
+        pending = self.pending.get(checkpoint_id)
+        if pending is None or id(task) not in pending.expected:
+            return  # aborted meanwhile
+        pending.expected.discard(id(task))
+        pending.max_pause = max(pending.max_pause, pause_s)
+        for uid, part in meta.items():
+            merged = pending.operators.setdefault(uid, {"parallelism": self.parallelism.get(uid)})
+            if "keyed" in part:
+                merged.setdefault("keyed", {}).update(part["keyed"])
+                merged["max_parallelism"] = part["max_parallelism"]
+            if "operator_state" in part:
+                merged.setdefault("operator_state", []).extend(part["operator_state"])
+        if not pending.expected:
+            self._complete(pending)
+
+    def decline(self, checkpoint_id: int, task: StreamTask, cause: BaseException) -> None:
+        self.abort(
+            checkpoint_id,
+            f"{task.name} (subtask {task.subtask_index}) could not write its snapshot: "
+            f"{type(cause).__name__}: {cause}",
+        )
+
+    # -- completion ---------------------------------------------------------
+
+    def _complete(self, pending: _Pending) -> None:
+        n = pending.checkpoint_id
+        del self.pending[n]
+        if pending.timeout is not None:
+            pending.timeout.cancel()
+        kind = "savepoint" if pending.is_savepoint else "checkpoint"
+        metadata = metadata_for(self.job_name, n, kind, pending.operators)
+        try:
+            write_metadata_atomically(pending.directory, metadata)
+        except OSError as exc:
+            self._record_failure(pending, f"cannot write its metadata: {exc}")
+            return
+        loop = asyncio.get_running_loop()
+        completed = CompletedCheckpoint(pending.directory, metadata)
+        size = sum(info.size for info in completed.files())
+        self.last_stats = CheckpointStats(
+            n, (loop.time() - pending.started) * 1000, pending.max_pause * 1000, size
+        )
+        if not pending.is_savepoint:
+            self.failures = 0
+            self.completed += 1
+            self.last_completed_at = loop.time()
+            if self.storage is not None and self.config is not None:
+                self.storage.retain(self.config.retained)
+        log.info(
+            "%s %d of job %r complete: %.0f ms, %d bytes, longest synchronous pause %.1f ms",
+            kind,
+            n,
+            self.job_name,
+            self.last_stats.duration_ms,
+            size,
+            self.last_stats.max_sync_pause_ms,
+        )
+        for task in self.tasks:
+            if not task.finished and task.ended_at is None:
+                task.post_control(_notify_message(task, n, complete=True))
+        if not pending.done.done():
+            pending.done.set_result(completed)
+
+    def abort(self, checkpoint_id: int, reason: str) -> None:
+        pending = self.pending.pop(checkpoint_id, None)
+        if pending is None:
+            return
+        if pending.timeout is not None:
+            pending.timeout.cancel()
+        self._record_failure(pending, reason)
+
+    def _record_failure(self, pending: _Pending, reason: str) -> None:
+        n = pending.checkpoint_id
+        kind = "savepoint" if pending.is_savepoint else "checkpoint"
+        log.warning("%s %d of job %r aborted: %s", kind, n, self.job_name, reason)
+        if not pending.is_savepoint and self.storage is not None:
+            self.storage.discard(n)
+        for task in self.tasks:
+            if not task.finished and task.ended_at is None:
+                task.post_control(_notify_message(task, n, complete=False))
+        error = CheckpointError(f"{kind} {n} of job {self.job_name!r} failed: {reason}")
+        if not pending.done.done():
+            pending.done.set_exception(error)
+            pending.done.exception()  # retrieved: a failed periodic checkpoint is not an error
+        if pending.is_savepoint or self.config is None:
+            return
+        self.failures += 1
+        failure = self._failure
+        if self.failures > self.config.tolerable_failures and failure and not failure.done():
+            failure.set_exception(
+                CheckpointError(
+                    f"{self.failures} consecutive checkpoints failed (tolerable: "
+                    f"{self.config.tolerable_failures}); the last one: {reason}"
+                )
+            )
+
+    def abort_all(self, reason: str) -> None:
+        for n in list(self.pending):
+            pending = self.pending.pop(n)
+            if pending.timeout is not None:
+                pending.timeout.cancel()
+            if not pending.done.done():
+                pending.done.set_exception(CheckpointError(f"checkpoint {n} aborted: {reason}"))
+                pending.done.exception()
+
+
+def _trigger_message(task: StreamTask, barrier: CheckpointBarrier) -> Any:
+    async def trigger() -> None:
+        await task.trigger_checkpoint(barrier)
+
+    return trigger
+
+
+def _notify_message(task: StreamTask, checkpoint_id: int, complete: bool) -> Any:
+    async def notify() -> None:
+        if complete:
+            await task.notify_checkpoint_complete(checkpoint_id)
+        else:
+            await task.notify_checkpoint_aborted(checkpoint_id)
+
+    return notify

@@ -1,0 +1,264 @@
+"""Checkpoint storage on the local file system.
+
+Layout of one checkpoint (or savepoint; a savepoint's directory is the path
+the user gave)::
+
+    <root>/<job>/chk-00000042/
+        <uid>/kg-<g>.bin        keyed state and timers of key group g
+        <uid>/op-<subtask>.bin  operator state entries of one subtask
+        _metadata               JSON: format version, files, sizes, checksums
+
+``_metadata`` is written last and atomically (temporary file, fsync, rename,
+fsync of the directory): a checkpoint directory without it is incomplete.
+Every data file's size and BLAKE2b checksum are recorded there and verified
+before anything is deserialised, so a truncated or corrupted checkpoint is
+detected, and recovery falls back to the previous complete one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+
+from flowactors.errors import FlowactorsError
+
+log = logging.getLogger("flowactors.checkpoint")
+
+FORMAT_VERSION = 1
+METADATA = "_metadata"
+_CHECKPOINT_DIR = re.compile(r"^chk-(\d+)$")
+
+
+class CheckpointError(FlowactorsError):
+    """A checkpoint or savepoint could not be written, found, or restored."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint's files do not match what its metadata recorded."""
+
+
+def checksum(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A data file of a checkpoint: path relative to the checkpoint directory."""
+
+    path: str
+    size: int
+    checksum: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "checksum": self.checksum}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> FileInfo:
+        return FileInfo(str(data["path"]), int(data["size"]), str(data["checksum"]))
+
+
+def _job_dir_name(job_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", job_name).strip("-") or "job"
+
+
+async def write_file(directory: Path, relative: str, data: bytes) -> FileInfo:
+    """Write ``data`` durably (fsync) to ``directory/relative``."""
+    path = directory / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    async with aiofiles.open(path, "wb") as f:
+        await f.write(data)
+        await f.flush()
+        await asyncio.to_thread(os.fsync, f.fileno())
+    return FileInfo(relative, len(data), checksum(data))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_metadata_atomically(directory: Path, metadata: dict[str, Any]) -> None:
+    data = json.dumps(metadata, indent=1, sort_keys=True).encode()
+    tmp = directory / (METADATA + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, directory / METADATA)
+    _fsync_dir(directory)
+
+
+class CompletedCheckpoint:
+    """A complete checkpoint or savepoint on disk, verified, ready to restore from."""
+
+    def __init__(self, directory: Path, metadata: dict[str, Any]) -> None:
+        self.directory = directory
+        self.metadata = metadata
+
+    @property
+    def checkpoint_id(self) -> int:
+        return int(self.metadata["checkpoint_id"])
+
+    @property
+    def job_name(self) -> str:
+        return str(self.metadata["job"])
+
+    def operators(self) -> dict[str, dict[str, Any]]:
+        ops: dict[str, dict[str, Any]] = self.metadata["operators"]
+        return ops
+
+    def files(self) -> Iterator[FileInfo]:
+        for op in self.operators().values():
+            for info in op.get("keyed", {}).values():
+                yield FileInfo.from_json(info)
+            for info in op.get("operator_state", []):
+                yield FileInfo.from_json(info)
+
+    def verify(self) -> None:
+        """Check every file's size and checksum; raise :class:`CorruptCheckpointError`."""
+        for info in self.files():
+            path = self.directory / info.path
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise CorruptCheckpointError(f"{path}: cannot be read ({exc})") from exc
+            if len(data) != info.size:
+                raise CorruptCheckpointError(
+                    f"{path}: {len(data)} bytes, the metadata recorded {info.size}"
+                )
+            if checksum(data) != info.checksum:
+                raise CorruptCheckpointError(f"{path}: checksum does not match the metadata")
+
+    async def read(self, info: FileInfo) -> bytes:
+        path = self.directory / info.path
+        async with aiofiles.open(path, "rb") as f:
+            data: bytes = await f.read()
+        if len(data) != info.size or checksum(data) != info.checksum:
+            raise CorruptCheckpointError(f"{path}: changed since the checkpoint was verified")
+        return data
+
+    @staticmethod
+    def load(directory: Path) -> CompletedCheckpoint:
+        """Read and verify the checkpoint in ``directory``."""
+        meta_path = directory / METADATA
+        try:
+            metadata = json.loads(meta_path.read_bytes())
+        except FileNotFoundError:
+            raise CheckpointError(
+                f"{directory} holds no complete checkpoint or savepoint"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise CorruptCheckpointError(f"{meta_path}: unreadable metadata ({exc})") from exc
+        version = metadata.get("format") if isinstance(metadata, dict) else None
+        if version != FORMAT_VERSION:
+            raise CorruptCheckpointError(
+                f"{meta_path}: unknown format {version!r} (this version reads {FORMAT_VERSION})"
+            )
+        checkpoint = CompletedCheckpoint(directory, metadata)
+        checkpoint.verify()
+        return checkpoint
+
+
+class CheckpointStorage:
+    """Checkpoints of one job under ``root/<job>/``."""
+
+    def __init__(self, root: Path, job_name: str) -> None:
+        self.root = root
+        self.job_name = job_name
+        self.job_dir = root / _job_dir_name(job_name)
+
+    def checkpoint_dir(self, checkpoint_id: int) -> Path:
+        return self.job_dir / f"chk-{checkpoint_id:08d}"
+
+    def _ids(self) -> list[int]:
+        if not self.job_dir.is_dir():
+            return []
+        ids = []
+        for entry in self.job_dir.iterdir():
+            m = _CHECKPOINT_DIR.match(entry.name)
+            if m and entry.is_dir():
+                ids.append(int(m.group(1)))
+        return sorted(ids)
+
+    def completed_ids(self) -> list[int]:
+        """Ids of checkpoints whose metadata was written (not yet verified)."""
+        return [i for i in self._ids() if (self.checkpoint_dir(i) / METADATA).exists()]
+
+    def latest_id(self) -> int:
+        """The largest checkpoint id ever started here (complete or not), or 0."""
+        ids = self._ids()
+        return ids[-1] if ids else 0
+
+    def latest_valid(self) -> CompletedCheckpoint | None:
+        """The newest checkpoint that verifies; corrupt ones are skipped with a log line."""
+        for checkpoint_id in reversed(self.completed_ids()):
+            directory = self.checkpoint_dir(checkpoint_id)
+            try:
+                checkpoint = CompletedCheckpoint.load(directory)
+            except CheckpointError as exc:
+                log.warning(
+                    "checkpoint %d of job %r is corrupt or incomplete, using an earlier one: %s",
+                    checkpoint_id,
+                    self.job_name,
+                    exc,
+                )
+                continue
+            if checkpoint.job_name != self.job_name:
+                log.warning("%s belongs to job %r, skipping it", directory, checkpoint.job_name)
+                continue
+            return checkpoint
+        return None
+
+    def commit(self, checkpoint_id: int, metadata: dict[str, Any]) -> Path:
+        directory = self.checkpoint_dir(checkpoint_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_metadata_atomically(directory, metadata)
+        return directory
+
+    def discard(self, checkpoint_id: int) -> None:
+        shutil.rmtree(self.checkpoint_dir(checkpoint_id), ignore_errors=True)
+
+    def retain(self, keep: int) -> None:
+        """Keep the newest ``keep`` complete checkpoints; delete older ones and
+        incomplete directories older than the newest complete one."""
+        complete = self.completed_ids()
+        if not complete:
+            return
+        kept = set(complete[-keep:])
+        newest = complete[-1]
+        for checkpoint_id in self._ids():
+            if checkpoint_id in kept:
+                continue
+            if checkpoint_id in complete or checkpoint_id < newest:
+                shutil.rmtree(self.checkpoint_dir(checkpoint_id), ignore_errors=True)
+
+
+def metadata_for(
+    job_name: str,
+    checkpoint_id: int,
+    kind: str,
+    operators: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT_VERSION,
+        "job": job_name,
+        "checkpoint_id": checkpoint_id,
+        "kind": kind,
+        "timestamp_ms": int(time.time() * 1000),
+        "operators": operators,
+    }
