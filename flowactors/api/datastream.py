@@ -256,7 +256,7 @@ class DataStream(Generic[T]):
 
     def write_text(self, path: str) -> DataStreamSink:
         """Write ``str(record)`` lines to part files in directory ``path``."""
-        return self.sink_to(TextFileSink(path), name=f"Text File Sink {path}")
+        return self.sink_to(TextFileSink(path), name="Text File Sink")
 
     # -- running -----------------------------------------------------------
 
@@ -279,7 +279,7 @@ class DataStream(Generic[T]):
         mailbox = Mailbox(1, self._env.get_config().mailbox_capacity)
         self.sink_to(StreamSink(mailbox), name="Stream Sink")
         client = await self._env.execute_async(job_name)
-        client._execution.on_done(lambda: mailbox.put_control(None))
+        client._master.on_done(lambda: mailbox.put_control(None))
         try:
             while True:
                 channel, message = await mailbox.take()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from flowactors.api.datastream import DataStream, _check_parallelism
@@ -19,13 +21,22 @@ from flowactors.api.sources import (
     JsonLinesSource,
     TextFileSource,
 )
+from flowactors.checkpoint.config import (
+    CheckpointConfig,
+    RestartStrategies,
+    RestartStrategy,
+    storage_path,
+)
+from flowactors.checkpoint.coordinator import CheckpointStats
 from flowactors.errors import InvalidGraphError
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
 from flowactors.runtime.graph import Input, Transformation, build_plan
+from flowactors.runtime.jobmaster import JobMaster
 from flowactors.runtime.keygroups import DEFAULT_MAX_PARALLELISM
 from flowactors.runtime.source_sink import SourceOperator
 from flowactors.spi import Source
+from flowactors.time import to_millis
 from flowactors.time.watermarks import WatermarkStrategy
 
 T = TypeVar("T")
@@ -35,31 +46,66 @@ R = TypeVar("R")
 class JobClient:
     """A handle on a running job (``await env.execute_async()``)."""
 
-    def __init__(self, execution: JobExecution) -> None:
-        self._execution = execution
+    def __init__(self, master: JobMaster) -> None:
+        self._master = master
+
+    @property
+    def _execution(self) -> JobExecution:
+        assert self._master.execution is not None
+        return self._master.execution
 
     @property
     def job_name(self) -> str:
-        return self._execution.job_name
+        return self._master.job_name
 
     @property
     def status(self) -> JobStatus:
-        return self._execution.status
+        return self._master.status
+
+    @property
+    def attempts(self) -> int:
+        """Restarts so far (0 while the first run is going)."""
+        return self._master.attempts
 
     async def wait(self) -> JobExecutionResult:
         """Wait for the job to finish. Raises ``JobFailedError`` / ``JobCancelledError``.
 
         Cancelling the caller of ``wait()`` does not cancel the job.
         """
-        return await self._execution.wait()
+        return await self._master.wait()
 
     async def cancel(self) -> None:
         """Cancel the job and wait until every task it started has ended."""
-        await self._execution.cancel()
+        await self._master.cancel()
 
     def metrics(self) -> JobMetrics:
         """Counters per task, and the records in flight (queued or buffered) right now."""
-        return self._execution.metrics()
+        return self._master.metrics()
+
+    def checkpoint_stats(self) -> CheckpointStats | None:
+        """Duration, size and longest synchronous pause of the last completed snapshot."""
+        coordinator = self._execution.coordinator
+        return None if coordinator is None else coordinator.last_stats
+
+    async def trigger_savepoint(self, path: str | os.PathLike[str]) -> str:
+        """Take a savepoint into directory ``path`` (created; must be empty); return it.
+
+        The job goes on running. Resume from it with ``execute(savepoint_path=path)``,
+        at any parallelism.
+        """
+        done = await self._master.trigger_savepoint(Path(path))
+        return str(done.directory)
+
+    async def stop_with_savepoint(self, path: str | os.PathLike[str]) -> str:
+        """Take a savepoint and stop the job cleanly after it; return the savepoint path.
+
+        Sources stop right after the savepoint barrier and operators end without
+        firing what is pending (it is in the savepoint), so resuming from it
+        continues exactly where the job stopped.
+        """
+        done = await self._master.trigger_savepoint(Path(path), stop=True)
+        await self._master.wait()
+        return str(done.directory)
 
 
 class StreamExecutionEnvironment:
@@ -81,6 +127,8 @@ class StreamExecutionEnvironment:
         self._max_parallelism = max_parallelism
         self._config = config or ExecutionConfig()
         self._sinks: list[Transformation] = []
+        self._checkpoint_config: CheckpointConfig | None = None
+        self._restart_strategy: RestartStrategy | None = None
 
     @staticmethod
     def get_execution_environment(parallelism: int = 1) -> StreamExecutionEnvironment:
@@ -109,6 +157,57 @@ class StreamExecutionEnvironment:
 
     def get_config(self) -> ExecutionConfig:
         return self._config
+
+    def enable_checkpointing(
+        self,
+        interval: timedelta | int,
+        storage: str | os.PathLike[str] | None = None,
+        resume: str = "latest",
+        **settings: Any,
+    ) -> StreamExecutionEnvironment:
+        """Snapshot the job's state every ``interval`` into ``storage`` (a directory).
+
+        A job that starts with storage holding a complete checkpoint of the same
+        job name resumes from the newest one (``resume="latest"``; ``"none"``
+        starts fresh). More settings: ``timeout``, ``min_pause``,
+        ``max_concurrent``, ``tolerable_failures``, ``retained``,
+        ``serializer`` (default pickle: checkpoint storage must be as trusted as
+        the job's code) — or later through ``get_checkpoint_config()``.
+        """
+        if storage is None:
+            raise InvalidGraphError("enable_checkpointing needs a storage directory")
+        config = CheckpointConfig(to_millis(interval), storage_path(storage), resume=resume)
+        for name, value in settings.items():
+            if name == "timeout":
+                config.set_checkpoint_timeout(value)
+            elif name == "min_pause":
+                config.set_min_pause_between_checkpoints(value)
+            elif name == "max_concurrent":
+                config.set_max_concurrent_checkpoints(value)
+            elif name == "tolerable_failures":
+                config.set_tolerable_checkpoint_failure_number(value)
+            elif name == "retained":
+                config.set_num_retained_checkpoints(value)
+            elif name == "serializer":
+                config.serializer = value
+            else:
+                raise InvalidGraphError(f"unknown checkpoint setting {name!r}")
+        self._checkpoint_config = config
+        return self
+
+    def get_checkpoint_config(self) -> CheckpointConfig:
+        if self._checkpoint_config is None:
+            raise InvalidGraphError("checkpointing is not enabled (enable_checkpointing first)")
+        return self._checkpoint_config
+
+    def set_restart_strategy(self, strategy: RestartStrategy) -> StreamExecutionEnvironment:
+        """How a failed job runs again (``RestartStrategies.fixed_delay(...)`` etc.).
+
+        The default is no restarts without checkpointing, and exponential
+        backoff (1 s to 1 min) without limit with it, as in Flink.
+        """
+        self._restart_strategy = strategy
+        return self
 
     def disable_operator_chaining(self) -> StreamExecutionEnvironment:
         """Run every operator in its own actor (for debugging; slower)."""
@@ -179,31 +278,60 @@ class StreamExecutionEnvironment:
         sinks, self._sinks = self._sinks, []
         return sinks
 
-    async def execute_async(self, job_name: str = "job") -> JobClient:
+    async def execute_async(
+        self,
+        job_name: str = "job",
+        savepoint_path: str | os.PathLike[str] | None = None,
+        allow_non_restored_state: bool = False,
+    ) -> JobClient:
         """Start the job and return at once with a :class:`JobClient`."""
         sinks = self._take_plan_inputs()
         plan = build_plan(
             sinks, default_parallelism=self._parallelism, chaining=self._config.chaining
         )
-        execution = JobExecution(job_name, plan, self._config, self._max_parallelism)
-        execution.start()
-        return JobClient(execution)
+        strategy = self._restart_strategy
+        if strategy is None:
+            strategy = (
+                RestartStrategies.exponential_delay(1000, 60_000, 1.5)
+                if self._checkpoint_config is not None
+                else RestartStrategies.no_restart()
+            )
+        master = JobMaster(
+            job_name,
+            plan,
+            self._config,
+            self._max_parallelism,
+            self._checkpoint_config,
+            strategy,
+            None if savepoint_path is None else Path(savepoint_path),
+            allow_non_restored_state,
+        )
+        master.start()
+        return JobClient(master)
 
-    async def execute(self, job_name: str = "job") -> JobExecutionResult:
+    async def execute(
+        self,
+        job_name: str = "job",
+        savepoint_path: str | os.PathLike[str] | None = None,
+        allow_non_restored_state: bool = False,
+    ) -> JobExecutionResult:
         """Run the job to the end of its input (or until cancelled).
 
-        Cancelling the task that awaits this cancels the job.
+        ``savepoint_path`` resumes from a savepoint (operators matched by uid,
+        at any parallelism). Cancelling the task that awaits this cancels the job.
         """
-        client = await self.execute_async(job_name)
+        client = await self.execute_async(job_name, savepoint_path, allow_non_restored_state)
         try:
             return await client.wait()
         except asyncio.CancelledError:
             await client.cancel()
             raise
 
-    def execute_blocking(self, job_name: str = "job") -> JobExecutionResult:
+    def execute_blocking(
+        self, job_name: str = "job", savepoint_path: str | os.PathLike[str] | None = None
+    ) -> JobExecutionResult:
         """Run the job on a new event loop (uvloop when installed) and block until it ends."""
-        return run_blocking(self.execute(job_name))
+        return run_blocking(self.execute(job_name, savepoint_path))
 
 
 def run_blocking(coro: Coroutine[Any, Any, R]) -> R:

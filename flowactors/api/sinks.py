@@ -81,11 +81,14 @@ class _TextFileWriter(SinkWriter[Any]):
     async def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         ctx = self.context
-        if ctx.restored_union_state is not None:
-            for _, in_progress, final in ctx.restored_union_state:
+        restored = ctx.restored_union_state
+        if restored is not None:
+            for _, in_progress, final in restored:
                 _commit(Path(in_progress), Path(final))
-            if ctx.subtask_index == 0:
-                self._delete_strays({entry[1] for entry in ctx.restored_union_state})
+        if ctx.checkpointing and ctx.subtask_index == 0 and (restored is not None or ctx.attempt):
+            # What earlier runs left in progress and no restored checkpoint covers
+            # was written after that checkpoint: it will be written again.
+            self._delete_strays({entry[1] for entry in restored or []})
 
     def _delete_strays(self, keep: set[str]) -> None:
         """In-progress files of earlier runs that no restored checkpoint covers."""

@@ -3,8 +3,10 @@
 The synchronous part of a snapshot (:class:`OperatorSnapshot`) holds shallow
 copies of the keyed state tables, the live timers, and the operator state
 entries. The asynchronous part (:func:`write_operator_snapshot`) groups keyed
-entries and timers by key group, serialises each group into its own file and
-each subtask's operator state into another, yielding to the event loop every
+entries and timers by key group, serialises each group into its own section
+of one file per subtask (the metadata records each section's offset, size and
+checksum, so a restore at any parallelism reads just the groups it owns) and
+each subtask's operator state into another file, yielding to the event loop every
 few thousand entries so processing goes on meanwhile.
 
 Restoring (:class:`RestoreView`) reads the key groups a subtask owns now —
@@ -25,6 +27,7 @@ from flowactors.checkpoint.storage import (
     CheckpointError,
     CompletedCheckpoint,
     FileInfo,
+    checksum,
     write_file,
 )
 from flowactors.runtime.keygroups import key_group_for
@@ -70,8 +73,11 @@ async def write_operator_snapshot(
     meta: dict[str, Any] = {}
     if snapshot.keyed is not None:
         groups = await _group_by_key_group(snapshot.keyed)
+        sections: list[bytes] = []
         keyed: dict[str, Any] = {}
-        for group, state in sorted(groups.items()):
+        path = f"{uid}/keyed-{subtask}.bin"
+        offset = 0
+        for n, (group, state) in enumerate(sorted(groups.items())):
             data = serializer.dumps(
                 {
                     "tables": state.tables,
@@ -80,8 +86,13 @@ async def write_operator_snapshot(
                     "processing_timers": state.processing_timers,
                 }
             )
-            info = await write_file(directory, f"{uid}/kg-{group}.bin", data)
-            keyed[str(group)] = info.to_json()
+            keyed[str(group)] = FileInfo(path, len(data), checksum(data), offset).to_json()
+            sections.append(data)
+            offset += len(data)
+            if n % 16 == 15:
+                await asyncio.sleep(0)
+        if sections:
+            await write_file(directory, path, b"".join(sections))
         meta["keyed"] = keyed
         meta["max_parallelism"] = snapshot.keyed.max_parallelism
     if snapshot.operator_state is not None:

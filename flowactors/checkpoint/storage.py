@@ -55,18 +55,25 @@ def checksum(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class FileInfo:
-    """A data file of a checkpoint: path relative to the checkpoint directory."""
+    """A piece of a checkpoint: ``size`` bytes at ``offset`` of the file at ``path``
+    (relative to the checkpoint directory), with their checksum."""
 
     path: str
     size: int
     checksum: str
+    offset: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "checksum": self.checksum}
+        data: dict[str, Any] = {"path": self.path, "size": self.size, "checksum": self.checksum}
+        if self.offset:
+            data["offset"] = self.offset
+        return data
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> FileInfo:
-        return FileInfo(str(data["path"]), int(data["size"]), str(data["checksum"]))
+        return FileInfo(
+            str(data["path"]), int(data["size"]), str(data["checksum"]), int(data.get("offset", 0))
+        )
 
 
 def _job_dir_name(job_name: str) -> str:
@@ -130,24 +137,31 @@ class CompletedCheckpoint:
                 yield FileInfo.from_json(info)
 
     def verify(self) -> None:
-        """Check every file's size and checksum; raise :class:`CorruptCheckpointError`."""
+        """Check every piece's size and checksum; raise :class:`CorruptCheckpointError`."""
+        contents: dict[str, bytes] = {}
         for info in self.files():
             path = self.directory / info.path
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise CorruptCheckpointError(f"{path}: cannot be read ({exc})") from exc
-            if len(data) != info.size:
+            data = contents.get(info.path)
+            if data is None:
+                try:
+                    data = contents[info.path] = path.read_bytes()
+                except OSError as exc:
+                    raise CorruptCheckpointError(f"{path}: cannot be read ({exc})") from exc
+            piece = data[info.offset : info.offset + info.size]
+            if len(piece) != info.size:
                 raise CorruptCheckpointError(
-                    f"{path}: {len(data)} bytes, the metadata recorded {info.size}"
+                    f"{path}: truncated ({len(data)} bytes; the metadata needs "
+                    f"{info.offset + info.size})"
                 )
-            if checksum(data) != info.checksum:
+            if checksum(piece) != info.checksum:
                 raise CorruptCheckpointError(f"{path}: checksum does not match the metadata")
 
     async def read(self, info: FileInfo) -> bytes:
         path = self.directory / info.path
         async with aiofiles.open(path, "rb") as f:
-            data: bytes = await f.read()
+            if info.offset:
+                await f.seek(info.offset)
+            data: bytes = await f.read(info.size)
         if len(data) != info.size or checksum(data) != info.checksum:
             raise CorruptCheckpointError(f"{path}: changed since the checkpoint was verified")
         return data

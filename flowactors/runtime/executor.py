@@ -12,9 +12,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from flowactors.checkpoint.config import PICKLE, CheckpointConfig
+from flowactors.checkpoint.coordinator import CheckpointCoordinator
+from flowactors.checkpoint.snapshot import RestoreView
+from flowactors.checkpoint.storage import CheckpointError, CheckpointStorage, CompletedCheckpoint
 from flowactors.errors import InvalidGraphError, JobCancelledError, JobFailedError
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import OperatorContext
@@ -31,6 +36,7 @@ log = logging.getLogger("flowactors.runtime")
 class JobStatus(enum.Enum):
     CREATED = "CREATED"
     RUNNING = "RUNNING"
+    RESTARTING = "RESTARTING"
     FINISHED = "FINISHED"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
@@ -77,16 +83,30 @@ class JobExecution:
     """One run of a job's plan."""
 
     def __init__(
-        self, job_name: str, plan: Plan, config: ExecutionConfig, max_parallelism: int
+        self,
+        job_name: str,
+        plan: Plan,
+        config: ExecutionConfig,
+        max_parallelism: int,
+        *,
+        checkpoint_config: CheckpointConfig | None = None,
+        restore: CompletedCheckpoint | None = None,
+        attempt: int = 0,
     ) -> None:
         self.job_name = job_name
         self.plan = plan
         self.config = config
         self.max_parallelism = max_parallelism
+        self.checkpoint_config = checkpoint_config
+        self.restore = restore
+        self.attempt = attempt
+        self.run_id = uuid.uuid4().hex[:12]
         self.status = JobStatus.CREATED
         self.tasks: list[StreamTask] = []
         self.operators: dict[Transformation, list[StreamOperator]] = {}
+        self.coordinator: CheckpointCoordinator | None = None
         self._asyncio_tasks: list[asyncio.Task[None]] = []
+        self._coordinator_task: asyncio.Task[None] | None = None
         self._runner: asyncio.Task[JobExecutionResult] | None = None
         self._started = 0.0
 
@@ -132,10 +152,22 @@ class JobExecution:
                             config=config,
                             post_control=task.post_control,
                             processing_time=task.processing_time,
+                            attempt=self.attempt,
+                            run_id=self.run_id,
+                            checkpointing=self.checkpoint_config is not None,
                         )
                     )
                     ops.append(op)
                     self.operators.setdefault(t, []).append(op)
+                task.uids = [plan.uids[t] for t in chain.members]
+                if self.restore is not None:
+                    serializer = (
+                        self.checkpoint_config.serializer if self.checkpoint_config else PICKLE
+                    )
+                    task.restore_views = [
+                        RestoreView(self.restore, uid, s, chain.parallelism, serializer)
+                        for uid in task.uids
+                    ]
                 tasks[(ci, s)] = task
 
         # Wiring: every edge either chains two operators or gets a writer per sender.
@@ -203,6 +235,27 @@ class JobExecution:
         self._build()
         self._started = asyncio.get_running_loop().time()
         self.status = JobStatus.RUNNING
+        cp = self.checkpoint_config
+        storage = CheckpointStorage(cp.storage, self.job_name) if cp is not None else None
+        first_id = 1
+        if storage is not None:
+            first_id = storage.latest_id() + 1
+        if self.restore is not None:
+            first_id = max(first_id, self.restore.checkpoint_id + 1)
+        self.coordinator = CheckpointCoordinator(
+            self.job_name,
+            self.tasks,
+            cp,
+            storage,
+            first_id,
+            {self.plan.uids[t]: self.plan.parallelism[t] for t in self.plan.transformations},
+            cp.serializer if cp is not None else PICKLE,
+        )
+        for task in self.tasks:
+            task.checkpoints = self.coordinator
+        self._coordinator_task = asyncio.create_task(
+            self.coordinator.run(), name=f"flowactors:{self.job_name}:checkpoint-coordinator"
+        )
         for task in self.tasks:
             self._asyncio_tasks.append(
                 asyncio.create_task(
@@ -216,10 +269,15 @@ class JobExecution:
 
     async def _supervise(self) -> JobExecutionResult:
         pending: set[asyncio.Task[None]] = set(self._asyncio_tasks)
+        coordinator = self._coordinator_task
+        assert coordinator is not None
         failure: BaseException | None = None
         try:
             while pending and failure is None:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                done, pending = await asyncio.wait(
+                    pending | {coordinator}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(coordinator)
                 for t in done:
                     if not t.cancelled() and t.exception() is not None:
                         failure = t.exception()
@@ -229,6 +287,7 @@ class JobExecution:
             self.status = JobStatus.CANCELED
             log.info("job %r cancelled", self.job_name)
             raise
+        await self._stop_coordinator()
         if failure is not None:
             await self._stop_all()
             self.status = JobStatus.FAILED
@@ -237,6 +296,9 @@ class JobExecution:
                     self.job_name, failure.operator, failure.subtask, failure.cause
                 )
                 cause = failure.cause
+            elif isinstance(failure, CheckpointError):
+                error = JobFailedError(self.job_name, "<checkpoint coordinator>", -1, failure)
+                cause = failure
             else:
                 error = JobFailedError(self.job_name, "<runtime>", -1, failure)
                 cause = failure
@@ -247,7 +309,17 @@ class JobExecution:
         log.info("job %r finished in %.0f ms", self.job_name, runtime)
         return JobExecutionResult(self.job_name, runtime, self.metrics())
 
+    async def _stop_coordinator(self) -> None:
+        if self.coordinator is not None:
+            self.coordinator.abort_all("the job ended")
+        task = self._coordinator_task
+        if task is not None and not task.done():
+            task.cancel()
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
     async def _stop_all(self) -> None:
+        await self._stop_coordinator()
         for t in self._asyncio_tasks:
             if not t.done():
                 t.cancel()

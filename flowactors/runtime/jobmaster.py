@@ -1,0 +1,226 @@
+"""Runs a job through failures: restore, restart under a strategy, resume after a crash.
+
+A :class:`JobMaster` starts a :class:`JobExecution`; when it fails, the restart
+strategy decides whether and when to run again, from the newest complete
+checkpoint (state, timers and source positions), and ``JobFailedError`` reports
+how many attempts were made when it gives up. When a job starts with checkpoint
+storage that already holds a complete checkpoint of the same job name (a
+service restarted by its supervisor), it resumes from the newest one
+(``resume="latest"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from flowactors.checkpoint.config import CheckpointConfig, NoRestart, RestartStrategy
+from flowactors.checkpoint.storage import (
+    CheckpointError,
+    CheckpointStorage,
+    CompletedCheckpoint,
+)
+from flowactors.errors import InvalidGraphError, JobCancelledError, JobFailedError
+from flowactors.runtime.config import ExecutionConfig
+from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
+from flowactors.runtime.graph import Plan
+
+log = logging.getLogger("flowactors.runtime")
+
+
+class JobMaster:
+    def __init__(
+        self,
+        job_name: str,
+        plan: Plan,
+        config: ExecutionConfig,
+        max_parallelism: int,
+        checkpoint_config: CheckpointConfig | None,
+        restart_strategy: RestartStrategy,
+        savepoint_path: Path | None,
+        allow_non_restored_state: bool,
+    ) -> None:
+        self.job_name = job_name
+        self.plan = plan
+        self.config = config
+        self.max_parallelism = max_parallelism
+        self.checkpoint_config = checkpoint_config
+        self.restart_strategy = restart_strategy
+        self.savepoint_path = savepoint_path
+        self.allow_non_restored_state = allow_non_restored_state
+        self.storage = (
+            CheckpointStorage(checkpoint_config.storage, job_name) if checkpoint_config else None
+        )
+        self.execution: JobExecution | None = None
+        self.attempts = 0
+        self.restored_from: CompletedCheckpoint | None = None
+        self._restarting = False
+        self._runner: asyncio.Task[JobExecutionResult] | None = None
+        self._started = asyncio.Event()
+
+    # -- choosing what to restore -------------------------------------------
+
+    def initial_restore(self) -> CompletedCheckpoint | None:
+        if self.savepoint_path is not None:
+            checkpoint = CompletedCheckpoint.load(self.savepoint_path)
+            self._check_matches(checkpoint)
+            log.info("job %r starts from savepoint %s", self.job_name, self.savepoint_path)
+            return checkpoint
+        config = self.checkpoint_config
+        if self.storage is not None and config is not None and config.resume == "latest":
+            latest = self.storage.latest_valid()
+            if latest is not None:
+                log.info(
+                    "job %r resumes from checkpoint %d in %s",
+                    self.job_name,
+                    latest.checkpoint_id,
+                    latest.directory,
+                )
+                return latest
+        return None
+
+    def _check_matches(self, checkpoint: CompletedCheckpoint) -> None:
+        uids = set(self.plan.uids.values())
+        missing = sorted(set(checkpoint.operators()) - uids)
+        if missing and not self.allow_non_restored_state:
+            raise InvalidGraphError(
+                f"the savepoint {checkpoint.directory} holds state of operators this job does "
+                f"not have: {', '.join(missing)}. Give those operators the same uid(), or "
+                "pass allow_non_restored_state=True to drop that state"
+            )
+        for uid, meta in checkpoint.operators().items():
+            if uid in uids and meta.get("keyed") is not None:
+                recorded = meta.get("max_parallelism")
+                if recorded != self.max_parallelism:
+                    raise InvalidGraphError(
+                        f"operator {uid!r} in the savepoint has max parallelism {recorded}, the "
+                        f"job has {self.max_parallelism}: set_max_parallelism({recorded}) to "
+                        "restore it"
+                    )
+
+    def _latest_for_restart(self) -> CompletedCheckpoint | None:
+        if self.storage is not None:
+            latest = self.storage.latest_valid()
+            if latest is not None:
+                return latest
+        return self.restored_from if self.savepoint_path is not None else None
+
+    # -- running ------------------------------------------------------------
+
+    def start(self) -> None:
+        restore = self.initial_restore()
+        self.restored_from = restore
+        self._launch(restore)
+        self._runner = asyncio.create_task(
+            self._run(), name=f"flowactors:{self.job_name}:jobmaster"
+        )
+
+    def _launch(self, restore: CompletedCheckpoint | None) -> None:
+        self.execution = JobExecution(
+            self.job_name,
+            self.plan,
+            self.config,
+            self.max_parallelism,
+            checkpoint_config=self.checkpoint_config,
+            restore=restore,
+            attempt=self.attempts,
+        )
+        self.execution.start()
+
+    async def _run(self) -> JobExecutionResult:
+        failures: list[float] = []
+        while True:
+            assert self.execution is not None
+            try:
+                return await self.execution.wait()
+            except JobFailedError as error:
+                now = time.monotonic()
+                failures.append(now)
+                delay = self.restart_strategy.next_delay_ms(failures, now)
+                if delay is None:
+                    if isinstance(self.restart_strategy, NoRestart):
+                        raise
+                    final = JobFailedError(
+                        error.job_name,
+                        error.operator,
+                        error.subtask,
+                        error.cause,
+                        attempts=len(failures),
+                    )
+                    final.args = (
+                        f"{error} (gave up after {len(failures)} attempt"
+                        f"{'s' if len(failures) > 1 else ''}; restart strategy: "
+                        f"{self.restart_strategy.describe()})",
+                    )
+                    raise final from error.cause
+                log.warning(
+                    "job %r failed (attempt %d), restarting in %d ms: %s",
+                    self.job_name,
+                    len(failures),
+                    delay,
+                    error,
+                )
+                self._restarting = True
+                await asyncio.sleep(delay / 1000.0)
+                self.attempts += 1
+                restore = self._latest_for_restart()
+                if restore is not None:
+                    log.info("job %r restores checkpoint %d", self.job_name, restore.checkpoint_id)
+                self._restarting = False
+                self._launch(restore)
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the job has ended, however it ended."""
+        assert self._runner is not None
+        self._runner.add_done_callback(lambda _: callback())
+
+    async def wait(self) -> JobExecutionResult:
+        assert self._runner is not None
+        try:
+            return await asyncio.shield(self._runner)
+        except asyncio.CancelledError:
+            if self._runner.cancelled():
+                raise JobCancelledError(f"job {self.job_name!r} was cancelled") from None
+            raise
+
+    async def cancel(self) -> None:
+        assert self._runner is not None
+        if self._runner.done():
+            return
+        self._runner.cancel()
+        if self.execution is not None:
+            await self.execution.cancel()
+        await asyncio.gather(self._runner, return_exceptions=True)
+
+    @property
+    def status(self) -> JobStatus:
+        if self._restarting:
+            return JobStatus.RESTARTING
+        if self._runner is not None and self._runner.done():
+            if self._runner.cancelled():
+                return JobStatus.CANCELED
+            return JobStatus.FAILED if self._runner.exception() else JobStatus.FINISHED
+        return self.execution.status if self.execution is not None else JobStatus.CREATED
+
+    def metrics(self) -> JobMetrics:
+        assert self.execution is not None
+        return self.execution.metrics()
+
+    async def trigger_savepoint(self, path: Path, stop: bool = False) -> CompletedCheckpoint:
+        execution = self.execution
+        if execution is None or execution.coordinator is None or execution.done:
+            raise CheckpointError(f"job {self.job_name!r} is not running")
+        if any(t.finished or t.ended_at is not None for t in execution.tasks):
+            raise CheckpointError(
+                f"job {self.job_name!r} has finished tasks: a savepoint needs every task running"
+            )
+        if _non_empty_dir(path):
+            raise CheckpointError(f"savepoint directory {path} is not empty")
+        return await execution.coordinator.trigger(is_savepoint=True, directory=path, stop=stop)
+
+
+def _non_empty_dir(path: Path) -> bool:
+    return path.exists() and any(path.iterdir())
