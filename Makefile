@@ -34,3 +34,17 @@ bench: $(STAMP)  ## the performance runner (prints a table, writes benchmarks/re
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# A single-node Kafka broker (KRaft, loopback) for the Kafka connector's tests: scripts/kafka.sh.
+# `make kafka-start KAFKA_ARGS=--sasl` adds the SASL_PLAINTEXT listener.
+KAFKA_ARGS ?=
+.PHONY: kafka-fetch kafka-start kafka-stop
+
+kafka-fetch:  ## download the broker jars from Maven Central once (~/.cache/flowactors/kafka-<version>)
+	scripts/kafka.sh fetch
+
+kafka-start:  ## start the broker in .kafka/ and print its bootstrap address
+	scripts/kafka.sh start $(KAFKA_ARGS)
+
+kafka-stop:
+	scripts/kafka.sh stop
