@@ -440,10 +440,12 @@ def _setter(field: int | str) -> Callable[[Any, Any], Any]:
         if field == 0 and not isinstance(record, tuple | list | dict):
             return value
         if isinstance(record, tuple):
-            assert isinstance(field, int)
             fields = getattr(record, "_fields", None)
             if fields is not None:  # a named tuple keeps its type
-                return record._replace(**{fields[field]: value})  # type: ignore[attr-defined]
+                name = field if isinstance(field, str) else fields[field]
+                return record._replace(**{name: value})  # type: ignore[attr-defined]
+            if not isinstance(field, int):
+                raise TypeError(f"field {field!r} of a plain tuple: use a position")
             return (*record[:field], value, *record[field + 1 :])
         if isinstance(record, list):
             out = list(record)

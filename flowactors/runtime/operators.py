@@ -388,11 +388,36 @@ class ProcessContext:
     def current_watermark(self) -> int:
         return self._operator.current_watermark
 
-    def timer_service(self) -> Any:
+    def timer_service(self) -> NonKeyedTimerService:
+        """Current time, as in Flink; registering timers needs a keyed stream."""
+        return NonKeyedTimerService(self._operator)
+
+
+class NonKeyedTimerService:
+    """``ctx.timer_service()`` of a non-keyed process function: it tells the time;
+    timers need a key, so registering one raises."""
+
+    __slots__ = ("_operator",)
+
+    def __init__(self, operator: StreamOperator) -> None:
+        self._operator = operator
+
+    def current_watermark(self) -> int:
+        return self._operator.current_watermark
+
+    def current_processing_time(self) -> int:
+        return self._operator.ctx.processing_time.now()
+
+    def _no_timers(self, timestamp: int) -> None:
         raise TypeError(
             "timers are only available on keyed streams: use key_by(...).process(...) "
             "with a KeyedProcessFunction"
         )
+
+    register_event_time_timer = _no_timers
+    register_processing_time_timer = _no_timers
+    delete_event_time_timer = _no_timers
+    delete_processing_time_timer = _no_timers
 
 
 class ProcessOperator(UserFunctionOperator):
