@@ -204,7 +204,7 @@ class _Harness:
 
     def num_keyed_state_entries(self) -> int:
         """Entries over all keyed state of the operator (windows' contents included)."""
-        return self._keyed().backend.num_entries()
+        return int(self._keyed().backend.num_entries())
 
     def close(self) -> None:
         if self._closed:

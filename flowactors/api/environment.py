@@ -209,6 +209,12 @@ class StreamExecutionEnvironment:
         self._restart_strategy = strategy
         return self
 
+    def set_state_backend(self, backend: Any) -> StreamExecutionEnvironment:
+        """Where keyed state lives: in memory (``None``, the default) or on disk with
+        ``flowactors.state.RocksDBStateBackend(memory_budget_mb=...)``."""
+        self._config.state_backend = backend
+        return self
+
     def disable_operator_chaining(self) -> StreamExecutionEnvironment:
         """Run every operator in its own actor (for debugging; slower)."""
         self._config.chaining = False

@@ -168,6 +168,14 @@ class CheckpointCoordinator:
         pending = self.pending.get(checkpoint_id)
         return None if pending is None else pending.directory
 
+    def shared_dir_of(self, checkpoint_id: int) -> Path | None:
+        """Where incremental snapshots share files: checkpoints only (savepoints are
+        self-contained)."""
+        pending = self.pending.get(checkpoint_id)
+        if pending is None or pending.is_savepoint or self.storage is None:
+            return None
+        return self.storage.shared_dir
+
     def acknowledge(
         self, checkpoint_id: int, task: StreamTask, meta: dict[str, Any], pause_s: float
     ) -> None:
@@ -183,6 +191,9 @@ class CheckpointCoordinator:
                 merged["max_parallelism"] = part["max_parallelism"]
             if "operator_state" in part:
                 merged.setdefault("operator_state", []).extend(part["operator_state"])
+            if "rocksdb" in part:
+                merged.setdefault("rocksdb", []).extend(part["rocksdb"])
+                merged["max_parallelism"] = part["max_parallelism"]
         if not pending.expected:
             self._complete(pending)
 
@@ -217,7 +228,8 @@ class CheckpointCoordinator:
             self.failures = 0
             self.completed += 1
             self.last_completed_at = loop.time()
-            if self.storage is not None and self.config is not None:
+            if self.storage is not None and self.config is not None and not self.pending:
+                # Nothing in flight may still need an old shared file.
                 self.storage.retain(self.config.retained)
         log.info(
             "%s %d of job %r complete: %.0f ms, %d bytes, longest synchronous pause %.1f ms",

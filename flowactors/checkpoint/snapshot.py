@@ -44,6 +44,8 @@ class KeyedSnapshot:
     event_timers: list[tuple[int, Any]]
     processing_timers: list[tuple[int, Any]]
     max_parallelism: int
+    #: A backend's own snapshot (RocksDB files), written by its ``write`` method.
+    native: Any = None
 
 
 @dataclass
@@ -68,9 +70,16 @@ async def write_operator_snapshot(
     subtask: int,
     snapshot: OperatorSnapshot,
     serializer: Serializer,
+    shared_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Write one subtask's snapshot of one operator; return its metadata part."""
+    """Write one subtask's snapshot of one operator; return its metadata part.
+
+    ``shared_dir`` (checkpoints, not savepoints) lets incremental backends
+    reference files uploaded by earlier checkpoints.
+    """
     meta: dict[str, Any] = {}
+    if snapshot.keyed is not None and snapshot.keyed.native is not None:
+        meta["rocksdb"] = [await snapshot.keyed.native.write(directory, shared_dir, uid, subtask)]
     if snapshot.keyed is not None:
         groups = await _group_by_key_group(snapshot.keyed)
         sections: list[bytes] = []
@@ -158,6 +167,11 @@ class RestoreView:
     @property
     def has_state(self) -> bool:
         return bool(self.meta)
+
+    def native_parts(self) -> list[dict[str, Any]]:
+        """RocksDB files of the old subtasks (each with its key-group range)."""
+        parts: list[dict[str, Any]] = self.meta.get("rocksdb", [])
+        return parts
 
     async def key_groups(self, key_groups: range, max_parallelism: int) -> list[KeyGroupState]:
         keyed = self.meta.get("keyed")

@@ -135,6 +135,9 @@ class CompletedCheckpoint:
                 yield FileInfo.from_json(info)
             for info in op.get("operator_state", []):
                 yield FileInfo.from_json(info)
+            for part in op.get("rocksdb", []):
+                for info in part["files"]:
+                    yield FileInfo.from_json(info)
 
     def verify(self) -> None:
         """Check every piece's size and checksum; raise :class:`CorruptCheckpointError`."""
@@ -218,9 +221,12 @@ class CheckpointStorage:
         ids = self._ids()
         return ids[-1] if ids else 0
 
-    def latest_valid(self) -> CompletedCheckpoint | None:
-        """The newest checkpoint that verifies; corrupt ones are skipped with a log line."""
+    def latest_valid(self, min_id: int = 0) -> CompletedCheckpoint | None:
+        """The newest checkpoint (id >= ``min_id``) that verifies; corrupt ones are
+        skipped with a log line."""
         for checkpoint_id in reversed(self.completed_ids()):
+            if checkpoint_id < min_id:
+                break
             directory = self.checkpoint_dir(checkpoint_id)
             try:
                 checkpoint = CompletedCheckpoint.load(directory)
@@ -260,6 +266,32 @@ class CheckpointStorage:
                 continue
             if checkpoint_id in complete or checkpoint_id < newest:
                 shutil.rmtree(self.checkpoint_dir(checkpoint_id), ignore_errors=True)
+        self._collect_shared(kept)
+
+    @property
+    def shared_dir(self) -> Path:
+        """Files that several checkpoints share (incremental RocksDB snapshots)."""
+        return self.job_dir / "shared"
+
+    def _collect_shared(self, kept: set[int]) -> None:
+        """Delete shared files no kept checkpoint refers to."""
+        shared = self.shared_dir
+        if not shared.is_dir():
+            return
+        used: set[str] = set()
+        for checkpoint_id in kept:
+            directory = self.checkpoint_dir(checkpoint_id)
+            try:
+                metadata = json.loads((directory / METADATA).read_bytes())
+            except (OSError, ValueError):
+                return  # unsure what is in use: keep everything
+            for op in metadata.get("operators", {}).values():
+                for part in op.get("rocksdb", []):
+                    for info in part["files"]:
+                        used.add(os.path.normpath(directory / info["path"]))
+        for path in shared.iterdir():
+            if os.path.normpath(path) not in used and not path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
 
 
 def metadata_for(

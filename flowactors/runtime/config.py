@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flowactors.errors import InvalidGraphError
 
@@ -25,6 +26,9 @@ class ExecutionConfig:
     buffer_timeout_ms: float = 100.0
     auto_watermark_interval_ms: int = 200
     chaining: bool = True
+    #: Where keyed state lives: ``None`` keeps it in memory; a
+    #: ``flowactors.state.RocksDBStateBackend`` keeps it on disk.
+    state_backend: Any = None
 
     def set_batch_size(self, n: int) -> ExecutionConfig:
         _positive("batch_size", n)

@@ -102,17 +102,22 @@ class JobMaster:
                     )
 
     def _latest_for_restart(self) -> CompletedCheckpoint | None:
+        """The newest checkpoint this run of the job took — never one of an earlier
+        run it did not start from — or else what it started from."""
         if self.storage is not None:
-            latest = self.storage.latest_valid()
+            latest = self.storage.latest_valid(min_id=self.first_checkpoint_id)
             if latest is not None:
                 return latest
-        return self.restored_from if self.savepoint_path is not None else None
+        return self.restored_from
 
     # -- running ------------------------------------------------------------
 
     def start(self) -> None:
         restore = self.initial_restore()
         self.restored_from = restore
+        self.first_checkpoint_id = (
+            self.storage.latest_id() + 1 if self.storage is not None else 1
+        )
         self._launch(restore)
         self._runner = asyncio.create_task(
             self._run(), name=f"flowactors:{self.job_name}:jobmaster"

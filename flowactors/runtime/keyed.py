@@ -15,6 +15,7 @@ from itertools import repeat
 from typing import Any
 
 from flowactors.checkpoint.snapshot import KeyedSnapshot, OperatorSnapshot, RestoreView
+from flowactors.checkpoint.storage import CheckpointError
 from flowactors.errors import InvalidKeyError
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.keygroups import check_keys, key_group_range
@@ -79,10 +80,17 @@ class KeyedOperator(StreamOperator):
 
     def setup(self, ctx: OperatorContext) -> None:
         super().setup(ctx)
-        self.backend = HeapKeyedStateBackend(
-            key_group_range(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index),
-            ctx.max_parallelism,
-            ctx.processing_time.now,
+        key_groups = key_group_range(ctx.max_parallelism, ctx.parallelism, ctx.subtask_index)
+        factory = ctx.config.state_backend
+        self.backend: Any = (
+            HeapKeyedStateBackend(key_groups, ctx.max_parallelism, ctx.processing_time.now)
+            if factory is None
+            else factory.create(
+                key_groups,
+                ctx.max_parallelism,
+                ctx.processing_time.now,
+                f"{ctx.uid}-{ctx.subtask_index}",
+            )
         )
         ctx.keyed_backend = self.backend
         #: Keys of the batch being processed (to name an unhashable one in errors).
@@ -115,6 +123,7 @@ class KeyedOperator(StreamOperator):
 
     def snapshot_state(self, checkpoint_id: int) -> OperatorSnapshot | None:
         backend = self.backend
+        native = getattr(backend, "native_snapshot", None)
         return OperatorSnapshot(
             keyed=KeyedSnapshot(
                 tables=backend.snapshot_tables(),
@@ -122,6 +131,7 @@ class KeyedOperator(StreamOperator):
                 event_timers=list(self.timers.event.live),
                 processing_timers=list(self.timers.processing.live),
                 max_parallelism=backend.max_parallelism,
+                native=None if native is None else native(),
             )
         )
 
@@ -130,6 +140,15 @@ class KeyedOperator(StreamOperator):
 
     async def initialize_state(self, restore: RestoreView) -> None:
         backend = self.backend
+        native = restore.native_parts()
+        if native:
+            restore_native = getattr(backend, "restore_native", None)
+            if restore_native is None:
+                raise CheckpointError(
+                    f"operator {restore.uid!r} was snapshotted with the RocksDB state backend: "
+                    "restore it with env.set_state_backend(RocksDBStateBackend(...))"
+                )
+            await restore_native(native, restore.checkpoint.read)
         for group in await restore.key_groups(backend.key_groups, backend.max_parallelism):
             for name, entries in group.tables.items():
                 backend.restore_table(name, entries, name in group.namespaced)
@@ -164,7 +183,12 @@ class KeyedOperator(StreamOperator):
 
     async def close(self) -> None:
         self.timers.shutdown()
-        await super().close()
+        try:
+            await super().close()
+        finally:
+            closer = getattr(self.backend, "close", None)
+            if closer is not None:
+                closer()
 
 
 class KeyedProcessOperator(KeyedOperator, UserFunctionOperator):

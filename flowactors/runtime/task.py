@@ -51,6 +51,8 @@ class CheckpointParticipant(Protocol):
 
     def directory_of(self, checkpoint_id: int) -> Path | None: ...
 
+    def shared_dir_of(self, checkpoint_id: int) -> Path | None: ...
+
     def acknowledge(
         self, checkpoint_id: int, task: StreamTask, meta: dict[str, Any], pause_s: float
     ) -> None: ...
@@ -364,7 +366,12 @@ class StreamTask:
                 for uid, _, snapshot in snapshots:
                     if snapshot is not None:
                         meta[uid] = await write_operator_snapshot(
-                            directory, uid, self.subtask_index, snapshot, participant.serializer
+                            directory,
+                            uid,
+                            self.subtask_index,
+                            snapshot,
+                            participant.serializer,
+                            participant.shared_dir_of(checkpoint_id),
                         )
             participant.acknowledge(checkpoint_id, self, meta, pause)
         except asyncio.CancelledError:

@@ -268,8 +268,9 @@ class IntervalJoinOperator(KeyedOperator, UserFunctionOperator):
                 self.backend.current_key = k
                 by_time = mine.get(k)
                 if by_time is None:
-                    by_time = mine[k] = {}
+                    by_time = {}
                 by_time.setdefault(t, []).append(v)
+                mine[k] = by_time  # stores it back for on-disk state
                 partners = other.get(k)
                 if partners:
                     for pt, pvalues in partners.items():
@@ -301,7 +302,9 @@ class IntervalJoinOperator(KeyedOperator, UserFunctionOperator):
         by_time = buffer.get(key)
         if by_time is not None:
             by_time.pop(t, None)
-            if not by_time:
+            if by_time:
+                buffer[key] = by_time
+            else:
                 del buffer[key]
 
     async def _emit(self) -> None:

@@ -226,6 +226,7 @@ class WindowOperator(KeyedOperator):
                 contents[slot] = [*elements, value]
             else:
                 elements.append(value)
+                contents[slot] = elements  # a no-op in memory; stores it on disk
 
     async def _merge_contents(self, a: Any, b: Any) -> Any:
         if self.kind == REDUCE:

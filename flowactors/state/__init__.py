@@ -18,6 +18,7 @@ from flowactors.state.descriptors import (
     UpdateType,
     ValueStateDescriptor,
 )
+from flowactors.state.rocksdb import RocksDBStateBackend
 
 __all__ = [
     "AggregatingState",
@@ -28,6 +29,7 @@ __all__ = [
     "MapStateDescriptor",
     "ReducingState",
     "ReducingStateDescriptor",
+    "RocksDBStateBackend",
     "StateDescriptor",
     "StateError",
     "StateTtlConfig",

@@ -165,7 +165,9 @@ class _State(Generic[T]):
 
     def _tick(self) -> None:
         self._accesses += 1
-        if self._accesses >= max(1024, len(self._table)):
+        table = self._table
+        size = len(table) if type(table) is dict else 1 << 16  # an on-disk table: no cheap len
+        if self._accesses >= max(1024, size):
             self._accesses = 0
             self.sweep()
 
