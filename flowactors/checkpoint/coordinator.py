@@ -45,7 +45,10 @@ class CheckpointStats:
     duration_ms: float
     #: The longest synchronous pause of any subtask (capturing state, no I/O).
     max_sync_pause_ms: float
+    #: Bytes of state the checkpoint refers to (including files shared with earlier ones).
     size_bytes: int
+    #: Bytes this checkpoint wrote (an incremental checkpoint reuses the rest).
+    written_bytes: int
 
 
 @dataclass
@@ -221,8 +224,15 @@ class CheckpointCoordinator:
         loop = asyncio.get_running_loop()
         completed = CompletedCheckpoint(pending.directory, metadata)
         size = sum(info.size for info in completed.files())
+        written = sum(
+            info.size for info in completed.files() if not info.path.startswith("..")
+        ) + sum(
+            part.get("uploaded_bytes", 0)
+            for op in pending.operators.values()
+            for part in op.get("rocksdb", [])
+        )
         self.last_stats = CheckpointStats(
-            n, (loop.time() - pending.started) * 1000, pending.max_pause * 1000, size
+            n, (loop.time() - pending.started) * 1000, pending.max_pause * 1000, size, written
         )
         if not pending.is_savepoint:
             self.failures = 0

@@ -115,9 +115,7 @@ class JobMaster:
     def start(self) -> None:
         restore = self.initial_restore()
         self.restored_from = restore
-        self.first_checkpoint_id = (
-            self.storage.latest_id() + 1 if self.storage is not None else 1
-        )
+        self.first_checkpoint_id = self.storage.latest_id() + 1 if self.storage is not None else 1
         self._launch(restore)
         self._runner = asyncio.create_task(
             self._run(), name=f"flowactors:{self.job_name}:jobmaster"

@@ -93,6 +93,7 @@ class KeyedOperator(StreamOperator):
             )
         )
         ctx.keyed_backend = self.backend
+        ctx.metric_group.gauge("numKeyedStateEntries", self.backend.num_entries)
         #: Keys of the batch being processed (to name an unhashable one in errors).
         self.batch_keys: Values = []
         self.timers = InternalTimerService(ctx.processing_time, self._on_processing_time)

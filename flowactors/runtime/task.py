@@ -40,6 +40,9 @@ from flowactors.runtime.writer import RecordWriter
 from flowactors.spi import InputStatus
 from flowactors.time.clock import ProcessingTimeService
 
+#: The longest a task keeps the event loop without giving other coroutines a turn.
+YIELD_INTERVAL_S = 0.005
+
 BatchHandler = Callable[[Values, Timestamps, Values | None], Awaitable[None]]
 ControlMessage = Callable[[], Awaitable[None]]
 
@@ -191,6 +194,7 @@ class StreamTask:
         next_flush = loop.time() + timeout
         periodic = head.periodic_interval_ms / 1000.0
         next_periodic = loop.time() + periodic if periodic else float("inf")
+        next_yield = loop.time() + YIELD_INTERVAL_S
         more = InputStatus.MORE_AVAILABLE
         end = InputStatus.END_OF_INPUT
         while True:
@@ -210,6 +214,11 @@ class StreamTask:
                 if self.writers and now >= next_flush:
                     await self.flush_outputs()
                     next_flush = now + timeout
+                if now >= next_yield:
+                    # A source whose chain never has to wait would keep the event loop to
+                    # itself: let timers, the coordinator and other coroutines run.
+                    await asyncio.sleep(0)
+                    next_yield = loop.time() + YIELD_INTERVAL_S
                 continue
             if status is end:
                 break
@@ -234,6 +243,7 @@ class StreamTask:
         all_idle = False
         timeout = self.config.buffer_timeout_ms / 1000.0
         next_flush = loop.time() + timeout
+        next_yield = loop.time() + YIELD_INTERVAL_S
         poll = mailbox.poll
         has_writers = bool(self.writers)
 
@@ -290,9 +300,13 @@ class StreamTask:
                     await self._check_aligned(ended)
             else:
                 raise TypeError(f"unexpected message on channel {channel}: {message!r}")
-            if has_writers and loop.time() >= next_flush:
+            now = loop.time()
+            if has_writers and now >= next_flush:
                 await self.flush_outputs()
-                next_flush = loop.time() + timeout
+                next_flush = now + timeout
+            if now >= next_yield:
+                await asyncio.sleep(0)  # as in the source loop: never hold the loop for long
+                next_yield = loop.time() + YIELD_INTERVAL_S
 
     # -- checkpoints -------------------------------------------------------
 

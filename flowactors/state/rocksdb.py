@@ -363,7 +363,6 @@ class RocksSnapshot:
             target = checkpoint_dir / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             _durable_copy(data, target)
-            new_bytes += size
             files.append({"name": name, "path": relative, "size": size, "checksum": checksum(data)})
         groups = self.backend.key_groups
         return {
@@ -372,6 +371,7 @@ class RocksSnapshot:
             "files": files,
             "tables": self.tables,
             "namespaced": self.namespaced,
+            #: SST bytes this snapshot added to the shared directory
             "uploaded_bytes": new_bytes,
         }
 
