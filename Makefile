@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench venv clean
+.PHONY: demo quickstart test lint format bench bench-all venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)  ## run the main example on embedded sources
+demo: $(STAMP)  ## run the main example (long ride alerts on generated taxi rides)
+	$(BIN)/python -m examples.long_ride_alerts
+
+quickstart: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
 lint: $(STAMP)  ## ruff (check + format check) and mypy --strict
@@ -29,8 +32,12 @@ format: $(STAMP)
 test: lint  ## lint, then the whole test suite
 	$(BIN)/pytest flowactors tests
 
-bench: $(STAMP)  ## the performance runner (prints a table, writes benchmarks/results.json)
+bench: $(STAMP)  ## the throughput runner (prints a table, writes benchmarks/results.json)
 	$(BIN)/python -m benchmarks.run
+
+bench-all: bench  ## plus checkpoint costs and long ride alerts (benchmarks/*.json)
+	$(BIN)/python -m benchmarks.checkpoints
+	$(BIN)/python -m benchmarks.long_rides
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
