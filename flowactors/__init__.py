@@ -27,6 +27,9 @@ from flowactors.api.functions import (
 )
 from flowactors.api.sources import MalformedRecord
 from flowactors.api.windowed import AllWindowedStream, WindowedStream
+from flowactors.checkpoint.config import CheckpointConfig, RestartStrategies
+from flowactors.checkpoint.coordinator import CheckpointStats
+from flowactors.checkpoint.storage import CheckpointError, CorruptCheckpointError
 from flowactors.errors import (
     ConnectorError,
     FlowactorsError,
@@ -53,6 +56,11 @@ from flowactors.time.watermarks import WatermarkGenerator, WatermarkOutput, Wate
 __version__ = "0.1.0"
 
 __all__ = [
+    "RestartStrategies",
+    "CorruptCheckpointError",
+    "CheckpointStats",
+    "CheckpointError",
+    "CheckpointConfig",
     "ConnectedStreams",
     "AggregateFunction",
     "AggregatingStateDescriptor",

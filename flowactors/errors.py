@@ -8,8 +8,13 @@
     ├── JobCancelledError         the job was cancelled before it finished
     ├── InvalidKeyError           a key function returned a value that cannot be a key
     ├── MalformedRecordError      a source met input it cannot decode (names where)
-    └── ConnectorError            an external system failed; ``retriable`` says if
-                                  trying again may help
+    ├── ConnectorError            an external system failed; ``retriable`` says if
+    │                             trying again may help
+    ├── CheckpointError           a checkpoint/savepoint could not be written, found
+    │   │                         or restored (flowactors.checkpoint.storage)
+    │   └── CorruptCheckpointError  its files do not match their checksums
+    └── StateError                state used in a way that cannot work
+                                  (flowactors.state.backend)
 
 ``JobFailedError`` is what ``execute()`` raises; the exception that broke the
 operator is its ``__cause__`` (and ``cause``), so ``except ZeroDivisionError``

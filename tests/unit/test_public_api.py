@@ -9,6 +9,11 @@ import flowactors.testing
 import flowactors.windows
 
 EXPECTED = {
+    "RestartStrategies",
+    "CorruptCheckpointError",
+    "CheckpointStats",
+    "CheckpointError",
+    "CheckpointConfig",
     "AggregateFunction",
     "AggregatingStateDescriptor",
     "AllWindowedStream",
