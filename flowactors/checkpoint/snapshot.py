@@ -104,7 +104,7 @@ async def write_operator_snapshot(
             await write_file(directory, path, b"".join(sections))
         meta["keyed"] = keyed
         meta["max_parallelism"] = snapshot.keyed.max_parallelism
-    if snapshot.operator_state is not None:
+    if snapshot.operator_state:  # nothing to restore is not written (a stateless sink)
         data = serializer.dumps(snapshot.operator_state)
         info = await write_file(directory, f"{uid}/op-{subtask}.bin", data)
         meta["operator_state"] = [{**info.to_json(), "subtask": subtask}]

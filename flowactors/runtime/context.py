@@ -78,10 +78,13 @@ class MetricGroup:
         return metric
 
     def values(self) -> dict[str, float]:
-        return {
-            name: (m.count if isinstance(m, Counter) else m.get_value())
-            for name, m in self.metrics.items()
-        }
+        out: dict[str, float] = {}
+        for name, m in self.metrics.items():
+            try:
+                out[name] = m.count if isinstance(m, Counter) else m.get_value()
+            except Exception:  # a gauge of something already closed: not worth a failure
+                continue
+        return out
 
 
 @dataclass(eq=False)

@@ -379,7 +379,7 @@ class StreamTask:
             if directory is not None:
                 for uid, _, snapshot in snapshots:
                     if snapshot is not None:
-                        meta[uid] = await write_operator_snapshot(
+                        meta[uid] = part = await write_operator_snapshot(
                             directory,
                             uid,
                             self.subtask_index,
@@ -387,6 +387,8 @@ class StreamTask:
                             participant.serializer,
                             participant.shared_dir_of(checkpoint_id),
                         )
+                        if not part:
+                            del meta[uid]  # nothing to restore: not part of the snapshot
             participant.acknowledge(checkpoint_id, self, meta, pause)
         except asyncio.CancelledError:
             raise

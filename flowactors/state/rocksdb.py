@@ -182,6 +182,7 @@ class RocksDBKeyedStateBackend:
         #: SST files uploaded by earlier checkpoints: name -> (size, checksum)
         self._uploaded: dict[str, tuple[int, str]] = {}
         self._snapshot_seq = 0
+        self.closed = False
 
     def key_group(self, key: Any) -> int:
         groups = self._groups
@@ -221,6 +222,8 @@ class RocksDBKeyedStateBackend:
         return handle
 
     def num_entries(self) -> int:
+        if self.closed:
+            return 0
         count = 0
         it = self.db.iter()
         it.seek_to_first()
@@ -309,6 +312,9 @@ class RocksDBKeyedStateBackend:
             old.close()
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         try:
             self.db.close()
         finally:
