@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowactors.checkpoint.snapshot import KeyedSnapshot, OperatorSnapshot, RestoreView
 from flowactors.checkpoint.storage import CheckpointError
@@ -192,7 +192,50 @@ class KeyedOperator(StreamOperator):
                 closer()
 
 
-class KeyedProcessOperator(KeyedOperator, UserFunctionOperator):
+class UserTimers:
+    """``on_timer(timestamp, ctx, out)`` of a user function, for keyed operators that
+    run one (keyed process functions, keyed co-process functions)."""
+
+    on_timer: Callable[..., Any] | None
+    pctx: Any
+    collector: Collector
+    side: SideOutputs
+
+    if TYPE_CHECKING:  # provided by the operator class it is mixed into
+
+        def failure(self, cause: BaseException) -> OperatorFailure: ...
+
+        async def emit_collected(self, collector: Collector, side: SideOutputs) -> None: ...
+
+    async def _fire(self, timestamp: int, domain: TimeDomain) -> None:
+        if self.on_timer is None:
+            return
+        ctx = self.pctx
+        # As in Flink: ctx.timestamp() is the timer's time in both domains, but
+        # records emitted by a processing-time timer carry no event timestamp.
+        ctx._timestamp = timestamp
+        ctx._domain = domain
+        self.collector.timestamp = timestamp if domain is TimeDomain.EVENT_TIME else None
+        try:
+            r = self.on_timer(timestamp, ctx, self.collector)
+            if r is not None and inspect.isawaitable(r):
+                await r
+        except Exception as exc:
+            raise self.failure(exc) from exc
+        finally:
+            ctx._domain = None
+
+    async def on_event_time(self, timestamp: int, namespace: Any) -> None:
+        await self._fire(timestamp, TimeDomain.EVENT_TIME)
+
+    async def on_processing_time(self, timestamp: int, namespace: Any) -> None:
+        await self._fire(timestamp, TimeDomain.PROCESSING_TIME)
+
+    async def flush_timer_output(self) -> None:
+        await self.emit_collected(self.collector, self.side)
+
+
+class KeyedProcessOperator(UserTimers, KeyedOperator, UserFunctionOperator):
     """``KeyedProcessFunction``: ``process_element(value, ctx, out)`` and ``on_timer``."""
 
     method_name = "process_element"
@@ -229,37 +272,7 @@ class KeyedProcessOperator(KeyedOperator, UserFunctionOperator):
         await self._emit()
 
     async def _emit(self) -> None:
-        result, result_ts = self.collector.take()
-        if result:
-            await self.output.emit(result, result_ts)
-        await self.side.flush(self)
-
-    async def _fire(self, timestamp: int, domain: TimeDomain) -> None:
-        if self.on_timer is None:
-            return
-        ctx = self.pctx
-        # As in Flink: ctx.timestamp() is the timer's time in both domains, but
-        # records emitted by a processing-time timer carry no event timestamp.
-        ctx._timestamp = timestamp
-        ctx._domain = domain
-        self.collector.timestamp = timestamp if domain is TimeDomain.EVENT_TIME else None
-        try:
-            r = self.on_timer(timestamp, ctx, self.collector)
-            if r is not None and inspect.isawaitable(r):
-                await r
-        except Exception as exc:
-            raise self.failure(exc) from exc
-        finally:
-            ctx._domain = None
-
-    async def on_event_time(self, timestamp: int, namespace: Any) -> None:
-        await self._fire(timestamp, TimeDomain.EVENT_TIME)
-
-    async def on_processing_time(self, timestamp: int, namespace: Any) -> None:
-        await self._fire(timestamp, TimeDomain.PROCESSING_TIME)
-
-    async def flush_timer_output(self) -> None:
-        await self._emit()
+        await self.emit_collected(self.collector, self.side)
 
 
 class KeyedFunctionOperator(KeyedOperator, UserFunctionOperator):

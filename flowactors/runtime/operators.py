@@ -153,6 +153,13 @@ class StreamOperator:
     async def process_watermark_status(self, idle: bool) -> None:
         await self.output.emit_watermark_status(idle)
 
+    async def emit_collected(self, collector: Collector, side: SideOutputs) -> None:
+        """Emit what user code collected (main output, then side outputs)."""
+        result, result_ts = collector.take()
+        if result:
+            await self.output.emit(result, result_ts)
+        await side.flush(self)
+
     # -- checkpoints (the defaults suit stateless operators) -----------------
 
     async def initialize_state(self, restore: RestoreView) -> None:

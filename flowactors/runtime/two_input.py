@@ -15,7 +15,7 @@ from itertools import repeat
 from typing import Any
 
 from flowactors.runtime.context import OperatorContext
-from flowactors.runtime.keyed import KeyedContext, KeyedOperator
+from flowactors.runtime.keyed import KeyedContext, KeyedOperator, UserTimers
 from flowactors.runtime.operators import (
     Collector,
     ProcessContext,
@@ -25,7 +25,6 @@ from flowactors.runtime.operators import (
     UserFunctionOperator,
     Values,
 )
-from flowactors.runtime.timers import TimeDomain
 from flowactors.time import MAX_WATERMARK
 
 CO_PROCESS = "process"
@@ -39,7 +38,7 @@ _METHODS = {
 }
 
 
-class CoOperator(KeyedOperator, UserFunctionOperator):
+class CoOperator(UserTimers, KeyedOperator, UserFunctionOperator):
     """``connect(...).process/flat_map/map``, keyed when both inputs are."""
 
     def __init__(
@@ -135,43 +134,13 @@ class CoOperator(KeyedOperator, UserFunctionOperator):
         await self._emit()
 
     async def _emit(self) -> None:
-        result, result_ts = self.collector.take()
-        if result:
-            await self.output.emit(result, result_ts)
-        await self.side.flush(self)
+        await self.emit_collected(self.collector, self.side)
 
     async def process_watermark(self, timestamp: int) -> None:
         if self.is_keyed:
             await KeyedOperator.process_watermark(self, timestamp)
         else:
             await StreamOperator.process_watermark(self, timestamp)
-
-    async def _fire(self, timestamp: int, domain: TimeDomain) -> None:
-        if self.on_timer is None:
-            return
-        ctx = self.pctx
-        # As in Flink: ctx.timestamp() is the timer's time in both domains, but
-        # records emitted by a processing-time timer carry no event timestamp.
-        ctx._timestamp = timestamp
-        ctx._domain = domain
-        self.collector.timestamp = timestamp if domain is TimeDomain.EVENT_TIME else None
-        try:
-            r = self.on_timer(timestamp, ctx, self.collector)
-            if r is not None and inspect.isawaitable(r):
-                await r
-        except Exception as exc:
-            raise self.failure(exc) from exc
-        finally:
-            ctx._domain = None
-
-    async def on_event_time(self, timestamp: int, namespace: Any) -> None:
-        await self._fire(timestamp, TimeDomain.EVENT_TIME)
-
-    async def on_processing_time(self, timestamp: int, namespace: Any) -> None:
-        await self._fire(timestamp, TimeDomain.PROCESSING_TIME)
-
-    async def flush_timer_output(self) -> None:
-        await self._emit()
 
 
 class JoinContext:
@@ -284,7 +253,7 @@ class IntervalJoinOperator(KeyedOperator, UserFunctionOperator):
                     self.timers.register_event_time_timer((k, (side, t)), max(cleanup, t))
         except Exception as exc:
             raise self.failure(exc) from exc
-        await self._emit()
+        await self.emit_collected(self.collector, self.side)
 
     async def _join(self, v: Any, t: int, pv: Any, pt: int, side: int) -> None:
         left, lt, right, rt = (v, t, pv, pt) if side == 0 else (pv, pt, v, t)
@@ -307,11 +276,5 @@ class IntervalJoinOperator(KeyedOperator, UserFunctionOperator):
             else:
                 del buffer[key]
 
-    async def _emit(self) -> None:
-        result, result_ts = self.collector.take()
-        if result:
-            await self.output.emit(result, result_ts)
-        await self.side.flush(self)
-
     async def flush_timer_output(self) -> None:
-        await self._emit()
+        await self.emit_collected(self.collector, self.side)

@@ -491,7 +491,4 @@ class WindowOperator(KeyedOperator):
             await r
 
     async def _emit(self) -> None:
-        result, result_ts = self.collector.take()
-        if result:
-            await self.output.emit(result, result_ts)
-        await self.side.flush(self)
+        await self.emit_collected(self.collector, self.side)

@@ -45,7 +45,34 @@ class StateError(FlowactorsError):
     """State was used in a way that cannot work (e.g. one name with two kinds)."""
 
 
-class HeapKeyedStateBackend:
+class StateRegistry:
+    """Hands out one state handle per state name, over the backend's ``table(name)``."""
+
+    _descriptors: dict[str, StateDescriptor[Any]]
+    _handles: dict[str, Any]
+
+    def table(self, name: str, namespaced: bool = False) -> Any:
+        raise NotImplementedError
+
+    def get_state(self, descriptor: StateDescriptor[Any], namespaced: bool = False) -> Any:
+        """The handle for ``descriptor`` (the same handle for the same name)."""
+        name = ("ns:" if namespaced else "") + descriptor.name
+        known = self._descriptors.get(name)
+        if known is not None:
+            if known.kind != descriptor.kind:
+                raise StateError(
+                    f"state {descriptor.name!r} was first declared as {known.kind} state "
+                    f"and now as {descriptor.kind} state"
+                )
+            return self._handles[name]
+        cls = _HANDLES[descriptor.kind]
+        handle = cls(self, self.table(name, namespaced), descriptor, namespaced)
+        self._descriptors[name] = descriptor
+        self._handles[name] = handle
+        return handle
+
+
+class HeapKeyedStateBackend(StateRegistry):
     """All keyed state of one operator subtask."""
 
     def __init__(self, key_groups: range, max_parallelism: int, clock: Callable[[], int]) -> None:
@@ -69,23 +96,6 @@ class HeapKeyedStateBackend:
             if namespaced:
                 self.namespaced.add(name)
         return t
-
-    def get_state(self, descriptor: StateDescriptor[Any], namespaced: bool = False) -> Any:
-        """The handle for ``descriptor`` (the same handle for the same name)."""
-        name = ("ns:" if namespaced else "") + descriptor.name
-        known = self._descriptors.get(name)
-        if known is not None:
-            if known.kind != descriptor.kind:
-                raise StateError(
-                    f"state {descriptor.name!r} was first declared as {known.kind} state "
-                    f"and now as {descriptor.kind} state"
-                )
-            return self._handles[name]
-        cls = _HANDLES[descriptor.kind]
-        handle = cls(self, self.table(name, namespaced), descriptor, namespaced)
-        self._descriptors[name] = descriptor
-        self._handles[name] = handle
-        return handle
 
     # -- snapshots -----------------------------------------------------------
 
@@ -118,8 +128,8 @@ class _State(Generic[T]):
 
     def __init__(
         self,
-        backend: HeapKeyedStateBackend,
-        table: dict[Any, Any],
+        backend: Any,
+        table: Any,
         descriptor: StateDescriptor[Any],
         namespaced: bool,
     ) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from flowactors.checkpoint.storage import FileInfo, checksum
 from flowactors.runtime.keygroups import key_bytes, key_group_for
-from flowactors.state.backend import _HANDLES, StateError
+from flowactors.state.backend import StateError, StateRegistry
 from flowactors.state.descriptors import StateDescriptor
 
 _MISSING: Any = object()
@@ -149,7 +149,7 @@ class RocksTable(MutableMapping[Any, Any]):
         return next(self._entries(), None) is not None
 
 
-class RocksDBKeyedStateBackend:
+class RocksDBKeyedStateBackend(StateRegistry):
     """All keyed state of one operator subtask, in one RocksDB instance."""
 
     def __init__(
@@ -200,26 +200,6 @@ class RocksDBKeyedStateBackend:
             if namespaced:
                 self.namespaced.add(name)
         return t
-
-    def get_state(self, descriptor: StateDescriptor[Any], namespaced: bool = False) -> Any:
-        name = ("ns:" if namespaced else "") + descriptor.name
-        known = self._descriptors.get(name)
-        if known is not None:
-            if known.kind != descriptor.kind:
-                raise StateError(
-                    f"state {descriptor.name!r} was first declared as {known.kind} state "
-                    f"and now as {descriptor.kind} state"
-                )
-            return self._handles[name]
-        handle = _HANDLES[descriptor.kind](
-            self,  # type: ignore[arg-type]
-            self.table(name, namespaced),  # type: ignore[arg-type]
-            descriptor,
-            namespaced,
-        )
-        self._descriptors[name] = descriptor
-        self._handles[name] = handle
-        return handle
 
     def num_entries(self) -> int:
         if self.closed:
