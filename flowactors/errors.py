@@ -84,7 +84,23 @@ class JobFailedError(FlowactorsError):
         )
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.job_name, self.operator, self.subtask, self.cause))
+        return (
+            _restore_job_failed,
+            (self.job_name, self.operator, self.subtask, self.cause, self.attempts, self.args),
+        )
+
+
+def _restore_job_failed(
+    job_name: str,
+    operator: str,
+    subtask: int,
+    cause: BaseException,
+    attempts: int,
+    args: tuple[object, ...],
+) -> JobFailedError:
+    error = JobFailedError(job_name, operator, subtask, cause, attempts=attempts)
+    error.args = args
+    return error
 
 
 __all__ = [

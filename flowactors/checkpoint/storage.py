@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiofiles
-
 from flowactors.errors import FlowactorsError
 
 log = logging.getLogger("flowactors.checkpoint")
@@ -80,15 +78,28 @@ def _job_dir_name(job_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", job_name).strip("-") or "job"
 
 
-async def write_file(directory: Path, relative: str, data: bytes) -> FileInfo:
-    """Write ``data`` durably (fsync) to ``directory/relative``."""
-    path = directory / relative
+def _write_durably(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    async with aiofiles.open(path, "wb") as f:
-        await f.write(data)
-        await f.flush()
-        await asyncio.to_thread(os.fsync, f.fileno())
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+async def write_file(directory: Path, relative: str, data: bytes) -> FileInfo:
+    """Write ``data`` durably (fsync) to ``directory/relative``, off the event loop.
+
+    Open, write, fsync and close happen in one worker-thread call, so cancelling
+    the caller can never leave the file open.
+    """
+    await asyncio.to_thread(_write_durably, directory / relative, data)
     return FileInfo(relative, len(data), checksum(data))
+
+
+def _read_piece(path: Path, offset: int, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -161,10 +172,7 @@ class CompletedCheckpoint:
 
     async def read(self, info: FileInfo) -> bytes:
         path = self.directory / info.path
-        async with aiofiles.open(path, "rb") as f:
-            if info.offset:
-                await f.seek(info.offset)
-            data: bytes = await f.read(info.size)
+        data = await asyncio.to_thread(_read_piece, path, info.offset, info.size)
         if len(data) != info.size or checksum(data) != info.checksum:
             raise CorruptCheckpointError(f"{path}: changed since the checkpoint was verified")
         return data

@@ -109,6 +109,7 @@ class StreamTask:
         #: False after a stop (stop-with-savepoint): end without finishing operators.
         self.drain = True
         self._stop_requested = False
+        self._stop_checkpoint: int | None = None
         self._aligning: int | None = None
         self._arrived: set[int] = set()
 
@@ -150,6 +151,8 @@ class StreamTask:
                     await op.finish()
             for writer in self.writers:
                 await writer.end_input(self.drain)
+            if not self.drain:
+                await self._await_stop_savepoint()
             # A snapshot still being written belongs to a checkpoint that can still
             # complete: see it through before the task counts as finished.
             if self.snapshot_writers:
@@ -351,12 +354,28 @@ class StreamTask:
                 await writer.broadcast_element(barrier)
             return
         n = barrier.checkpoint_id
+        if barrier.stop:
+            self._stop_checkpoint = n  # end only once its savepoint is complete (or aborted)
         clock = asyncio.get_running_loop().time
-        for op in self.operators:
-            await op.prepare_snapshot_pre_barrier(n)
-        started = clock()
-        snapshots = [(uid, op, op.snapshot_state(n)) for uid, op in zip(self.uids, self.operators)]
-        pause = clock() - started
+        snapshots: list[tuple[str, StreamOperator, OperatorSnapshot | None]] = []
+        try:
+            for op in self.operators:
+                await op.prepare_snapshot_pre_barrier(n)
+            started = clock()
+            for uid, op in zip(self.uids, self.operators):
+                snapshots.append((uid, op, op.snapshot_state(n)))
+            pause = clock() - started
+        except Exception as exc:
+            # A failed snapshot fails the checkpoint, not the job (as in Flink: the
+            # coordinator counts it against the tolerable failures).
+            for _, op, snapshot in snapshots:
+                if snapshot is not None:
+                    op.snapshot_finished(n)
+            cause = exc.cause if isinstance(exc, OperatorFailure) else exc
+            participant.decline(n, self, cause)
+            for writer in self.writers:  # downstream must not wait for it forever
+                await writer.broadcast_element(barrier)
+            return
         for writer in self.writers:
             await writer.broadcast_element(barrier)
         writer_task = asyncio.create_task(
@@ -400,12 +419,26 @@ class StreamTask:
                     op.snapshot_finished(checkpoint_id)
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        if checkpoint_id == self._stop_checkpoint:
+            self._stop_checkpoint = None
         for op in self.operators:
             await op.notify_checkpoint_complete(checkpoint_id)
 
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        if checkpoint_id == self._stop_checkpoint:
+            self._stop_checkpoint = None
         for op in self.operators:
             await op.notify_checkpoint_aborted(checkpoint_id)
+
+    async def _await_stop_savepoint(self) -> None:
+        """After a stop: take control messages until the savepoint completed or aborted,
+        so that sinks commit what it covers before the job ends."""
+        while self._stop_checkpoint is not None:
+            control = self.mailbox.poll_control()
+            if control is None:
+                await self.mailbox.wait_control()
+                continue
+            await control()
 
     # -- metrics -----------------------------------------------------------
 
