@@ -6,10 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo quickstart test lint format bench bench-all venv clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml connectors/kafka/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e connectors/kafka
 	touch $@
 
 venv: $(STAMP)
@@ -20,16 +20,19 @@ demo: $(STAMP)  ## run the main example (long ride alerts on generated taxi ride
 quickstart: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
+LINTED := flowactors connectors/kafka/flowactors_kafka tests examples benchmarks scripts
+
 lint: $(STAMP)  ## ruff (check + format check) and mypy --strict
-	$(BIN)/ruff check flowactors tests examples benchmarks
-	$(BIN)/ruff format --check flowactors tests examples benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
+	cd connectors/kafka && ../../$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format flowactors tests examples benchmarks
-	$(BIN)/ruff check --fix flowactors tests examples benchmarks
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
 
-test: lint  ## lint, then the whole test suite
+test: lint  ## lint, then the whole test suite (tests/kafka starts a Kafka broker itself)
 	$(BIN)/pytest flowactors tests
 
 bench: $(STAMP)  ## the throughput runner (prints a table, writes benchmarks/results.json)

@@ -1,0 +1,140 @@
+"""End to end exactly-once: a worker process is SIGKILLed again and again; the output holds
+every record exactly once.
+
+200,000 keyed records in a 4-partition topic; the job keeps a running count per key (keyed
+state) and writes through the exactly-once KafkaSink, checkpointing every 200 ms. The test
+kills the worker with SIGKILL four times — three times when its output has grown by a random
+amount since its start (so mid-stream, with transactions open and pre-committed), once at a
+random moment soon after the start (during startup and transaction recovery) — and restarts it
+each time; it resumes from its newest checkpoint. A read_committed consumer must then see
+exactly the expected records: record *i* of key *k* once, with the count it had in the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.kafka._kafka import create_topic, produce, read_topic, unique
+from tests.kafka.conftest import REPO
+
+pytestmark = pytest.mark.kafka
+
+RECORDS = 200_000
+KEYS = 1000
+PARTITIONS = 4
+
+
+async def output_offsets(bootstrap: str, topic: str) -> int:
+    """The sum of the output's end offsets: grows with everything written, committed or not."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = await consumer.end_offsets(tps)
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+def spawn(bootstrap: str, inp: str, out: str, storage: Path, prefix: str, log: Any) -> Any:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.kafka._e2e_worker",
+            bootstrap,
+            inp,
+            out,
+            str(storage),
+            prefix,
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def kill(proc: Any) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_sigkilled_worker_writes_every_record_exactly_once(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    rng = random.Random(int(os.environ.get("FLOWACTORS_E2E_SEED", time.time_ns() % 10**6)))
+    inp, out = unique("e2e-in"), unique("e2e-out")
+    await create_topic(bootstrap, inp, PARTITIONS)
+    await create_topic(bootstrap, out, PARTITIONS)
+    # Record i has key i % KEYS and goes to partition i % PARTITIONS: a key's records are in
+    # one partition, in order, so the running count each one gets is known.
+    pairs = (
+        (str(i % KEYS).encode(), orjson.dumps({"i": i, "k": i % KEYS})) for i in range(RECORDS)
+    )
+    await produce(bootstrap, inp, pairs, partitions=PARTITIONS)
+    expected = {(i, i % KEYS, i // KEYS + 1) for i in range(RECORDS)}
+
+    storage, prefix = tmp_path / "checkpoints", unique("e2e")
+    log_path = tmp_path / "worker.log"
+    plan = ["progress", "early", "progress", "progress"]
+    rng.shuffle(plan)
+    kills: list[str] = []
+    with open(log_path, "w") as log:  # noqa: ASYNC230 (a file for the workers to write to)
+        for what in plan:
+            proc = spawn(bootstrap, inp, out, storage, prefix, log)
+            try:
+                if what == "early":
+                    await asyncio.sleep(rng.uniform(0.3, 1.5))
+                else:
+                    start = await output_offsets(bootstrap, out)
+                    target = start + int(RECORDS * rng.uniform(0.05, 0.15))
+                    while await output_offsets(bootstrap, out) < target:
+                        assert proc.poll() is None, "the worker ended before it was killed"
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(rng.uniform(0, 0.3))
+                assert proc.poll() is None, "the worker ended before it was killed"
+            except BaseException:
+                kill(proc)
+                raise
+            kill(proc)
+            kills.append(f"{what}@{await output_offsets(bootstrap, out)}")
+        proc = spawn(bootstrap, inp, out, storage, prefix, log)
+        try:
+            code = await asyncio.to_thread(proc.wait, 180)
+        except BaseException:
+            kill(proc)
+            raise
+    worker_log = log_path.read_text()
+    assert code == 0, f"the last worker failed (kills: {kills}):\n{worker_log[-5000:]}"
+
+    got = await read_topic(bootstrap, out, expected=RECORDS, settle=1.0, timeout=60)
+    values = [orjson.loads(r.value) for r in got]
+    seen = Counter((v["i"], v["k"], v["n"]) for v in values)
+    duplicates = {r: c for r, c in seen.items() if c > 1}
+    missing = expected - set(seen)
+    wrong = set(seen) - expected
+    assert not duplicates and not missing and not wrong, (
+        f"kills {kills}: {len(values)} records, {len(duplicates)} duplicated "
+        f"(e.g. {list(duplicates)[:3]}), {len(missing)} missing (e.g. {sorted(missing)[:3]}), "
+        f"{len(wrong)} unexpected (e.g. {sorted(wrong)[:3]})"
+    )
+    # The uncommitted view holds what the killed workers wrote and never committed.
+    everything = await output_offsets(bootstrap, out)
+    assert everything > RECORDS, "the kills should have left aborted transactions behind"
+    assert len(kills) == 4

@@ -1,0 +1,183 @@
+"""Kafka connector logic that needs no broker: assignment, restored state, properties, builders."""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import flowactors_kafka
+import pytest
+from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource, partition_owner
+from flowactors_kafka._client import client_options
+from flowactors_kafka._source import STATE_COPIES, KafkaSourceReader
+
+from flowactors import ConnectorError
+from flowactors.spi import SourceReaderContext
+
+PACKAGE = Path(flowactors_kafka.__file__).parent
+
+
+def test_only_the_client_module_imports_aiokafka() -> None:
+    for path in PACKAGE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = [
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in (node.names if isinstance(node, ast.Import) else [node])
+            if isinstance(alias, ast.alias)
+        ]
+        modules = names + [
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        ]
+        uses_aiokafka = any(m == "aiokafka" or m.startswith("aiokafka.") for m in modules)
+        assert uses_aiokafka == (path.name == "_client.py"), path.name
+
+
+def test_connector_uses_only_public_flowactors_names() -> None:
+    allowed = {"flowactors", "flowactors.spi"}
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("flowactors."):
+                assert node.module in allowed or node.module.startswith("flowactors_kafka"), (
+                    path.name,
+                    node.module,
+                )
+
+
+def test_public_names() -> None:
+    assert sorted(flowactors_kafka.__all__) == sorted(
+        n for n in flowactors_kafka.__all__ if hasattr(flowactors_kafka, n)
+    )
+    assert {"KafkaSource", "KafkaSink", "KafkaOffsetsInitializer"} <= set(flowactors_kafka.__all__)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2, 3, 4, 7])
+def test_partition_owner_is_balanced_per_topic(parallelism: int) -> None:
+    for topic in ("rides", "fares", "t"):
+        owners = Counter(partition_owner(topic, p, parallelism) for p in range(parallelism * 5))
+        assert set(owners.values()) == {5}
+
+
+def reader(subtask: int, parallelism: int, restored: list[Any] | None) -> KafkaSourceReader[Any]:
+    src = (
+        KafkaSource.builder()
+        .set_bootstrap_servers("localhost:1")
+        .set_topics("t")
+        .set_value_only_deserializer("json")
+        .build()
+    )
+    ctx = SourceReaderContext("job", "kafka", subtask, parallelism, 100, restored)
+    return KafkaSourceReader(src.settings, ctx)
+
+
+def snapshot(subtask: int, parallelism: int, partitions: range) -> list[Any]:
+    r = reader(subtask, parallelism, None)
+    from flowactors_kafka import TopicPartition
+    from flowactors_kafka._source import _Split
+
+    for p in partitions:
+        if partition_owner("t", p, parallelism) == subtask:
+            r.splits[TopicPartition("t", p)] = _Split(TopicPartition("t", p), 1000 + p)
+    return r.snapshot_state(1)
+
+
+def round_robin(entries: list[Any], parallelism: int) -> list[list[Any]]:
+    """What flowactors' runtime hands each subtask after a rescale."""
+    return [entries[s::parallelism] for s in range(parallelism)]
+
+
+@pytest.mark.parametrize(("old", "new"), [(3, 2), (2, 4), (4, 4), (1, 5), (5, 1)])
+def test_restore_at_any_parallelism_reads_each_partition_once_from_its_offset(
+    old: int, new: int
+) -> None:
+    partitions = range(11)
+    entries = [e for s in range(old) for e in snapshot(s, old, partitions)]
+    if old == new:
+        shares = [snapshot(s, old, partitions) for s in range(new)]  # each its own
+    else:
+        shares = round_robin(entries, new)
+    taken: Counter[int] = Counter()
+    for s in range(new):
+        restored = reader(s, new, shares[s])._restored_splits()
+        assert restored is not None
+        for tp, (offset, stop) in restored.items():
+            assert offset == 1000 + tp.partition and stop is None
+            assert partition_owner("t", tp.partition, new) == s
+            taken[tp.partition] += 1
+    assert taken == Counter(partitions)
+
+
+def test_restore_refuses_an_incomplete_share() -> None:
+    entries = snapshot(0, 3, range(6))  # only old subtask 0's entries
+    with pytest.raises(ConnectorError, match="cannot tell which partitions"):
+        reader(0, 2, entries)._restored_splits()
+    with pytest.raises(ConnectorError, match="no entry"):
+        reader(1, 2, [])._restored_splits()
+
+
+def test_snapshot_copies_are_one_object() -> None:
+    entries = snapshot(0, 1, range(3))
+    assert len(entries) == STATE_COPIES and all(e is entries[0] for e in entries)
+
+
+def test_properties_map_dotted_kafka_names() -> None:
+    opts = client_options(
+        {
+            "isolation.level": "read_committed",
+            "max.poll.records": "500",
+            "security.protocol": "SASL_SSL",
+            "sasl.username": "u",
+            "linger.ms": 5,  # a producer setting given to a consumer is ignored
+        },
+        "consumer",
+    )
+    assert opts == {
+        "isolation_level": "read_committed",
+        "max_poll_records": 500,
+        "security_protocol": "SASL_SSL",
+        "sasl_plain_username": "u",
+    }
+    assert client_options({"batch.size": "65536"}, "producer") == {"max_batch_size": 65536}
+    with pytest.raises(ValueError, match="unknown Kafka property"):
+        client_options({"isolation.levle": "x"}, "consumer")
+    with pytest.raises(ValueError, match="set by the connector"):
+        client_options({"group.id": "g"}, "consumer")
+
+
+def test_builders_validate() -> None:
+    with pytest.raises(ValueError, match="bootstrap"):
+        KafkaSource.builder().set_topics("t").set_value_only_deserializer("json").build()
+    with pytest.raises(ValueError, match="deserializer"):
+        KafkaSource.builder().set_bootstrap_servers("b").set_topics("t").build()
+    with pytest.raises(ValueError, match="group"):
+        (
+            KafkaSource.builder()
+            .set_bootstrap_servers("b")
+            .set_topics("t")
+            .set_value_only_deserializer("json")
+            .set_starting_offsets(KafkaOffsetsInitializer.committed())
+            .build()
+        )
+    with pytest.raises(ValueError, match="transactional_id_prefix"):
+        (
+            KafkaSink.builder()
+            .set_bootstrap_servers("b")
+            .set_record_serializer(topic="t", value_serializer="json")
+            .set_delivery_guarantee("exactly-once")
+            .build()
+        )
+    with pytest.raises(ValueError):
+        KafkaSink.builder().set_delivery_guarantee("twice")
+    sink = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(["a:1", "b:2"])
+        .set_record_serializer(topic="t", value_serializer="json")
+        .set_delivery_guarantee("exactly-once")
+        .set_transactional_id_prefix("job")
+        .build()
+    )
+    assert sink.settings.bootstrap_servers == "a:1,b:2"
+    assert sink.settings.producer_options["transaction_timeout_ms"] == 900_000
