@@ -1,0 +1,372 @@
+"""Kafka throughput: flowactors' Kafka connector against hand-written aiokafka code.
+
+Run from the repository root (starts a broker with scripts/kafka.sh unless
+``FLOWACTORS_KAFKA_BOOTSTRAP`` points at one)::
+
+    python -m benchmarks.kafka_bench                      # 1,000,000 records, 3 rounds
+    python -m benchmarks.kafka_bench --records 200000 --rounds 1
+
+Input: N JSON records ``{"k": i % 10000, "v": i}`` in a 4-partition topic, written once.
+
+Raw baseline (aiokafka only, no flowactors):
+  - ``raw consume``: a consumer assigned all partitions reads the N records with ``getmany``
+    and JSON-decodes each one;
+  - ``raw produce``: a producer writes N JSON-encoded records, keyed, into record batches
+    it fills itself (``create_batch``/``send_batch``, the fastest aiokafka offers; its
+    per-record ``send()`` is about 10x slower and is reported for reference);
+  - the baseline throughput is N / (consume time + produce time).
+
+flowactors jobs: ``KafkaSource (bounded) -> key_by(k) -> reduce(running sum) -> KafkaSink``,
+at-least-once, and exactly-once with checkpoints every second. Their throughput is compared
+with the baseline (targets: at least 0.6x and 0.5x). Rounds alternate baseline and jobs, the
+median of each is reported; every timed run checks its output record count, and the first
+round also checks every key's final sum. Results are printed and written to JSON
+(``benchmarks/kafka_results.json`` by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
+
+from flowactors import StreamExecutionEnvironment
+
+REPO = Path(__file__).resolve().parents[1]
+PARTITIONS = 4
+KEYS = 10_000
+FETCH = {"max_partition_fetch_bytes": 4 << 20, "fetch_max_bytes": 64 << 20}
+TARGETS = {"at-least-once": 0.6, "exactly-once": 0.5}
+
+
+def unique(name: str) -> str:
+    return f"bench-{name}-{uuid.uuid4().hex[:8]}"
+
+
+async def create_topic(bootstrap: str, name: str) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    return name
+
+
+def record(i: int) -> dict[str, int]:
+    return {"k": i % KEYS, "v": i}
+
+
+async def fill_input(bootstrap: str, topic: str, n: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        await write_batched(producer, topic, (record(i) for i in range(n)))
+    finally:
+        await producer.stop()
+
+
+async def write_batched(producer: Any, topic: str, values: Any) -> int:
+    """Keyed JSON records into batches built here (partition = key mod partitions)."""
+    dumps = orjson.dumps
+    batches: dict[int, Any] = {}
+    futures = []
+    n = 0
+    for v in values:
+        part = v["k"] % PARTITIONS
+        key = str(v["k"]).encode()
+        payload = dumps(v)
+        batch = batches.get(part)
+        if batch is None:
+            batch = batches[part] = producer.create_batch()
+        if batch.append(key=key, value=payload, timestamp=None) is None:
+            futures.append(await producer.send_batch(batch, topic, partition=part))
+            batch = batches[part] = producer.create_batch()
+            batch.append(key=key, value=payload, timestamp=None)
+        n += 1
+    for part, batch in batches.items():
+        if batch.record_count():
+            futures.append(await producer.send_batch(batch, topic, partition=part))
+    await asyncio.gather(*futures)
+    return n
+
+
+async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **FETCH)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        loads = orjson.loads
+        count = 0
+        checksum = 0
+        started = time.perf_counter()
+        while count < n:
+            batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
+            for records in batch.values():
+                values = [loads(r.value) for r in records]
+                count += len(values)
+                checksum += len(values)
+        took = time.perf_counter() - started
+        assert count == n == checksum, (count, n)
+        return took
+    finally:
+        await consumer.stop()
+
+
+async def raw_produce(bootstrap: str, topic: str, n: int, per_record: bool = False) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=256 << 10)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        if per_record:
+            dumps = orjson.dumps
+            futures = []
+            for i in range(n):
+                v = record(i)
+                futures.append(
+                    await producer.send(
+                        topic, dumps(v), key=str(v["k"]).encode(), partition=v["k"] % PARTITIONS
+                    )
+                )
+            await asyncio.gather(*futures)
+        else:
+            await write_batched(producer, topic, (record(i) for i in range(n)))
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+def job(
+    bootstrap: str, inp: str, out: str, guarantee: str, parallelism: int, storage: Path
+) -> StreamExecutionEnvironment:
+    env = StreamExecutionEnvironment(parallelism=parallelism)
+    if guarantee == "exactly-once":
+        env.enable_checkpointing(1000, storage=storage, resume="none")
+    source = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_topics(inp)
+        .set_value_only_deserializer("json")
+        .set_bounded(KafkaOffsetsInitializer.latest())
+        .set_properties(FETCH)
+        .build()
+    )
+    sink = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_record_serializer(
+            topic=out, value_serializer="json", key_serializer=lambda r: str(r["k"]).encode()
+        )
+        .set_delivery_guarantee(guarantee)
+    )
+    if guarantee == "exactly-once":
+        sink.set_transactional_id_prefix(unique("txn"))
+    (
+        env.from_source(source, name="input")
+        .key_by(lambda r: r["k"])
+        .reduce(lambda a, b: {"k": a["k"], "v": a["v"] + b["v"]})
+        .sink_to(sink.build(), name="output")
+    )
+    return env
+
+
+async def output_count(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = await consumer.end_offsets(tps)
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def check_sums(bootstrap: str, topic: str, n: int) -> None:
+    """Every key's last running sum equals the sum of its values (read_committed)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        **FETCH,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        last: dict[int, int] = {}
+        count = 0
+        idle = 0
+        while count < n and idle < 50:
+            batch = await consumer.getmany(timeout_ms=100, max_records=50_000)
+            idle = 0 if batch else idle + 1
+            for records in batch.values():
+                for r in records:
+                    v = orjson.loads(r.value)
+                    last[v["k"]] = v["v"]
+                count += len(records)
+        assert count == n, f"{count} records in the output, expected {n}"
+        expected: dict[int, int] = {}
+        for i in range(n):
+            expected[i % KEYS] = expected.get(i % KEYS, 0) + i
+        assert last == expected, "final sums per key differ"
+    finally:
+        await consumer.stop()
+
+
+async def timed_job(
+    bootstrap: str, inp: str, n: int, guarantee: str, parallelism: int, verify: bool
+) -> float:
+    out = await create_topic(bootstrap, unique("out"))
+    with tempfile.TemporaryDirectory() as storage:
+        env = job(bootstrap, inp, out, guarantee, parallelism, Path(storage))
+        gc.collect()
+        started = time.perf_counter()
+        await env.execute(f"kafka-bench-{guarantee}")
+        took = time.perf_counter() - started
+    if guarantee == "exactly-once" or verify:
+        produced = await output_count(bootstrap, out)
+        # exactly-once: end offsets also count one commit marker per transaction and partition
+        assert produced >= n, (produced, n)
+    if verify:
+        await check_sums(bootstrap, out, n)
+    return took
+
+
+def start_broker(directory: Path) -> str:
+    done = subprocess.run(
+        [str(REPO / "scripts" / "kafka.sh"), "start", "--dir", str(directory)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"could not start Kafka:\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+async def run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
+    n = args.records
+    inp = await create_topic(bootstrap, unique("in"))
+    print(f"writing {n:,} input records ...", flush=True)
+    await fill_input(bootstrap, inp, n)
+    runs: dict[str, list[float]] = {
+        "raw consume": [],
+        "raw produce": [],
+        "at-least-once": [],
+        "exactly-once": [],
+    }
+    if args.parallelism2:
+        runs["at-least-once p2"] = []
+    for round_ in range(args.rounds):
+        verify = round_ == 0
+        gc.collect()
+        runs["raw consume"].append(await raw_consume(bootstrap, inp, n))
+        gc.collect()
+        runs["raw produce"].append(
+            await raw_produce(bootstrap, await create_topic(bootstrap, unique("raw")), n)
+        )
+        runs["at-least-once"].append(await timed_job(bootstrap, inp, n, "at-least-once", 1, verify))
+        runs["exactly-once"].append(await timed_job(bootstrap, inp, n, "exactly-once", 1, verify))
+        if args.parallelism2:
+            runs["at-least-once p2"].append(
+                await timed_job(bootstrap, inp, n, "at-least-once", 2, False)
+            )
+        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in runs.items()))
+    send_time = None
+    if args.send_reference:
+        send_time = await raw_produce(
+            bootstrap, await create_topic(bootstrap, unique("send")), n, per_record=True
+        )
+    median = {k: statistics.median(v) for k, v in runs.items() if v}
+    baseline = n / (median["raw consume"] + median["raw produce"])
+    results: dict[str, Any] = {
+        "records": n,
+        "partitions": PARTITIONS,
+        "keys": KEYS,
+        "rounds": args.rounds,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "baseline_records_per_s": baseline,
+        "runs_s": runs,
+        "median_s": median,
+        "throughput": {k: n / v for k, v in median.items()},
+        "ratios": {},
+    }
+    if send_time is not None:
+        results["raw produce per-record send() s"] = send_time
+    print()
+    print(f"{'':24} {'median s':>9} {'records/s':>11} {'x baseline':>11} {'target':>7}")
+    for name, seconds in median.items():
+        rate = n / seconds
+        if name.startswith("raw"):
+            print(f"{name:24} {seconds:9.2f} {rate:11,.0f}")
+            continue
+        ratio = rate / baseline
+        results["ratios"][name] = ratio
+        target = TARGETS.get(name)
+        mark = "" if target is None else ("ok" if ratio >= target else "MISSED") + f" {target}"
+        print(f"{name:24} {seconds:9.2f} {rate:11,.0f} {ratio:11.2f} {mark:>7}")
+    print(f"{'baseline (consume+produce)':24} {'':9} {baseline:11,.0f}")
+    if send_time is not None:
+        print(f"(raw produce with per-record send(): {send_time:.2f} s, {n / send_time:,.0f}/s)")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", default=str(REPO / "benchmarks" / "kafka_results.json"))
+    parser.add_argument("--parallelism2", action="store_true", help="also at parallelism 2")
+    parser.add_argument(
+        "--send-reference", action="store_true", help="also time aiokafka's per-record send()"
+    )
+    args = parser.parse_args()
+    external = os.environ.get("FLOWACTORS_KAFKA_BOOTSTRAP")
+    with tempfile.TemporaryDirectory(prefix="kafka-bench-") as tmp:
+        bootstrap = external or start_broker(Path(tmp) / "broker")
+        try:
+            try:
+                import uvloop
+            except ImportError:
+                results = asyncio.run(run(args, bootstrap))
+            else:
+                results = uvloop.run(run(args, bootstrap))
+        finally:
+            if not external:
+                subprocess.run(
+                    [
+                        str(REPO / "scripts" / "kafka.sh"),
+                        "stop",
+                        "--dir",
+                        str(Path(tmp) / "broker"),
+                    ],
+                    capture_output=True,
+                    check=False,
+                )
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
