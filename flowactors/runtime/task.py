@@ -358,16 +358,18 @@ class StreamTask:
             self._stop_checkpoint = n  # end only once its savepoint is complete (or aborted)
         clock = asyncio.get_running_loop().time
         snapshots: list[tuple[str, StreamOperator, OperatorSnapshot | None]] = []
+        # A failure while flushing before the barrier (a sink that could not deliver)
+        # fails the task: records may be lost, and only a restart brings them back.
+        for op in self.operators:
+            await op.prepare_snapshot_pre_barrier(n)
         try:
-            for op in self.operators:
-                await op.prepare_snapshot_pre_barrier(n)
             started = clock()
             for uid, op in zip(self.uids, self.operators):
                 snapshots.append((uid, op, op.snapshot_state(n)))
             pause = clock() - started
         except Exception as exc:
-            # A failed snapshot fails the checkpoint, not the job (as in Flink: the
-            # coordinator counts it against the tolerable failures).
+            # A failed snapshot (nothing was lost) fails the checkpoint, not the job: the
+            # coordinator counts it against the tolerable failures, as Flink does.
             for _, op, snapshot in snapshots:
                 if snapshot is not None:
                     op.snapshot_finished(n)
