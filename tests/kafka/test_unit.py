@@ -181,3 +181,15 @@ def test_builders_validate() -> None:
     )
     assert sink.settings.bootstrap_servers == "a:1,b:2"
     assert sink.settings.producer_options["transaction_timeout_ms"] == 900_000
+
+
+def test_a_failed_send_fails_every_later_call() -> None:
+    from flowactors_kafka._sink import Broken
+
+    broken = Broken("sink")
+    broken.check()
+    with pytest.raises(ConnectorError), broken.latch():
+        raise ConnectorError("Kafka: sending failed", retriable=True)
+    with pytest.raises(ConnectorError, match="lost to an earlier failure") as info:
+        broken.check()
+    assert info.value.retriable and "sending failed" in str(info.value)

@@ -281,6 +281,19 @@ async def connect_with_retry(
             _bootstrap_errors.reset(token)
 
 
+#: Closings still running after their caller was cancelled (strong references).
+_closing: set[asyncio.Future[None]] = set()
+
+
+async def close_fully(closing: Awaitable[None]) -> None:
+    """Await ``closing`` and let it finish even if the caller is cancelled meanwhile: aiokafka
+    leaves connections (and producers) open when its ``stop`` or ``start`` is cut short."""
+    future = asyncio.ensure_future(closing)
+    _closing.add(future)
+    future.add_done_callback(_closing.discard)
+    await asyncio.shield(future)
+
+
 async def _quietly(awaitable: Awaitable[Any]) -> None:
     try:
         await awaitable
@@ -368,8 +381,9 @@ class Consumer:
     def pause(self, tp: TopicPartition) -> None:
         self._c.pause(aiokafka.TopicPartition(tp.topic, tp.partition))
 
-    async def fetch(self, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
-        """Records by aiokafka ``TopicPartition`` (a tuple equal to ours)."""
+    async def fetch(self, timeout_ms: int, max_records: int | None) -> dict[Any, list[Any]]:
+        """Records by aiokafka ``TopicPartition`` (a tuple equal to ours); ``max_records``
+        None: everything fetched so far."""
         try:
             result: dict[Any, list[Any]] = await self._c.getmany(
                 timeout_ms=timeout_ms, max_records=max_records
@@ -626,15 +640,12 @@ class Producer:
         producer, self._producer = self._producer, None
         if producer is None:
             return
-        try:
-            sender = producer._sender
-            if sender is not None:
-                await sender.close()
-            await producer.client.close()
-        except Exception as exc:
-            log.debug("abandoning a Kafka producer: %r", exc)
-        finally:
-            producer._closed = True
+        producer._closed = True  # closed here, whatever happens below
+        for step in (producer._sender.close, producer.client.close):
+            try:
+                await step()
+            except Exception as exc:  # e.g. the sender task's own failure, re-raised
+                log.debug("abandoning a Kafka producer: %r", exc)
 
 
 async def wait_all(futures: Iterable[asyncio.Future[Any]], action: str) -> None:

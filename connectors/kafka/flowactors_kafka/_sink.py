@@ -14,19 +14,22 @@ Records are encoded into aiokafka record batches per partition directly (``creat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import itertools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
+from flowactors import ConnectorError
 from flowactors.spi import Sink, SinkWriter, SinkWriterContext
 from flowactors_kafka._client import (
     Producer,
     RecordBatch,
     client_options,
+    close_fully,
     default_partition,
     wait_all,
     wait_for_topic,
@@ -333,6 +336,36 @@ class RecordEncoder:
         return parts
 
 
+class Broken:
+    """Remembers that records were lost to a failed send, and fails every later call.
+
+    A failed checkpoint does not fail the job (the runtime counts it against the tolerable
+    failures and goes on), so the writer must: records whose delivery failed are gone from
+    its producer, and only a restart from the last checkpoint brings them back. A later
+    checkpoint must never succeed (at least once) nor commit the transaction (exactly once).
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.error: ConnectorError | None = None
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise ConnectorError(
+                f"{self.what}: records were lost to an earlier failure ({self.error}); the job "
+                f"must restart from its last checkpoint",
+                retriable=True,
+            ) from self.error
+
+    @contextlib.contextmanager
+    def latch(self) -> Iterator[None]:
+        try:
+            yield
+        except ConnectorError as exc:
+            self.error = self.error or exc
+            raise
+
+
 class KafkaWriter(SinkWriter[T]):
     """The ``"none"`` and ``"at-least-once"`` writer: one producer per subtask."""
 
@@ -343,6 +376,7 @@ class KafkaWriter(SinkWriter[T]):
         self.producer: Producer | None = None
         self.in_flight: list[asyncio.Future[Any]] = []
         self.wait_at_checkpoint = settings.guarantee is DeliveryGuarantee.AT_LEAST_ONCE
+        self.broken = Broken(f"Kafka sink {context.sink_name!r} subtask {context.subtask_index}")
 
     async def open(self) -> None:
         s, ctx = self.settings, self.context
@@ -365,10 +399,12 @@ class KafkaWriter(SinkWriter[T]):
             raise
 
     async def write(self, values: list[T], timestamps: list[int | None] | None) -> None:
+        self.broken.check()
         assert self.producer is not None
-        self.in_flight.extend(await self.encoder.send(self.producer, values, timestamps))
-        if len(self.in_flight) > 256:
-            await self._reap()
+        with self.broken.latch():
+            self.in_flight.extend(await self.encoder.send(self.producer, values, timestamps))
+            if len(self.in_flight) > 256:
+                await self._reap()
 
     async def _reap(self) -> None:
         """Drop delivered batches; a failed one fails the job."""
@@ -381,15 +417,19 @@ class KafkaWriter(SinkWriter[T]):
         await wait_all(in_flight, "writing to Kafka")
 
     async def prepare_commit(self, checkpoint_id: int) -> None:
-        if self.wait_at_checkpoint:
-            await self._wait_delivered()
-        else:
-            await self._reap()
+        self.broken.check()
+        with self.broken.latch():
+            if self.wait_at_checkpoint:
+                await self._wait_delivered()
+            else:
+                await self._reap()
 
     async def flush(self, end_of_input: bool) -> None:
-        await self._wait_delivered()
+        self.broken.check()
+        with self.broken.latch():
+            await self._wait_delivered()
 
     async def close(self) -> None:
         producer, self.producer = self.producer, None
         if producer is not None:
-            await producer.abandon()
+            await close_fully(producer.abandon())

@@ -29,7 +29,8 @@ Snapshots and rescaling
 
 Reading
     ``poll_next`` takes what the consumer has already fetched (``getmany`` without waiting)
-    and emits one batch per partition with the records' Kafka timestamps and
+    and emits up to one batch per partition per call, round-robin over the partitions (so
+    they progress together), with the records' Kafka timestamps and
     ``split_id=(topic, partition)``, so watermarks are generated per partition. When nothing
     is there it returns ``NOTHING_AVAILABLE``; ``is_available`` then waits at most
     ``poll_timeout_ms`` for records, and is cancelled at once by a control message (a
@@ -67,6 +68,7 @@ from flowactors_kafka._client import (
     Producer,
     TopicPartition,
     client_options,
+    close_fully,
 )
 from flowactors_kafka._offsets import KafkaOffsetsInitializer
 from flowactors_kafka._serialization import Deserializer, deserializer
@@ -355,7 +357,8 @@ class KafkaSourceReader(SourceReader[T]):
         self.consumer: Consumer | None = None
         self.dead_letters: Producer | None = None
         self._value_fn = settings.value_fn
-        self._ready: dict[Any, list[Any]] | None = None
+        #: Fetched, not yet emitted: per partition, its records and the index of the next one.
+        self._buffer: dict[Any, list[Any]] = {}
         self._announce: list[TopicPartition] = []
         self._next_discovery = float("inf")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -413,6 +416,9 @@ class KafkaSourceReader(SourceReader[T]):
         )
 
     async def close(self) -> None:
+        await close_fully(self._close())
+
+    async def _close(self) -> None:
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -529,7 +535,7 @@ class KafkaSourceReader(SourceReader[T]):
 
     def _assign(self) -> None:
         assert self.consumer is not None
-        self._ready = None  # records fetched before a new assignment are fetched again
+        self._buffer = {}  # records fetched before a new assignment are fetched again
         active = [sp for sp in self.splits.values() if not sp.finished]
         self.consumer.assign([sp.tp for sp in active])
         for sp in active:
@@ -561,23 +567,32 @@ class KafkaSourceReader(SourceReader[T]):
                 return MORE
         if self.bounded and self._unfinished == 0:
             return END
-        data = self._ready
-        self._ready = None
-        if data is None:
-            data = await self.consumer.fetch(0, self.batch_size)
-        if not data:
+        if not self._buffer:
+            self._buffer = {tp: [records, 0] for tp, records in (await self._fetch(0)).items()}
+        if not self._buffer:
             if self.bounded:
                 self._finish_by_position()
                 if self._unfinished == 0:
                     return END
             return NOTHING
-        for tp, records in data.items():
+        # One batch per partition per call, round-robin: partitions progress together (and
+        # so do their watermarks), whatever order aiokafka's fetches come back in.
+        n = self.batch_size
+        for tp in list(self._buffer):
+            entry = self._buffer[tp]
+            all_records, start = entry
+            records = all_records[start : start + n]
+            if start + n < len(all_records):
+                entry[1] = start + n
+            else:
+                del self._buffer[tp]
             split = self.splits.get(tp)
             if split is None or split.finished or not records:
                 continue
             if split.stop is not None and records[-1].offset >= split.stop:
                 records = [r for r in records if r.offset < split.stop]
                 self._mark_finished(split)
+                self._buffer.pop(tp, None)
                 if not records:
                     continue
             split.next_offset = records[-1].offset + 1
@@ -589,15 +604,20 @@ class KafkaSourceReader(SourceReader[T]):
             return END
         return MORE
 
+    async def _fetch(self, timeout_ms: int) -> dict[Any, list[Any]]:
+        """Everything the consumer has fetched (waiting up to ``timeout_ms`` for something)."""
+        assert self.consumer is not None
+        return await self.consumer.fetch(timeout_ms, None)
+
     async def is_available(self) -> None:
-        if self._ready or self.consumer is None:
+        if self._buffer or self.consumer is None:
             return
         if self._unfinished == 0:  # nothing assigned (yet): only discovery can change that
             await asyncio.sleep(self.settings.poll_timeout_ms / 1000)
             return
-        data = await self.consumer.fetch(self.settings.poll_timeout_ms, self.batch_size)
-        if data:
-            self._ready = data
+        data = await self._fetch(self.settings.poll_timeout_ms)
+        if data and not self._buffer:
+            self._buffer = {tp: [records, 0] for tp, records in data.items()}
 
     def _mark_finished(self, split: _Split) -> None:
         if split.finished:

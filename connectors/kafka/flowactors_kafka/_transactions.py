@@ -62,11 +62,12 @@ from flowactors_kafka._client import (
     Producer,
     TopicPartition,
     TransactionCoordinatorClient,
+    close_fully,
     consumer_options_of,
     wait_all,
     wait_for_topic,
 )
-from flowactors_kafka._sink import RecordEncoder, _SinkSettings
+from flowactors_kafka._sink import Broken, RecordEncoder, _SinkSettings
 
 log = logging.getLogger("flowactors_kafka")
 
@@ -139,6 +140,7 @@ class ExactlyOnceWriter(SinkWriter[T]):
         self.pending: list[_Slot] = []
         self.last_snapshot = -1
         self.coordinator: TransactionCoordinatorClient | None = None
+        self.broken = Broken(f"Kafka sink {context.sink_name!r} subtask {self.subtask}")
         #: What recovery did (for tests and logs).
         self.recovered_commits = 0
         self.fenced = 0
@@ -313,14 +315,14 @@ class ExactlyOnceWriter(SinkWriter[T]):
             options=s.producer_options,
             transactional_id=slot.transactional_id,
         )
+        slot.producer = producer  # from now on close() finds it, whatever happens to this task
         try:
             await producer.start(s.startup_timeout_s)
             await producer.begin_transaction()
         except BaseException:
             await producer.abandon()
-            slot.state = _SlotState.FREE
+            slot.state, slot.producer = _SlotState.FREE, None
             raise
-        slot.producer = producer
         slot.producer_id, slot.epoch = producer.producer_id, producer.producer_epoch
         slot.records, slot.in_flight, slot.last_batch, slot.probe = 0, [], None, None
         return slot
@@ -346,6 +348,11 @@ class ExactlyOnceWriter(SinkWriter[T]):
         return self.current
 
     async def write(self, values: list[T], timestamps: list[int | None] | None) -> None:
+        self.broken.check()
+        with self.broken.latch():
+            await self._write(values, timestamps)
+
+    async def _write(self, values: list[T], timestamps: list[int | None] | None) -> None:
         slot = await self._current()
         assert slot.producer is not None
         futures = await self.encoder.send(slot.producer, values, timestamps)
@@ -365,6 +372,11 @@ class ExactlyOnceWriter(SinkWriter[T]):
         await slot.producer.flush()
 
     async def prepare_commit(self, checkpoint_id: int) -> None:
+        self.broken.check()
+        with self.broken.latch():
+            await self._prepare_commit(checkpoint_id)
+
+    async def _prepare_commit(self, checkpoint_id: int) -> None:
         slot = self.current
         if slot is None or slot.records == 0:
             return  # nothing to pre-commit: an empty transaction stays open
@@ -412,6 +424,7 @@ class ExactlyOnceWriter(SinkWriter[T]):
     async def flush(self, end_of_input: bool) -> None:
         if not end_of_input:
             return
+        self.broken.check()
         # The input is complete: nothing will be replayed, so everything is final.
         for slot in list(self.pending):
             await self._commit(slot)
@@ -424,6 +437,9 @@ class ExactlyOnceWriter(SinkWriter[T]):
             current.state, self.current = _SlotState.FREE, None
 
     async def close(self) -> None:
+        await close_fully(self._close())
+
+    async def _close(self) -> None:
         task, self.next_task = self.next_task, None
         if task is not None:
             # Let a producer that is starting finish (a few ms): aiokafka leaks connections
