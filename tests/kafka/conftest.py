@@ -44,11 +44,16 @@ def kafka_sh(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
 
 def start_broker(directory: Path, *extra: str) -> Broker:
     """Start a fresh broker in ``directory``; fail the test (not skip) if it does not come up."""
-    try:
-        done = kafka_sh("start", "--dir", str(directory), *extra)
-    except subprocess.TimeoutExpired as exc:
-        kafka_sh("stop", "--dir", str(directory))
-        pytest.fail(f"the Kafka broker did not start in time: {exc}", pytrace=False)
+    for _ in range(3):
+        try:
+            done = kafka_sh("start", "--dir", str(directory), *extra)
+        except subprocess.TimeoutExpired as exc:
+            kafka_sh("stop", "--dir", str(directory))
+            pytest.fail(f"the Kafka broker did not start in time: {exc}", pytrace=False)
+        # A port found free can be taken by another process before the broker binds it
+        # (another broker starting on this machine): pick ports again.
+        if done.returncode == 0 or "Address already in use" not in done.stderr:
+            break
     if done.returncode != 0:
         pytest.fail(
             f"could not start the Kafka broker (scripts/kafka.sh start, exit {done.returncode}):"
