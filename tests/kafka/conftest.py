@@ -10,8 +10,10 @@ a connector test that silently skips proves nothing.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,17 +116,26 @@ def restart_broker(broker: Broker, down_s: float) -> None:
     )
 
 
+def broker_dir() -> Path:
+    """A directory of its own for a broker's data, outside pytest's temporary directories
+    (pytest deletes old ones when other sessions start, which a running broker must survive).
+    """
+    return Path(tempfile.mkdtemp(prefix="flowactors-kafka-"))
+
+
 @pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+def kafka() -> Iterator[Broker]:
     external = os.environ.get("FLOWACTORS_KAFKA_BOOTSTRAP")
     if external:
         yield Broker(external, os.environ.get("FLOWACTORS_KAFKA_SASL_BOOTSTRAP"), None)
         return
-    broker = start_broker(tmp_path_factory.mktemp("kafka-broker"), "--sasl")
+    directory = broker_dir()
+    broker = start_broker(directory, "--sasl")
     try:
         yield broker
     finally:
         stop_broker(broker)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
 from flowactors import RestartStrategies, StreamExecutionEnvironment
 from tests.kafka._e2e_worker import RunningCount
 from tests.kafka._kafka import create_topic, produce, read_topic, unique
-from tests.kafka.conftest import restart_broker, start_broker, stop_broker
+from tests.kafka.conftest import broker_dir, restart_broker, start_broker, stop_broker
 from tests.kafka.test_exactly_once_e2e import output_offsets
 
 pytestmark = pytest.mark.kafka
@@ -26,7 +27,8 @@ KEYS = 500
 @pytest.mark.timeout(240)
 async def test_broker_restart_mid_job_exactly_once(tmp_path: Path) -> None:
     # A broker of its own: the shared one must not go down under other tests.
-    broker = await asyncio.to_thread(start_broker, tmp_path / "broker")
+    directory = broker_dir()
+    broker = await asyncio.to_thread(start_broker, directory)
     bootstrap = broker.bootstrap
     try:
         inp, out = unique("restart-in"), unique("restart-out")
@@ -85,3 +87,4 @@ async def test_broker_restart_mid_job_exactly_once(tmp_path: Path) -> None:
         )
     finally:
         await asyncio.to_thread(stop_broker, broker)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -13,6 +13,9 @@ connector needs from it goes through this module, which
   constructor arguments and rejects unknown ones when the job is built.
 
 Nothing outside this module imports aiokafka (the tests do, to play the outside world).
+It is longer than the style guide's ~500 lines on purpose: every use of aiokafka, including
+the few of its internals the connector relies on (the batch builder, the transaction
+requests, the consumer's position), stays behind this one seam.
 """
 
 from __future__ import annotations
@@ -540,6 +543,18 @@ class Producer:
             self._kwargs.setdefault("acks", "all")
         self._producer: Any = None
         self._partitions: dict[str, list[int]] = {}
+        #: The longest a flush or a commit may take before the producer counts as stuck
+        #: (aiokafka retries some broker errors without end): twice the request timeout.
+        self.operation_timeout_s = 2 * int(self._kwargs.get("request_timeout_ms", 40_000)) / 1000
+
+    async def _bounded(self, awaitable: Awaitable[R], action: str) -> R:
+        try:
+            return await asyncio.wait_for(_translated(awaitable, action), self.operation_timeout_s)
+        except TimeoutError as exc:
+            raise ConnectorError(
+                f"Kafka: {action} did not finish within {self.operation_timeout_s:g} s",
+                retriable=True,
+            ) from exc
 
     async def start(self, timeout_s: float) -> None:
         async def start() -> None:
@@ -611,13 +626,13 @@ class Producer:
         )
 
     async def flush(self) -> None:
-        await _translated(self._p.flush(), "flushing")
+        await self._bounded(self._p.flush(), "flushing")
 
     async def begin_transaction(self) -> None:
         await _translated(self._p.begin_transaction(), "beginning a transaction")
 
     async def commit_transaction(self) -> None:
-        await _translated(
+        await self._bounded(
             self._p.commit_transaction(), f"committing transaction {self.transactional_id}"
         )
 
@@ -641,20 +656,45 @@ class Producer:
         if producer is None:
             return
         producer._closed = True  # closed here, whatever happens below
-        for step in (producer._sender.close, producer.client.close):
-            try:
-                await step()
-            except Exception as exc:  # e.g. the sender task's own failure, re-raised
-                log.debug("abandoning a Kafka producer: %r", exc)
-
-
-async def wait_all(futures: Iterable[asyncio.Future[Any]], action: str) -> None:
-    """Await delivery futures; the first failure becomes a ``ConnectorError``."""
-    for future in futures:
+        # Fail what is queued first: aiokafka's sender, cancelled, waits for its requests in
+        # flight, and a transaction commit in flight waits for every queued batch.
         try:
-            await future
-        except (kafka_errors.KafkaError, OSError, TimeoutError) as exc:
-            raise translate_error(exc, action) from exc
+            producer._message_accumulator.fail_all(
+                kafka_errors.KafkaError("the producer was closed after a failure")
+            )
+        except Exception as exc:
+            log.debug("abandoning a Kafka producer: %r", exc)
+        sender_task = getattr(producer._sender, "sender_task", None)
+        if sender_task is not None and not sender_task.done():
+            sender_task.cancel()
+            await asyncio.wait({sender_task}, timeout=2.0)
+        try:
+            await asyncio.wait_for(producer.client.close(), 5.0)
+        except Exception as exc:
+            log.debug("abandoning a Kafka producer: %r", exc)
+
+
+async def wait_all(
+    futures: Iterable[asyncio.Future[Any]], action: str, timeout_s: float | None = None
+) -> None:
+    """Await delivery futures; the first failure becomes a ``ConnectorError``, and so does
+    waiting longer than ``timeout_s`` for all of them."""
+    pending = list(futures)
+    if not pending:
+        return
+    done, not_done = await asyncio.wait(pending, timeout=timeout_s)
+    for future in pending:
+        if future in done:
+            if future.cancelled():
+                raise ConnectorError(f"Kafka: {action}: a send was cancelled", retriable=True)
+            exc = future.exception()
+            if exc is not None:
+                raise translate_error(exc, action) from exc
+    if not_done:
+        raise ConnectorError(
+            f"Kafka: {action}: {len(not_done)} batch(es) not acknowledged within {timeout_s:g} s",
+            retriable=True,
+        )
 
 
 # -- transaction coordinator (resuming and fencing transactions) ---------------------------

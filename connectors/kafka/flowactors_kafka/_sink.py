@@ -414,7 +414,8 @@ class KafkaWriter(SinkWriter[T]):
 
     async def _wait_delivered(self) -> None:
         in_flight, self.in_flight = self.in_flight, []
-        await wait_all(in_flight, "writing to Kafka")
+        assert self.producer is not None
+        await wait_all(in_flight, "writing to Kafka", self.producer.operation_timeout_s)
 
     async def prepare_commit(self, checkpoint_id: int) -> None:
         self.broken.check()

@@ -368,7 +368,11 @@ class ExactlyOnceWriter(SinkWriter[T]):
     async def _flush(self, slot: _Slot) -> None:
         assert slot.producer is not None
         in_flight, slot.in_flight = slot.in_flight, []
-        await wait_all(in_flight, f"writing transaction {slot.transactional_id}")
+        await wait_all(
+            in_flight,
+            f"writing transaction {slot.transactional_id}",
+            slot.producer.operation_timeout_s,
+        )
         await slot.producer.flush()
 
     async def prepare_commit(self, checkpoint_id: int) -> None:
