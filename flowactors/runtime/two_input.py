@@ -38,7 +38,26 @@ _METHODS = {
 }
 
 
-class CoOperator(UserTimers, KeyedOperator, UserFunctionOperator):
+class TwoInputs:
+    """Routes the task's two inputs to ``_process(side, ...)`` (0: first, 1: second)."""
+
+    async def _process(
+        self, side: int, values: Values, timestamps: Timestamps, keys: Values | None
+    ) -> None:
+        raise NotImplementedError
+
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        await self._process(0, values, timestamps, keys)
+
+    async def process_batch2(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        await self._process(1, values, timestamps, keys)
+
+
+class CoOperator(TwoInputs, UserTimers, KeyedOperator, UserFunctionOperator):
     """``connect(...).process/flat_map/map``, keyed when both inputs are."""
 
     def __init__(
@@ -88,16 +107,6 @@ class CoOperator(UserTimers, KeyedOperator, UserFunctionOperator):
             self.timers.shutdown()
         if self.fn is not None:
             await UserFunctionOperator.close(self)
-
-    async def process_batch(
-        self, values: Values, timestamps: Timestamps, keys: Values | None = None
-    ) -> None:
-        await self._process(0, values, timestamps, keys)
-
-    async def process_batch2(
-        self, values: Values, timestamps: Timestamps, keys: Values | None = None
-    ) -> None:
-        await self._process(1, values, timestamps, keys)
 
     async def _process(
         self, side: int, values: Values, timestamps: Timestamps, keys: Values | None
@@ -167,7 +176,7 @@ class JoinContext:
         self._side.add(tag, value, self.timestamp())
 
 
-class IntervalJoinOperator(KeyedOperator, UserFunctionOperator):
+class IntervalJoinOperator(TwoInputs, KeyedOperator, UserFunctionOperator):
     """Joins left ``l`` with right ``r`` of the same key when
     ``l.ts + lower <= r.ts <= l.ts + upper`` (bounds optionally exclusive).
 
@@ -204,16 +213,6 @@ class IntervalJoinOperator(KeyedOperator, UserFunctionOperator):
         self.collector = Collector()
         self.jctx = JoinContext(self.side)
         await UserFunctionOperator.open(self)
-
-    async def process_batch(
-        self, values: Values, timestamps: Timestamps, keys: Values | None = None
-    ) -> None:
-        await self._process(0, values, timestamps, keys)
-
-    async def process_batch2(
-        self, values: Values, timestamps: Timestamps, keys: Values | None = None
-    ) -> None:
-        await self._process(1, values, timestamps, keys)
 
     async def _process(
         self, side: int, values: Values, timestamps: Timestamps, keys: Values | None
