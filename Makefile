@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo quickstart test lint format bench bench-all venv clean
+.PHONY: demo quickstart kafka-example test lint format bench bench-all bench-kafka venv clean
 
 $(STAMP): pyproject.toml connectors/kafka/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench: $(STAMP)  ## the throughput runner (prints a table, writes benchmarks/res
 bench-all: bench  ## plus checkpoint costs and long ride alerts (benchmarks/*.json)
 	$(BIN)/python -m benchmarks.checkpoints
 	$(BIN)/python -m benchmarks.long_rides
+
+kafka-example: $(STAMP)  ## long ride alerts from a Kafka topic to another, exactly once (starts a broker)
+	$(BIN)/python -m examples.kafka_long_ride_alerts
+
+bench-kafka: $(STAMP)  ## Kafka connector against raw aiokafka (starts a broker)
+	$(BIN)/python -m benchmarks.kafka_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
