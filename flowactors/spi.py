@@ -55,8 +55,11 @@ class SourceReaderContext:
 
     ``restored_state`` is ``None`` on a fresh start; after a restore it is this
     subtask's share of the entries the readers returned from
-    ``snapshot_state`` (all of them at unchanged parallelism; spread
-    round-robin over the subtasks after a rescale).
+    ``snapshot_state`` (exactly its own at unchanged parallelism; spread
+    round-robin over the subtasks after a rescale). ``restored_union_state``
+    is every old subtask's entries, for readers that must decide themselves
+    which of them they own now (Flink's union list state; the Kafka source
+    finds its partitions this way).
     """
 
     job_name: str
@@ -65,6 +68,7 @@ class SourceReaderContext:
     parallelism: int
     batch_size: int
     restored_state: list[Any] | None = None
+    restored_union_state: list[Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ class SourceOperator(StreamOperator):
         self.reader: SourceReader[Any] | None = None
         self.records_out = 0
         self.tracker: SplitWatermarks | None = None
-        self.restored_state: list[Any] | None = None
+        #: What this subtask restores: (its share, every subtask's entries).
+        self.restored: tuple[list[Any], list[Any]] | None = None
 
     @property
     def periodic_interval_ms(self) -> int:
@@ -59,7 +60,8 @@ class SourceOperator(StreamOperator):
                     subtask_index=ctx.subtask_index,
                     parallelism=ctx.parallelism,
                     batch_size=ctx.config.batch_size,
-                    restored_state=self.restored_state,
+                    restored_state=None if self.restored is None else self.restored[0],
+                    restored_union_state=None if self.restored is None else self.restored[1],
                 )
             )
             await self.reader.start()
@@ -70,7 +72,7 @@ class SourceOperator(StreamOperator):
 
     async def initialize_state(self, restore: RestoreView) -> None:
         if restore.has_state:
-            self.restored_state = await restore.operator_state()
+            self.restored = (await restore.operator_state(), await restore.union_operator_state())
 
     def snapshot_state(self, checkpoint_id: int) -> OperatorSnapshot | None:
         assert self.reader is not None

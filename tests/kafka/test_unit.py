@@ -11,7 +11,7 @@ import flowactors_kafka
 import pytest
 from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource, partition_owner
 from flowactors_kafka._client import client_options
-from flowactors_kafka._source import STATE_COPIES, KafkaSourceReader
+from flowactors_kafka._source import KafkaSourceReader
 
 from flowactors import ConnectorError
 from flowactors.spi import SourceReaderContext
@@ -69,7 +69,7 @@ def reader(subtask: int, parallelism: int, restored: list[Any] | None) -> KafkaS
         .set_value_only_deserializer("json")
         .build()
     )
-    ctx = SourceReaderContext("job", "kafka", subtask, parallelism, 100, restored)
+    ctx = SourceReaderContext("job", "kafka", subtask, parallelism, 100, restored, restored)
     return KafkaSourceReader(src.settings, ctx)
 
 
@@ -84,24 +84,16 @@ def snapshot(subtask: int, parallelism: int, partitions: range) -> list[Any]:
     return r.snapshot_state(1)
 
 
-def round_robin(entries: list[Any], parallelism: int) -> list[list[Any]]:
-    """What flowactors' runtime hands each subtask after a rescale."""
-    return [entries[s::parallelism] for s in range(parallelism)]
-
-
 @pytest.mark.parametrize(("old", "new"), [(3, 2), (2, 4), (4, 4), (1, 5), (5, 1)])
 def test_restore_at_any_parallelism_reads_each_partition_once_from_its_offset(
     old: int, new: int
 ) -> None:
     partitions = range(11)
     entries = [e for s in range(old) for e in snapshot(s, old, partitions)]
-    if old == new:
-        shares = [snapshot(s, old, partitions) for s in range(new)]  # each its own
-    else:
-        shares = round_robin(entries, new)
+    assert len(entries) == old  # one entry per reader
     taken: Counter[int] = Counter()
     for s in range(new):
-        restored = reader(s, new, shares[s])._restored_splits()
+        restored = reader(s, new, entries)._restored_splits()
         assert restored is not None
         for tp, (offset, stop) in restored.items():
             assert offset == 1000 + tp.partition and stop is None
@@ -116,11 +108,6 @@ def test_restore_refuses_an_incomplete_share() -> None:
         reader(0, 2, entries)._restored_splits()
     with pytest.raises(ConnectorError, match="no entry"):
         reader(1, 2, [])._restored_splits()
-
-
-def test_snapshot_copies_are_one_object() -> None:
-    entries = snapshot(0, 1, range(3))
-    assert len(entries) == STATE_COPIES and all(e is entries[0] for e in entries)
 
 
 def test_properties_map_dotted_kafka_names() -> None:

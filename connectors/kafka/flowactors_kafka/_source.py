@@ -14,16 +14,11 @@ Assignment
 Snapshots and rescaling
     A reader's snapshot entry is self-describing: ``{"subtask", "parallelism", "splits":
     [(topic, partition, next offset, stop offset or None), ...]}``. After a restore every
-    reader must see *all* old readers' entries to find the partitions it owns under the new
-    parallelism (a partition read by subtask 3 of 4 may belong to subtask 1 of 2), which is
-    Flink's union list state (``FlinkKafkaConsumer`` restores this way). flowactors' source
-    SPI hands a reader only a round-robin share of the entries after a rescale, so each reader
-    repeats its one entry ``STATE_COPIES`` times: consecutive copies reach every new subtask
-    (up to ``STATE_COPIES`` subtasks). The copies are one object, which pickle (the default
-    checkpoint serializer) stores once, so they cost a few bytes each. A reader that did not
-    receive every old subtask's entry refuses to start rather than read a partition twice or
-    not at all. If the SPI grows ``SourceReaderContext.restored_union_state`` the reader uses
-    it and writes one copy.
+    reader sees *all* old readers' entries (``SourceReaderContext.restored_union_state``,
+    Flink's union list state, as ``FlinkKafkaConsumer`` restores) and keeps the partitions it
+    owns under the new parallelism (a partition read by subtask 3 of 4 may belong to subtask
+    1 of 2). A reader that does not see every old subtask's entry refuses to start rather
+    than read a partition twice or not at all.
 
     Partitions in no entry (created after the snapshot) are read from the earliest offset.
 
@@ -52,7 +47,7 @@ import logging
 import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
@@ -84,11 +79,6 @@ MORE = InputStatus.MORE_AVAILABLE
 NOTHING = InputStatus.NOTHING_AVAILABLE
 END = InputStatus.END_OF_INPUT
 
-#: Whether the runtime gives source readers every subtask's entries after a restore.
-_UNION_SPI = "restored_union_state" in {f.name for f in fields(SourceReaderContext)}
-#: How often a reader repeats its snapshot entry (see the module docstring); also the
-#: source's maximum parallelism.
-STATE_COPIES = 1 if _UNION_SPI else 256
 _STATE_KEY = "flowactors_kafka.source"
 _STATE_VERSION = 1
 
@@ -320,8 +310,6 @@ class KafkaSourceBuilder(Generic[T]):
 class KafkaSource(Source[T]):
     """Reads Kafka topics; build one with :meth:`builder`. See the module docstring."""
 
-    max_parallelism = None if _UNION_SPI else STATE_COPIES
-
     def __init__(self, settings: _Settings[T]) -> None:
         self.settings = settings
         self.boundedness = (
@@ -434,9 +422,7 @@ class KafkaSourceReader(SourceReader[T]):
     def _restored_splits(self) -> dict[TopicPartition, tuple[int, int | None]] | None:
         """This subtask's partitions and offsets from the restored entries (None: fresh)."""
         ctx = self.context
-        entries = getattr(ctx, "restored_union_state", None)
-        if entries is None:
-            entries = ctx.restored_state
+        entries = ctx.restored_union_state
         if entries is None:
             return None
         by_subtask: dict[int, dict[str, Any]] = {}
@@ -447,8 +433,7 @@ class KafkaSourceReader(SourceReader[T]):
             if not entries:
                 raise ConnectorError(
                     f"Kafka source {ctx.source_name!r} subtask {self.subtask}: the restored "
-                    f"state has no entry for it (restoring at a parallelism above "
-                    f"{STATE_COPIES} is not supported)",
+                    "state holds no entry of any reader",
                     retriable=False,
                 )
             raise ConnectorError(
@@ -470,7 +455,7 @@ class KafkaSourceReader(SourceReader[T]):
                 f"Kafka source {ctx.source_name!r} subtask {self.subtask}: restored from "
                 f"parallelism {old_p} but received the entries of subtasks "
                 f"{sorted(by_subtask)} only; cannot tell which partitions other subtasks "
-                f"read (restoring at a parallelism above {STATE_COPIES} is not supported)",
+                "read",
                 retriable=False,
             )
         use = by_subtask.values() if complete else [by_subtask[self.subtask]]
@@ -714,7 +699,7 @@ class KafkaSourceReader(SourceReader[T]):
         }
         if self.settings.group_id is not None and self.settings.commit_offsets_on_checkpoint:
             self._commits[checkpoint_id] = {tp: sp.next_offset for tp, sp in self.splits.items()}
-        return [entry] * STATE_COPIES
+        return [entry]
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         offsets = self._commits.pop(checkpoint_id, None)
