@@ -8,8 +8,8 @@
     ├── JobCancelledError         the job was cancelled before it finished
     ├── InvalidKeyError           a key function returned a value that cannot be a key
     ├── MalformedRecordError      a source met input it cannot decode (names where)
-    ├── ConnectorError            an external system failed; ``retriable`` says if
-    │                             trying again may help
+    ├── ConnectorError            an external system failed; ``retriable=False`` when
+    │                             no retry can fix it (wrong credentials, TLS trust)
     ├── CheckpointError           a checkpoint/savepoint could not be written, found
     │   │                         or restored (flowactors.checkpoint.storage)
     │   └── CorruptCheckpointError  its files do not match their checksums
@@ -19,6 +19,11 @@
 ``JobFailedError`` is what ``execute()`` raises; the exception that broke the
 operator is its ``__cause__`` (and ``cause``), so ``except ZeroDivisionError``
 style handling works through ``err.cause``.
+
+Restarts: a failed job runs again under its restart strategy unless the error
+says that no retry can fix it (:func:`is_retriable` is false: a
+``ConnectorError(retriable=False)``, an invalid graph). Then the job fails at
+once, and the error's message says what to fix.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ class FlowactorsError(Exception):
 
 class InvalidGraphError(FlowactorsError, ValueError):
     """The job graph is not valid (bad parallelism, unknown uid, misuse of an API)."""
+
+    retriable = False
 
 
 class InvalidKeyError(FlowactorsError, TypeError):
@@ -47,9 +54,14 @@ class MalformedRecordError(FlowactorsError, ValueError):
 
 
 class ConnectorError(FlowactorsError):
-    """An external system (broker, file system) failed; ``retriable`` if a retry may help."""
+    """An external system (broker, file system) failed.
 
-    retriable: bool = False
+    ``retriable`` (the default) if trying again may help; ``False`` when nothing but a
+    change of configuration can (wrong credentials, an untrusted certificate): the job
+    then fails at once instead of restarting.
+    """
+
+    retriable: bool = True
 
     def __init__(self, message: str, *, retriable: bool | None = None) -> None:
         super().__init__(message)
@@ -90,6 +102,11 @@ class JobFailedError(FlowactorsError):
         )
 
 
+def is_retriable(error: BaseException) -> bool:
+    """Whether running the job again may get past ``error`` (most errors: yes)."""
+    return bool(getattr(error, "retriable", True))
+
+
 def _restore_job_failed(
     job_name: str,
     operator: str,
@@ -111,4 +128,5 @@ __all__ = [
     "JobCancelledError",
     "JobFailedError",
     "MalformedRecordError",
+    "is_retriable",
 ]

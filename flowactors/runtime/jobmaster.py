@@ -23,7 +23,7 @@ from flowactors.checkpoint.storage import (
     CheckpointStorage,
     CompletedCheckpoint,
 )
-from flowactors.errors import InvalidGraphError, JobCancelledError, JobFailedError
+from flowactors.errors import InvalidGraphError, JobCancelledError, JobFailedError, is_retriable
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
 from flowactors.runtime.graph import Plan
@@ -142,6 +142,12 @@ class JobMaster:
             except JobFailedError as error:
                 now = time.monotonic()
                 failures.append(now)
+                if not is_retriable(error.cause):
+                    final = JobFailedError(
+                        error.job_name, error.operator, error.subtask, error.cause
+                    )
+                    final.args = (f"{error} (no restart can fix this)",)
+                    raise final from error.cause
                 delay = self.restart_strategy.next_delay_ms(failures, now)
                 if delay is None:
                     if isinstance(self.restart_strategy, NoRestart):

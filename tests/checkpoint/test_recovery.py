@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from flowactors import (
+    ConnectorError,
     JobFailedError,
     KeyedProcessFunction,
     ProcessWindowFunction,
@@ -308,6 +309,26 @@ async def test_no_restart_fails_at_once(tmp_path: Path, caplog: pytest.LogCaptur
     assert err.attempts == 1
     assert isinstance(err.cause, InjectedFailure)
     assert not [m for m in log_messages(caplog) if "restarting" in m]
+
+
+async def test_an_error_no_retry_can_fix_is_not_retried(tmp_path: Path) -> None:
+    env = StreamExecutionEnvironment(parallelism=1)
+    env.enable_checkpointing(INTERVAL_MS, storage=tmp_path / "checkpoints", resume="none")
+    env.set_restart_strategy(RestartStrategies.fixed_delay(5, 10))
+    calls = 0
+
+    def fail(record: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        raise ConnectorError("the password is wrong: fix sasl.password", retriable=False)
+
+    env.from_collection([1, 2, 3]).map(fail).write_text(str(tmp_path / "out"))
+    client = await env.execute_async("fatal")
+    with pytest.raises(JobFailedError) as info:
+        await client.wait()
+    assert calls == 1 and client.attempts == 0 and info.value.attempts == 1
+    assert "fix sasl.password" in str(info.value) and "no restart can fix this" in str(info.value)
+    assert isinstance(info.value.cause, ConnectorError)
 
 
 async def test_without_checkpointing_the_default_is_no_restart(tmp_path: Path) -> None:
