@@ -22,9 +22,10 @@ quickstart: $(STAMP)
 
 LINTED := flowactors connectors/kafka/flowactors_kafka tests examples benchmarks scripts
 
-lint: $(STAMP)  ## ruff (check + format check) and mypy --strict
+lint: $(STAMP)  ## ruff (check + format check), mypy --strict, and the one-way import layers
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	cd connectors/kafka && ../../$(BIN)/mypy
 

@@ -29,9 +29,10 @@ from flowactors.api.sources import MalformedRecord
 from flowactors.api.windowed import AllWindowedStream, WindowedStream
 from flowactors.checkpoint.config import CheckpointConfig, RestartStrategies
 from flowactors.checkpoint.coordinator import CheckpointStats
-from flowactors.checkpoint.storage import CheckpointError, CorruptCheckpointError
 from flowactors.errors import (
+    CheckpointError,
     ConnectorError,
+    CorruptCheckpointError,
     FlowactorsError,
     InvalidGraphError,
     InvalidKeyError,

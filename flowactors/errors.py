@@ -11,10 +11,9 @@
     ├── ConnectorError            an external system failed; ``retriable=False`` when
     │                             no retry can fix it (wrong credentials, TLS trust)
     ├── CheckpointError           a checkpoint/savepoint could not be written, found
-    │   │                         or restored (flowactors.checkpoint.storage)
+    │   │                         or restored
     │   └── CorruptCheckpointError  its files do not match their checksums
     └── StateError                state used in a way that cannot work
-                                  (flowactors.state.backend)
 
 ``JobFailedError`` is what ``execute()`` raises; the exception that broke the
 operator is its ``__cause__`` (and ``cause``), so ``except ZeroDivisionError``
@@ -69,6 +68,18 @@ class ConnectorError(FlowactorsError):
             self.retriable = retriable
 
 
+class CheckpointError(FlowactorsError):
+    """A checkpoint or savepoint could not be written, found, or restored."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint's files do not match what its metadata recorded."""
+
+
+class StateError(FlowactorsError):
+    """State was used in a way that cannot work (e.g. one name with two kinds)."""
+
+
 class JobCancelledError(FlowactorsError):
     """The job was cancelled (``JobClient.cancel()``) before it finished."""
 
@@ -121,12 +132,15 @@ def _restore_job_failed(
 
 
 __all__ = [
+    "CheckpointError",
     "ConnectorError",
+    "CorruptCheckpointError",
     "FlowactorsError",
     "InvalidGraphError",
     "InvalidKeyError",
     "JobCancelledError",
     "JobFailedError",
     "MalformedRecordError",
+    "StateError",
     "is_retriable",
 ]

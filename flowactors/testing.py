@@ -34,7 +34,6 @@ from typing import Any, Self, TypeVar
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.keyed import KeyedOperator, KeyedProcessOperator
-from flowactors.runtime.keygroups import DEFAULT_MAX_PARALLELISM
 from flowactors.runtime.operators import (
     Output,
     ProcessOperator,
@@ -44,6 +43,7 @@ from flowactors.runtime.operators import (
 )
 from flowactors.runtime.two_input import CO_PROCESS, CoOperator
 from flowactors.runtime.window_operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
+from flowactors.state.keygroups import DEFAULT_MAX_PARALLELISM
 from flowactors.time import to_millis
 from flowactors.time.clock import ManualProcessingTimeService
 from flowactors.windows.assigners import WindowAssigner

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from flowactors.api.functions import KeyedCoProcessFunction, per_subtask
 from flowactors.errors import InvalidGraphError
 from flowactors.runtime.graph import Input, Transformation
 from flowactors.runtime.two_input import (
@@ -75,35 +76,25 @@ class ConnectedStreams(Generic[T1, T2]):
         return first + second
 
     def _build(self, name: str, factory: Callable[[], Any]) -> DataStream[Any]:
-        from flowactors.api.datastream import DataStream
-
-        t = Transformation(name, factory, self._inputs())
-        return DataStream(self._env, [Input(t)], t)
+        return self._first._derive(Transformation(name, factory, self._inputs()))
 
     def process(self, fn: Any) -> DataStream[Any]:
         """``CoProcessFunction`` (or ``KeyedCoProcessFunction`` when keyed)."""
-        from flowactors.api.datastream import _per_subtask
-        from flowactors.api.functions import KeyedCoProcessFunction
-
         if isinstance(fn, KeyedCoProcessFunction) and self._keys is None:
             raise InvalidGraphError("a KeyedCoProcessFunction needs keyed connected streams")
-        make, keys = _per_subtask(fn), self._keys
+        make, keys = per_subtask(fn), self._keys
         return self._build("CoProcess", lambda: CoOperator(CO_PROCESS, make(), keys))
 
     def flat_map(self, fn: Any) -> DataStream[Any]:
         """``CoFlatMapFunction``: ``flat_map1(value, out)`` / ``flat_map2(value, out)``."""
-        from flowactors.api.datastream import _per_subtask
-
-        make, keys = _per_subtask(fn), self._keys
+        make, keys = per_subtask(fn), self._keys
         return self._build("CoFlatMap", lambda: CoOperator(CO_FLAT_MAP, make(), keys))
 
     def map(self, fn1: Any, fn2: Callable[[T2], Any] | None = None) -> DataStream[Any]:
         """``map(CoMapFunction)`` or ``map(fn1, fn2)``: one output per input record."""
-        from flowactors.api.datastream import _per_subtask
-
         keys = self._keys
         if fn2 is None:
-            make = _per_subtask(fn1)
+            make = per_subtask(fn1)
             return self._build("CoMap", lambda: CoOperator(CO_MAP, make(), keys))
         fns = (fn1, fn2)
         return self._build("CoMap", lambda: CoOperator(CO_MAP, None, keys, fns))
@@ -125,7 +116,9 @@ class IntervalJoin(Generic[T1, T2]):
 
 
 class IntervalJoined(Generic[T1, T2]):
-    def __init__(self, left: Any, right: Any, lower: int, upper: int) -> None:
+    def __init__(
+        self, left: KeyedStream[Any, T1], right: KeyedStream[Any, T2], lower: int, upper: int
+    ) -> None:
         self._left = left
         self._right = right
         self._lower = lower
@@ -143,8 +136,6 @@ class IntervalJoined(Generic[T1, T2]):
 
     def process(self, fn: Any) -> DataStream[Any]:
         """``ProcessJoinFunction.process_element(left, right, ctx, out)`` per pair."""
-        from flowactors.api.datastream import DataStream, _per_subtask
-
         if self._lower + (0 if self._lower_inclusive else 1) > self._upper - (
             0 if self._upper_inclusive else 1
         ):
@@ -153,9 +144,9 @@ class IntervalJoined(Generic[T1, T2]):
         inputs = _keyed_inputs(self._left._inputs, keys[0], 0) + _keyed_inputs(
             self._right._inputs, keys[1], 1
         )
-        make = _per_subtask(fn)
+        make = per_subtask(fn)
         lo, hi, li, ui = self._lower, self._upper, self._lower_inclusive, self._upper_inclusive
         t = Transformation(
             "IntervalJoin", lambda: IntervalJoinOperator(make(), keys, lo, hi, li, ui), inputs
         )
-        return DataStream(self._left._env, [Input(t)], t)
+        return self._left._derive(t)

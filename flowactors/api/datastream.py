@@ -14,15 +14,14 @@ returns a new stream; nothing runs until the environment executes it.
 
 from __future__ import annotations
 
-import copy
-import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from flowactors.api.aggregations import Aggregation, field_aggregation
 from flowactors.api.connected import ConnectedStreams, IntervalJoin
-from flowactors.api.functions import Function
+from flowactors.api.functions import Function, per_subtask
 from flowactors.api.sinks import CollectSink, PrintSink, StreamSink, TextFileSink
-from flowactors.api.windowed import AllWindowedStream, WindowedStream, all_windowed, windowed
+from flowactors.api.windowed import AllWindowedStream, WindowedStream
 from flowactors.errors import InvalidGraphError
 from flowactors.runtime.async_io import AsyncMapOperator
 from flowactors.runtime.graph import Input, Transformation
@@ -56,18 +55,6 @@ K = TypeVar("K")
 U = TypeVar("U")
 
 
-def _per_subtask(fn: Any) -> Callable[[], Any]:
-    """Each subtask gets its own deep copy of a function object (as Flink serialises it)."""
-    try:
-        copy.deepcopy(fn)
-    except Exception as exc:
-        raise InvalidGraphError(
-            f"the function {fn!r:.100} cannot be copied for each parallel subtask ({exc}); "
-            "create unpicklable resources (connections, locks) in open() instead of __init__"
-        ) from exc
-    return lambda: copy.deepcopy(fn)
-
-
 class DataStream(Generic[T]):
     """A stream of records of type ``T``."""
 
@@ -94,7 +81,10 @@ class DataStream(Generic[T]):
         return t
 
     def _then(self, name: str, factory: Callable[[], StreamOperator]) -> DataStream[Any]:
-        t = self._add(name, factory)
+        return self._derive(self._add(name, factory))
+
+    def _derive(self, t: Transformation) -> DataStream[Any]:
+        """The stream ``t`` produces, in this stream's environment."""
         return DataStream(self._env, [Input(t)], t)
 
     def _op(self) -> Transformation:
@@ -140,22 +130,22 @@ class DataStream(Generic[T]):
 
     def map(self, fn: Callable[[T], U] | Callable[[T], Awaitable[U]] | Any) -> DataStream[U]:
         """One output per record. ``fn`` may be ``async def`` (awaited one at a time)."""
-        make = _per_subtask(fn)
+        make = per_subtask(fn)
         return self._then("Map", lambda: MapOperator(make()))
 
     def flat_map(self, fn: Callable[[T], Iterable[U]] | Any) -> DataStream[U]:
         """Zero or more outputs per record: ``fn`` returns an iterable (or async iterable)."""
-        make = _per_subtask(fn)
+        make = per_subtask(fn)
         return self._then("FlatMap", lambda: FlatMapOperator(make()))
 
     def filter(self, fn: Callable[[T], bool] | Any) -> DataStream[T]:
         """Keep the records for which ``fn`` is true."""
-        make = _per_subtask(fn)
+        make = per_subtask(fn)
         return self._then("Filter", lambda: FilterOperator(make()))
 
     def process(self, fn: Any) -> DataStream[Any]:
         """``fn.process_element(value, ctx, out)`` per record; side outputs via ``ctx.output``."""
-        make = _per_subtask(fn)
+        make = per_subtask(fn)
         return self._then("Process", lambda: ProcessOperator(make()))
 
     def map_async(
@@ -174,7 +164,7 @@ class DataStream(Generic[T]):
             raise InvalidGraphError("map_async needs an async function (async def ...)")
         if capacity < 1:
             raise InvalidGraphError(f"map_async capacity must be >= 1, got {capacity}")
-        make = _per_subtask(fn)
+        make = per_subtask(fn)
         return self._then("AsyncMap", lambda: AsyncMapOperator(make(), capacity, ordered, timeout))
 
     def assign_timestamps_and_watermarks(self, strategy: WatermarkStrategy[T]) -> DataStream[T]:
@@ -195,7 +185,7 @@ class DataStream(Generic[T]):
 
     def window_all(self, assigner: WindowAssigner) -> AllWindowedStream[T]:
         """Windows over the whole stream (runs as one subtask, like Flink's windowAll)."""
-        return all_windowed(self._env, self._inputs, assigner)
+        return AllWindowedStream(self, assigner)
 
     def key_by(self, key_selector: Callable[[T], K]) -> KeyedStream[K, T]:
         """Partition by key: records with equal keys go to the same subtask, in order."""
@@ -333,7 +323,7 @@ class KeyedStream(DataStream[T], Generic[K, T]):
 
     def process(self, fn: Any) -> DataStream[Any]:
         """``KeyedProcessFunction``: per record with keyed state, timers and side outputs."""
-        make = _per_subtask(fn)
+        make = per_subtask(fn)
         key = self.key_selector
         return self._then("KeyedProcess", lambda: KeyedProcessOperator(make(), key))
 
@@ -356,7 +346,7 @@ class KeyedStream(DataStream[T], Generic[K, T]):
         return self._keyed_function("filter", "Filter", fn)
 
     def _keyed_function(self, kind: str, name: str, fn: Any) -> DataStream[Any]:
-        make = _per_subtask(fn)
+        make = per_subtask(fn)
         key = self.key_selector
         return self._then(name, lambda: KeyedFunctionOperator(kind, make(), key))
 
@@ -368,96 +358,37 @@ class KeyedStream(DataStream[T], Generic[K, T]):
 
     def window(self, assigner: WindowAssigner) -> WindowedStream[K, T]:
         """Cut each key's records into windows (tumbling, sliding, session, global)."""
-        return windowed(self._env, self._inputs, self.key_selector, assigner)
+        return WindowedStream(self, assigner)
 
     def reduce(self, fn: Callable[[T, T], T] | Any) -> DataStream[T]:
         """Running reduce per key: emits ``fn(previous_result, record)`` for every record."""
-        make = _per_subtask(fn)
+        make = per_subtask(fn)
         key = self.key_selector
         return self._then("Reduce", lambda: KeyedReduceOperator(make(), key))
 
     def sum(self, field: int | str) -> DataStream[T]:
         """Running sum of ``field`` per key; other fields come from the key's first record."""
-        return self._aggregate("Sum", field, lambda a, b: a + b)
+        return self._aggregate("sum", field)
 
     def min(self, field: int | str) -> DataStream[T]:
         """Running minimum of ``field`` per key; other fields from the key's first record."""
-        return self._aggregate("Min", field, lambda a, b: b if b < a else a)
+        return self._aggregate("min", field)
 
     def max(self, field: int | str) -> DataStream[T]:
         """Running maximum of ``field`` per key; other fields from the key's first record."""
-        return self._aggregate("Max", field, lambda a, b: b if b > a else a)
+        return self._aggregate("max", field)
 
     def min_by(self, field: int | str) -> DataStream[T]:
         """The record with the smallest ``field`` per key so far (the first one on ties)."""
-        get = _getter(field)
-        return self.reduce(lambda a, b: b if get(b) < get(a) else a).name("MinBy")
+        return self._aggregate("min_by", field)
 
     def max_by(self, field: int | str) -> DataStream[T]:
         """The record with the largest ``field`` per key so far (the first one on ties)."""
-        get = _getter(field)
-        return self.reduce(lambda a, b: b if get(b) > get(a) else a).name("MaxBy")
+        return self._aggregate("max_by", field)
 
-    def _aggregate(
-        self, name: str, field: int | str, combine: Callable[[Any, Any], Any]
-    ) -> DataStream[T]:
-        get = _getter(field)
-        put = _setter(field)
-
-        def reduce(a: Any, b: Any) -> Any:
-            return put(a, combine(get(a), get(b)))
-
+    def _aggregate(self, kind: Aggregation, field: int | str) -> DataStream[T]:
+        name, reduce = field_aggregation(kind, field)
         return self.reduce(reduce).name(name)
-
-
-def _getter(field: int | str) -> Callable[[Any], Any]:
-    """Field access: index for tuples/lists, key for dicts, attribute for objects.
-
-    Position 0 of an atomic value (a number, a string) is the value itself, as in Flink.
-    """
-    if isinstance(field, int):
-        index = operator.itemgetter(field)
-        if field != 0:
-            return index
-
-        def get_first(record: Any) -> Any:
-            return index(record) if isinstance(record, tuple | list | dict) else record
-
-        return get_first
-    item = operator.itemgetter(field)
-    attr = operator.attrgetter(field)
-
-    def get(record: Any) -> Any:
-        return item(record) if isinstance(record, dict) else attr(record)
-
-    return get
-
-
-def _setter(field: int | str) -> Callable[[Any, Any], Any]:
-    """A copy of ``record`` with ``field`` replaced (records are never mutated in place)."""
-
-    def put(record: Any, value: Any) -> Any:
-        if field == 0 and not isinstance(record, tuple | list | dict):
-            return value
-        if isinstance(record, tuple):
-            fields = getattr(record, "_fields", None)
-            if fields is not None:  # a named tuple keeps its type
-                name = field if isinstance(field, str) else fields[field]
-                return record._replace(**{name: value})  # type: ignore[attr-defined]
-            if not isinstance(field, int):
-                raise TypeError(f"field {field!r} of a plain tuple: use a position")
-            return (*record[:field], value, *record[field + 1 :])
-        if isinstance(record, list):
-            out = list(record)
-            out[field] = value  # type: ignore[index]
-            return out
-        if isinstance(record, dict):
-            return {**record, field: value}
-        out = copy.copy(record)
-        setattr(out, str(field), value)
-        return out
-
-    return put
 
 
 def _check_parallelism(parallelism: int) -> None:

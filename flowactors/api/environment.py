@@ -33,9 +33,9 @@ from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
 from flowactors.runtime.graph import Input, Transformation, build_plan
 from flowactors.runtime.jobmaster import JobMaster
-from flowactors.runtime.keygroups import DEFAULT_MAX_PARALLELISM
 from flowactors.runtime.source_sink import SourceOperator
 from flowactors.spi import Source
+from flowactors.state.keygroups import DEFAULT_MAX_PARALLELISM
 from flowactors.time import to_millis
 from flowactors.time.watermarks import WatermarkStrategy
 

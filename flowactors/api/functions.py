@@ -10,10 +10,12 @@ Any of the methods may be ``async def``.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
+from flowactors.errors import InvalidGraphError
 from flowactors.runtime.context import RuntimeContext
 
 IN = TypeVar("IN")
@@ -23,6 +25,19 @@ ACC = TypeVar("ACC")
 IN2 = TypeVar("IN2")
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
+
+
+def per_subtask(fn: T) -> Callable[[], T]:
+    """A factory of copies of ``fn``: each subtask gets its own (as Flink serialises a
+    function to every task). Refuses at once a function that cannot be copied."""
+    try:
+        copy.deepcopy(fn)
+    except Exception as exc:
+        raise InvalidGraphError(
+            f"the function {fn!r:.100} cannot be copied for each parallel subtask ({exc}); "
+            "create unpicklable resources (connections, locks) in open() instead of __init__"
+        ) from exc
+    return lambda: copy.deepcopy(fn)
 
 
 class OutputTag(Generic[T]):

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from flowactors.api.aggregations import Aggregation, field_aggregation
+from flowactors.api.functions import AggregateFunction, OutputTag, per_subtask
 from flowactors.errors import InvalidGraphError
 from flowactors.runtime.graph import Input, Transformation
 from flowactors.runtime.window_operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
@@ -29,9 +31,8 @@ from flowactors.windows.assigners import WindowAssigner
 from flowactors.windows.triggers import Trigger
 
 if TYPE_CHECKING:
-    from flowactors.api.datastream import DataStream
-    from flowactors.api.environment import StreamExecutionEnvironment
-    from flowactors.api.functions import OutputTag
+    from flowactors.api.datastream import DataStream, KeyedStream
+
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -44,7 +45,7 @@ def _no_key(value: Any) -> None:
 class _Windowed(Generic[T]):
     def __init__(
         self,
-        env: StreamExecutionEnvironment,
+        stream: DataStream[Any],
         inputs: list[Input],
         key_selector: Callable[[Any], Any],
         assigner: WindowAssigner,
@@ -52,7 +53,7 @@ class _Windowed(Generic[T]):
     ) -> None:
         if not isinstance(assigner, WindowAssigner):
             raise InvalidGraphError(f"window() needs a WindowAssigner, got {assigner!r}")
-        self._env = env
+        self._stream = stream
         self._inputs = inputs
         self._key_selector = key_selector
         self._assigner = assigner
@@ -80,17 +81,15 @@ class _Windowed(Generic[T]):
         return self
 
     def _build(self, name: str, kind: str, fn: Any, window_fn: Any) -> DataStream[Any]:
-        from flowactors.api.datastream import DataStream, _per_subtask
-
-        make_fn = _per_subtask(fn)
-        make_window_fn = _per_subtask(window_fn)
+        make_fn = per_subtask(fn)
+        make_window_fn = per_subtask(window_fn)
         if self._assigner.merging:
             trigger = self._trigger or self._assigner.default_trigger()
             if not trigger.can_merge():
                 raise InvalidGraphError(
                     f"{type(trigger).__name__} cannot be used with merging (session) windows"
                 )
-            if kind == AGGREGATE and type(fn).merge is _base_merge():
+            if kind == AGGREGATE and type(fn).merge is AggregateFunction.merge:
                 raise InvalidGraphError(
                     "session windows merge accumulators: the AggregateFunction needs merge()"
                 )
@@ -112,7 +111,7 @@ class _Windowed(Generic[T]):
             list(self._inputs),
             max_parallelism=None if keyed else 1,
         )
-        return DataStream(self._env, [Input(t)], t)
+        return self._stream._derive(t)
 
     def reduce(self, fn: Callable[[T, T], T] | Any, window_fn: Any = None) -> DataStream[Any]:
         """Reduce each window incrementally; ``window_fn`` (a ProcessWindowFunction)
@@ -128,66 +127,36 @@ class _Windowed(Generic[T]):
         return self._build("Window(Process)", PROCESS, None, fn)
 
     def sum(self, field: int | str) -> DataStream[T]:
-        return self._field_reduce("Sum", field, lambda a, b: a + b)
+        return self._aggregate("sum", field)
 
     def min(self, field: int | str) -> DataStream[T]:
-        return self._field_reduce("Min", field, lambda a, b: b if b < a else a)
+        return self._aggregate("min", field)
 
     def max(self, field: int | str) -> DataStream[T]:
-        return self._field_reduce("Max", field, lambda a, b: b if b > a else a)
+        return self._aggregate("max", field)
 
     def min_by(self, field: int | str) -> DataStream[T]:
-        from flowactors.api.datastream import _getter
-
-        get = _getter(field)
-        return self.reduce(lambda a, b: b if get(b) < get(a) else a).name("Window(MinBy)")
+        return self._aggregate("min_by", field)
 
     def max_by(self, field: int | str) -> DataStream[T]:
-        from flowactors.api.datastream import _getter
+        return self._aggregate("max_by", field)
 
-        get = _getter(field)
-        return self.reduce(lambda a, b: b if get(b) > get(a) else a).name("Window(MaxBy)")
-
-    def _field_reduce(
-        self, name: str, field: int | str, combine: Callable[[Any, Any], Any]
-    ) -> DataStream[T]:
-        from flowactors.api.datastream import _getter, _setter
-
-        get, put = _getter(field), _setter(field)
-        return self.reduce(lambda a, b: put(a, combine(get(a), get(b)))).name(f"Window({name})")
-
-
-def _base_merge() -> Any:
-    from flowactors.api.functions import AggregateFunction
-
-    return AggregateFunction.merge
+    def _aggregate(self, kind: Aggregation, field: int | str) -> DataStream[T]:
+        name, reduce = field_aggregation(kind, field)
+        return self.reduce(reduce).name(f"Window({name})")
 
 
 class WindowedStream(_Windowed[T], Generic[K, T]):
     """A keyed stream cut into windows per key."""
 
+    def __init__(self, stream: KeyedStream[K, T], assigner: WindowAssigner) -> None:
+        super().__init__(stream, stream._inputs, stream.key_selector, assigner, keyed=True)
+
 
 class AllWindowedStream(_Windowed[T]):
     """The whole stream cut into windows (one subtask; functions get no key)."""
 
-
-def windowed(
-    env: StreamExecutionEnvironment,
-    inputs: list[Input],
-    key_selector: Callable[[Any], Any],
-    assigner: WindowAssigner,
-) -> WindowedStream[Any, Any]:
-    return WindowedStream(env, inputs, key_selector, assigner, keyed=True)
-
-
-def all_windowed(
-    env: StreamExecutionEnvironment, inputs: list[Input], assigner: WindowAssigner
-) -> AllWindowedStream[Any]:
-    spec = PartitionSpec(Partitioning.GLOBAL)
-    return AllWindowedStream(
-        env,
-        [Input(i.upstream, spec, i.tag, i.input_index) for i in inputs],
-        _no_key,
-        assigner,
-        keyed=False,
-    )
+    def __init__(self, stream: DataStream[T], assigner: WindowAssigner) -> None:
+        spec = PartitionSpec(Partitioning.GLOBAL)
+        inputs = [Input(i.upstream, spec, i.tag, i.input_index) for i in stream._inputs]
+        super().__init__(stream, inputs, _no_key, assigner, keyed=False)

@@ -17,24 +17,49 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from flowactors.checkpoint.barrier import CheckpointBarrier
 from flowactors.checkpoint.config import CheckpointConfig, Serializer
 from flowactors.checkpoint.storage import (
-    CheckpointError,
     CheckpointStorage,
     CompletedCheckpoint,
     metadata_for,
     write_metadata_atomically,
 )
-from flowactors.runtime.elements import CheckpointBarrier
-
-if TYPE_CHECKING:
-    from flowactors.runtime.task import StreamTask
+from flowactors.errors import CheckpointError
 
 log = logging.getLogger("flowactors.checkpoint")
+
+
+class CheckpointedTask(Protocol):
+    """What the coordinator needs of a task (the runtime's ``StreamTask`` is one)."""
+
+    name: str
+    subtask_index: int
+
+    @property
+    def is_source(self) -> bool:
+        """Sources start checkpoints: the coordinator asks them to emit barriers."""
+        ...
+
+    @property
+    def running(self) -> bool:
+        """Neither finished nor failed: it can take part in a checkpoint."""
+        ...
+
+    def post_control(self, message: Callable[[], Awaitable[None]]) -> None:
+        """Run ``await message()`` in the task, between two batches."""
+        ...
+
+    async def trigger_checkpoint(self, barrier: CheckpointBarrier) -> None: ...
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None: ...
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None: ...
 
 
 @dataclass
@@ -68,7 +93,7 @@ class CheckpointCoordinator:
     def __init__(
         self,
         job_name: str,
-        tasks: list[StreamTask],
+        tasks: Sequence[CheckpointedTask],
         config: CheckpointConfig | None,
         storage: CheckpointStorage | None,
         first_id: int,
@@ -126,7 +151,7 @@ class CheckpointCoordinator:
             self.trigger(is_savepoint=False)
 
     def _all_running(self) -> bool:
-        return not any(t.finished or t.ended_at is not None for t in self.tasks)
+        return all(t.running for t in self.tasks)
 
     # -- triggering ---------------------------------------------------------
 
@@ -180,7 +205,7 @@ class CheckpointCoordinator:
         return self.storage.shared_dir
 
     def acknowledge(
-        self, checkpoint_id: int, task: StreamTask, meta: dict[str, Any], pause_s: float
+        self, checkpoint_id: int, task: CheckpointedTask, meta: dict[str, Any], pause_s: float
     ) -> None:
         pending = self.pending.get(checkpoint_id)
         if pending is None or id(task) not in pending.expected:
@@ -200,7 +225,7 @@ class CheckpointCoordinator:
         if not pending.expected:
             self._complete(pending)
 
-    def decline(self, checkpoint_id: int, task: StreamTask, cause: BaseException) -> None:
+    def decline(self, checkpoint_id: int, task: CheckpointedTask, cause: BaseException) -> None:
         self.abort(
             checkpoint_id,
             f"{task.name} (subtask {task.subtask_index}) could not write its snapshot: "
@@ -251,7 +276,7 @@ class CheckpointCoordinator:
             self.last_stats.max_sync_pause_ms,
         )
         for task in self.tasks:
-            if not task.finished and task.ended_at is None:
+            if task.running:
                 task.post_control(_notify_message(task, n, complete=True))
         if not pending.done.done():
             pending.done.set_result(completed)
@@ -271,7 +296,7 @@ class CheckpointCoordinator:
         if not pending.is_savepoint and self.storage is not None:
             self.storage.discard(n)
         for task in self.tasks:
-            if not task.finished and task.ended_at is None:
+            if task.running:
                 task.post_control(_notify_message(task, n, complete=False))
         error = CheckpointError(f"{kind} {n} of job {self.job_name!r} failed: {reason}")
         if not pending.done.done():
@@ -299,14 +324,14 @@ class CheckpointCoordinator:
                 pending.done.exception()
 
 
-def _trigger_message(task: StreamTask, barrier: CheckpointBarrier) -> Any:
+def _trigger_message(task: CheckpointedTask, barrier: CheckpointBarrier) -> Any:
     async def trigger() -> None:
         await task.trigger_checkpoint(barrier)
 
     return trigger
 
 
-def _notify_message(task: StreamTask, checkpoint_id: int, complete: bool) -> Any:
+def _notify_message(task: CheckpointedTask, checkpoint_id: int, complete: bool) -> Any:
     async def notify() -> None:
         if complete:
             await task.notify_checkpoint_complete(checkpoint_id)

@@ -23,14 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from flowactors.checkpoint.config import Serializer
-from flowactors.checkpoint.storage import (
-    CheckpointError,
-    CompletedCheckpoint,
-    FileInfo,
-    checksum,
-    write_file,
-)
-from flowactors.runtime.keygroups import key_group_for
+from flowactors.checkpoint.storage import CompletedCheckpoint
+from flowactors.errors import CheckpointError
+from flowactors.state.files import FileInfo, checksum, write_file
+from flowactors.state.keygroups import key_group_for
 
 _YIELD_EVERY = 5000
 

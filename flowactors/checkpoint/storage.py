@@ -18,7 +18,6 @@ detected, and recovery falls back to the previous complete one.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -26,11 +25,11 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowactors.errors import FlowactorsError
+from flowactors.errors import CheckpointError, CorruptCheckpointError
+from flowactors.state.files import FileInfo, checksum, read_piece, write_durably
 
 log = logging.getLogger("flowactors.checkpoint")
 
@@ -39,86 +38,12 @@ METADATA = "_metadata"
 _CHECKPOINT_DIR = re.compile(r"^chk-(\d+)$")
 
 
-class CheckpointError(FlowactorsError):
-    """A checkpoint or savepoint could not be written, found, or restored."""
-
-
-class CorruptCheckpointError(CheckpointError):
-    """A checkpoint's files do not match what its metadata recorded."""
-
-
-def checksum(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """A piece of a checkpoint: ``size`` bytes at ``offset`` of the file at ``path``
-    (relative to the checkpoint directory), with their checksum."""
-
-    path: str
-    size: int
-    checksum: str
-    offset: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"path": self.path, "size": self.size, "checksum": self.checksum}
-        if self.offset:
-            data["offset"] = self.offset
-        return data
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> FileInfo:
-        return FileInfo(
-            str(data["path"]), int(data["size"]), str(data["checksum"]), int(data.get("offset", 0))
-        )
-
-
 def _job_dir_name(job_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", job_name).strip("-") or "job"
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-async def write_file(directory: Path, relative: str, data: bytes) -> FileInfo:
-    """Write ``data`` durably (fsync) to ``directory/relative``, off the event loop.
-
-    Open, write, fsync and close happen in one worker-thread call, so cancelling
-    the caller can never leave the file open.
-    """
-    await asyncio.to_thread(_write_durably, directory / relative, data)
-    return FileInfo(relative, len(data), checksum(data))
-
-
-def _read_piece(path: Path, offset: int, size: int) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read(size)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_metadata_atomically(directory: Path, metadata: dict[str, Any]) -> None:
-    data = json.dumps(metadata, indent=1, sort_keys=True).encode()
-    tmp = directory / (METADATA + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, directory / METADATA)
-    _fsync_dir(directory)
+    write_durably(directory / METADATA, json.dumps(metadata, indent=1, sort_keys=True).encode())
 
 
 class CompletedCheckpoint:
@@ -172,7 +97,7 @@ class CompletedCheckpoint:
 
     async def read(self, info: FileInfo) -> bytes:
         path = self.directory / info.path
-        data = await asyncio.to_thread(_read_piece, path, info.offset, info.size)
+        data = await asyncio.to_thread(read_piece, path, info.offset, info.size)
         if len(data) != info.size or checksum(data) != info.checksum:
             raise CorruptCheckpointError(f"{path}: changed since the checkpoint was verified")
         return data

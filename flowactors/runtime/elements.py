@@ -5,7 +5,8 @@ timestamps in a parallel list (or ``None`` when the records carry none) and,
 on hash-partitioned edges, the keys the sender already computed. There is no
 wrapper object per record.
 
-Watermarks, end-of-input and (later) checkpoint barriers travel in-band on the
+Watermarks, end-of-input and checkpoint barriers
+(:class:`flowactors.checkpoint.barrier.CheckpointBarrier`) travel in-band on the
 same channels, after the records sent before them.
 """
 
@@ -21,7 +22,6 @@ __all__ = [
     "MIN_WATERMARK",
     "STOP",
     "Batch",
-    "CheckpointBarrier",
     "EndOfInput",
     "Watermark",
     "WatermarkStatus",
@@ -99,18 +99,3 @@ class EndOfInput:
 
 END_OF_INPUT: Final = EndOfInput()
 STOP: Final = EndOfInput(drain=False)
-
-
-class CheckpointBarrier:
-    """Everything before this on every channel belongs to checkpoint ``checkpoint_id``."""
-
-    __slots__ = ("checkpoint_id", "is_savepoint", "stop")
-
-    def __init__(self, checkpoint_id: int, is_savepoint: bool = False, stop: bool = False) -> None:
-        self.checkpoint_id = checkpoint_id
-        self.is_savepoint = is_savepoint
-        #: Stop-with-savepoint: sources end after emitting this barrier.
-        self.stop = stop
-
-    def __repr__(self) -> str:
-        return f"CheckpointBarrier({self.checkpoint_id})"

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from flowactors.checkpoint.config import PICKLE, CheckpointConfig
 from flowactors.checkpoint.coordinator import CheckpointCoordinator
 from flowactors.checkpoint.snapshot import RestoreView
-from flowactors.checkpoint.storage import CheckpointError, CheckpointStorage, CompletedCheckpoint
-from flowactors.errors import InvalidGraphError, JobCancelledError, JobFailedError
+from flowactors.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
+from flowactors.errors import CheckpointError, InvalidGraphError, JobCancelledError, JobFailedError
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import OperatorContext
+from flowactors.runtime.failures import TaskFailure
 from flowactors.runtime.graph import Edge, Plan, Transformation
 from flowactors.runtime.mailbox import Mailbox
 from flowactors.runtime.operators import StreamOperator
-from flowactors.runtime.task import BatchHandler, StreamTask, TaskFailure
+from flowactors.runtime.task import BatchHandler, StreamTask
 from flowactors.runtime.writer import Channel, Partitioning, PartitionSpec, RecordWriter
 from flowactors.time.clock import SystemProcessingTimeService
 

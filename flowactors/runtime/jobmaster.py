@@ -19,11 +19,16 @@ from pathlib import Path
 
 from flowactors.checkpoint.config import CheckpointConfig, NoRestart, RestartStrategy
 from flowactors.checkpoint.storage import (
-    CheckpointError,
     CheckpointStorage,
     CompletedCheckpoint,
 )
-from flowactors.errors import InvalidGraphError, JobCancelledError, JobFailedError, is_retriable
+from flowactors.errors import (
+    CheckpointError,
+    InvalidGraphError,
+    JobCancelledError,
+    JobFailedError,
+    is_retriable,
+)
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
 from flowactors.runtime.graph import Plan
@@ -222,7 +227,7 @@ class JobMaster:
         execution = self.execution
         if execution is None or execution.coordinator is None or execution.done:
             raise CheckpointError(f"job {self.job_name!r} is not running")
-        if any(t.finished or t.ended_at is not None for t in execution.tasks):
+        if not all(t.running for t in execution.tasks):
             raise CheckpointError(
                 f"job {self.job_name!r} has finished tasks: a savepoint needs every task running"
             )

@@ -15,13 +15,11 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from flowactors.checkpoint.snapshot import KeyedSnapshot, OperatorSnapshot, RestoreView
-from flowactors.checkpoint.storage import CheckpointError
-from flowactors.errors import InvalidKeyError
+from flowactors.errors import CheckpointError, InvalidKeyError
 from flowactors.runtime.context import OperatorContext
-from flowactors.runtime.keygroups import check_keys, key_group_range
+from flowactors.runtime.failures import OperatorFailure
 from flowactors.runtime.operators import (
     Collector,
-    OperatorFailure,
     SideOutputs,
     StreamOperator,
     Timestamps,
@@ -33,6 +31,7 @@ from flowactors.runtime.operators import (
 )
 from flowactors.runtime.timers import InternalTimerService, TimeDomain, TimerService
 from flowactors.state.backend import HeapKeyedStateBackend
+from flowactors.state.keygroups import check_keys, key_group_range
 
 _MISSING: Any = object()
 

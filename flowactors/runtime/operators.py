@@ -16,25 +16,16 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from itertools import compress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flowactors.runtime.context import OperatorContext, RuntimeContext
+from flowactors.runtime.failures import OperatorFailure
 
 if TYPE_CHECKING:
     from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView
-    from flowactors.runtime.writer import RecordWriter
 
 Values = list[Any]
 Timestamps = list[int | None] | None
-
-
-class OperatorFailure(Exception):
-    """An operator's user code (or the operator itself) raised ``cause``."""
-
-    def __init__(self, operator: str, cause: BaseException) -> None:
-        super().__init__(f"{operator}: {type(cause).__name__}: {cause}")
-        self.operator = operator
-        self.cause = cause
 
 
 def is_async_callable(fn: Any) -> bool:
@@ -61,12 +52,22 @@ async def maybe_await(result: Any) -> Any:
     return result
 
 
+class ChannelWriter(Protocol):
+    """What sends an operator's output to other tasks (the runtime's ``RecordWriter``)."""
+
+    async def emit(self, values: Values, timestamps: Timestamps) -> None: ...
+
+    async def emit_watermark(self, timestamp: int) -> None: ...
+
+    async def emit_watermark_status(self, idle: bool) -> None: ...
+
+
 class Output:
     """Where an operator's records go: chained operators first, then writers."""
 
     def __init__(self) -> None:
         self.operators: list[StreamOperator] = []
-        self.writers: list[RecordWriter] = []
+        self.writers: list[ChannelWriter] = []
         self.emit: Callable[[Values, Timestamps], Awaitable[None]] = self._emit_none
 
     def seal(self) -> None:

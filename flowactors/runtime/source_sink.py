@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView
+from flowactors.runtime.failures import OperatorFailure
 from flowactors.runtime.operators import (
-    OperatorFailure,
     SideOutputs,
     StreamOperator,
     Timestamps,

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from flowactors.checkpoint.barrier import CheckpointBarrier
 from flowactors.checkpoint.config import Serializer
 from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView, write_operator_snapshot
 from flowactors.runtime.config import ExecutionConfig
@@ -28,13 +29,13 @@ from flowactors.runtime.elements import (
     MAX_WATERMARK,
     MIN_WATERMARK,
     Batch,
-    CheckpointBarrier,
     EndOfInput,
     Watermark,
     WatermarkStatus,
 )
+from flowactors.runtime.failures import OperatorFailure, TaskFailure
 from flowactors.runtime.mailbox import CONTROL, Mailbox
-from flowactors.runtime.operators import OperatorFailure, StreamOperator, Timestamps, Values
+from flowactors.runtime.operators import StreamOperator, Timestamps, Values
 from flowactors.runtime.source_sink import SourceOperator
 from flowactors.runtime.writer import RecordWriter
 from flowactors.spi import InputStatus
@@ -61,17 +62,6 @@ class CheckpointParticipant(Protocol):
     ) -> None: ...
 
     def decline(self, checkpoint_id: int, task: StreamTask, cause: BaseException) -> None: ...
-
-
-class TaskFailure(Exception):
-    """A task ended with an error; ``operator`` is the operator it is attributed to."""
-
-    def __init__(self, task_name: str, operator: str, subtask: int, cause: BaseException) -> None:
-        super().__init__(f"{operator} (subtask {subtask}): {type(cause).__name__}: {cause}")
-        self.task_name = task_name
-        self.operator = operator
-        self.subtask = subtask
-        self.cause = cause
 
 
 class StreamTask:
@@ -120,6 +110,10 @@ class StreamTask:
     @property
     def is_source(self) -> bool:
         return isinstance(self.head, SourceOperator)
+
+    @property
+    def running(self) -> bool:
+        return not self.finished and self.ended_at is None
 
     def post_control(self, message: ControlMessage) -> None:
         self.mailbox.put_control(message)
@@ -184,9 +178,7 @@ class StreamTask:
             raise self._attribute(first_error) from first_error
 
     def _attribute(self, exc: BaseException) -> TaskFailure:
-        if isinstance(exc, OperatorFailure):
-            return TaskFailure(self.name, exc.operator, self.subtask_index, exc.cause)
-        return TaskFailure(self.name, self.head.name, self.subtask_index, exc)
+        return TaskFailure.of(exc, self.name, self.head.name, self.subtask_index)
 
     # -- source tasks ------------------------------------------------------
 

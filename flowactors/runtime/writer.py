@@ -19,9 +19,9 @@ from typing import Any
 
 from flowactors.errors import InvalidKeyError
 from flowactors.runtime.elements import END_OF_INPUT, STOP, Batch, Watermark, WatermarkStatus
-from flowactors.runtime.keygroups import KeyRouter, check_keys
+from flowactors.runtime.failures import OperatorFailure
 from flowactors.runtime.mailbox import Mailbox
-from flowactors.runtime.operators import OperatorFailure
+from flowactors.state.keygroups import KeyRouter, check_keys
 
 
 class Partitioning(enum.Enum):

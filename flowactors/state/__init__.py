@@ -1,11 +1,11 @@
 """Keyed state: descriptors, time-to-live, and the state handles user code gets."""
 
+from flowactors.errors import StateError
 from flowactors.state.backend import (
     AggregatingState,
     ListState,
     MapState,
     ReducingState,
-    StateError,
     ValueState,
 )
 from flowactors.state.descriptors import (

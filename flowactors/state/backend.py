@@ -20,7 +20,7 @@ import copy
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from flowactors.errors import FlowactorsError
+from flowactors.errors import StateError
 from flowactors.state.descriptors import (
     AggregatingStateDescriptor,
     ListStateDescriptor,
@@ -39,10 +39,6 @@ V = TypeVar("V")
 _MISSING: Any = object()
 #: The namespace of state that is not scoped to a window.
 VOID: Any = None
-
-
-class StateError(FlowactorsError):
-    """State was used in a way that cannot work (e.g. one name with two kinds)."""
 
 
 class StateRegistry:

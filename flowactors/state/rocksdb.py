@@ -30,10 +30,11 @@ from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from flowactors.checkpoint.storage import FileInfo, checksum
-from flowactors.runtime.keygroups import key_bytes, key_group_for
-from flowactors.state.backend import StateError, StateRegistry
+from flowactors.errors import StateError
+from flowactors.state.backend import StateRegistry
 from flowactors.state.descriptors import StateDescriptor
+from flowactors.state.files import FileInfo, checksum, write_durably
+from flowactors.state.keygroups import key_bytes, key_group_for
 
 _MISSING: Any = object()
 
@@ -337,8 +338,7 @@ class RocksSnapshot:
                     digest = checksum(data)
                     target = shared_dir / f"{digest}.sst"
                     if not target.exists():
-                        shared_dir.mkdir(parents=True, exist_ok=True)
-                        _durable_copy(data, target)
+                        write_durably(target, data)
                         new_bytes += size
                     uploaded[name] = (size, digest)
                 relative = os.path.relpath(shared_dir / f"{digest}.sst", checkpoint_dir)
@@ -346,9 +346,7 @@ class RocksSnapshot:
                 continue
             data = path.read_bytes()
             relative = f"{uid}/rocksdb-{subtask}/{name}"
-            target = checkpoint_dir / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _durable_copy(data, target)
+            write_durably(checkpoint_dir / relative, data)
             files.append({"name": name, "path": relative, "size": size, "checksum": checksum(data)})
         groups = self.backend.key_groups
         return {
@@ -360,12 +358,3 @@ class RocksSnapshot:
             #: SST bytes this snapshot added to the shared directory
             "uploaded_bytes": new_bytes,
         }
-
-
-def _durable_copy(data: bytes, target: Path) -> None:
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)

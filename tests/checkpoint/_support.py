@@ -22,7 +22,8 @@ from typing import Any
 
 from flowactors import StreamExecutionEnvironment
 from flowactors.api.datastream import DataStream
-from flowactors.checkpoint.storage import CheckpointStorage, CompletedCheckpoint, FileInfo
+from flowactors.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
+from flowactors.state.files import FileInfo
 
 Record = tuple[tuple[int, int], int, int]
 

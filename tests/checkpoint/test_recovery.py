@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from flowactors import (
+    CheckpointError,
     ConnectorError,
     JobFailedError,
     KeyedProcessFunction,
@@ -25,7 +26,6 @@ from flowactors import (
     WatermarkStrategy,
 )
 from flowactors.checkpoint.config import RestartStrategies
-from flowactors.checkpoint.storage import CheckpointError
 from flowactors.spi import Sink, SinkWriter, SinkWriterContext
 from flowactors.windows import TumblingEventTimeWindows
 from tests.checkpoint._support import (

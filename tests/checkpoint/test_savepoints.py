@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from flowactors import (
+    CheckpointError,
     InvalidGraphError,
     KeyedCoProcessFunction,
     KeyedProcessFunction,
@@ -24,7 +25,7 @@ from flowactors import (
     StreamExecutionEnvironment,
     ValueStateDescriptor,
 )
-from flowactors.checkpoint.storage import CheckpointError, CompletedCheckpoint
+from flowactors.checkpoint.storage import CompletedCheckpoint
 from tests.checkpoint._support import (
     add,
     as_multiset,

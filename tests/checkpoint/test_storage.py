@@ -19,18 +19,16 @@ from typing import Any
 
 import pytest
 
-from flowactors import StreamExecutionEnvironment
+from flowactors import CheckpointError, CorruptCheckpointError, StreamExecutionEnvironment
 from flowactors.api.sinks import TextFileSink
 from flowactors.checkpoint.config import RestartStrategies
 from flowactors.checkpoint.storage import (
     METADATA,
-    CheckpointError,
     CheckpointStorage,
     CompletedCheckpoint,
-    CorruptCheckpointError,
-    write_file,
 )
 from flowactors.spi import SinkWriterContext
+from flowactors.state.files import write_file
 from tests.checkpoint._support import (
     InjectedFailure,
     as_multiset,

@@ -10,7 +10,7 @@ from enum import StrEnum
 import pytest
 
 from flowactors import InvalidKeyError
-from flowactors.runtime.keygroups import (
+from flowactors.state.keygroups import (
     KeyRouter,
     key_bytes,
     key_group_for,
@@ -20,7 +20,7 @@ from flowactors.runtime.keygroups import (
 
 KEYS_SCRIPT = """
 import json
-from flowactors.runtime.keygroups import key_group_for
+from flowactors.state.keygroups import key_group_for
 keys = ["alpha", "beta", "", "ü-nicode", 7, -3, 2**70, 1.5, ("a", 1), (("x",), None), b"raw"]
 keys += [f"driver-{i}" for i in range(200)]
 print(json.dumps([key_group_for(k, 128) for k in keys]))
