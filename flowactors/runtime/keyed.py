@@ -9,15 +9,14 @@ when it is chained behind its input (parallelism 1) it computes them.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
-from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from flowactors.checkpoint.snapshot import KeyedSnapshot, OperatorSnapshot, RestoreView
 from flowactors.errors import CheckpointError, InvalidKeyError
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.failures import OperatorFailure
+from flowactors.runtime.invoke import RecordScope, call_per_record, listed, resolve
 from flowactors.runtime.operators import (
     Collector,
     SideOutputs,
@@ -25,7 +24,6 @@ from flowactors.runtime.operators import (
     Timestamps,
     UserFunctionOperator,
     Values,
-    _collect_results,
     is_async_callable,
     user_method,
 )
@@ -216,9 +214,7 @@ class UserTimers:
         ctx._domain = domain
         self.collector.timestamp = timestamp if domain is TimeDomain.EVENT_TIME else None
         try:
-            r = self.on_timer(timestamp, ctx, self.collector)
-            if r is not None and inspect.isawaitable(r):
-                await r
+            await resolve(self.on_timer(timestamp, ctx, self.collector))
         except Exception as exc:
             raise self.failure(exc) from exc
         finally:
@@ -248,29 +244,18 @@ class KeyedProcessOperator(UserTimers, KeyedOperator, UserFunctionOperator):
     async def open(self) -> None:
         self.collector = Collector()
         self.pctx = KeyedContext(self)
+        self.args = (self.pctx, self.collector)
+        self.scope = RecordScope(self.pctx, self.collector, self.backend)
         await super().open()
 
     async def process_batch(
         self, values: Values, timestamps: Timestamps, keys: Values | None = None
     ) -> None:
         keys = self.keys_of(values, keys)
-        fn = self.call
-        out = self.collector
-        ctx = self.pctx
-        backend = self.backend
         try:
-            for v, t, k in zip(values, timestamps or repeat(None), keys):
-                backend.current_key = k
-                out.timestamp = t
-                ctx._timestamp = t
-                r = fn(v, ctx, out)
-                if r is not None and inspect.isawaitable(r):
-                    await r
+            await call_per_record(self.call, self.args, values, timestamps, keys, self.scope)
         except Exception as exc:
             raise self.failure(exc) from exc
-        await self._emit()
-
-    async def _emit(self) -> None:
         await self.emit_collected(self.collector, self.side)
 
 
@@ -284,36 +269,28 @@ class KeyedFunctionOperator(KeyedOperator, UserFunctionOperator):
         self.key_selector = key_selector
         self.kind = kind
 
+    async def open(self) -> None:
+        out = self.collector = Collector()
+        self.scope = RecordScope(collector=out, backend=self.backend)
+        if self.kind == "map":
+            self.result: Callable[[Any, Any], None] = lambda value, result: out.collect(result)
+        elif self.kind == "filter":
+            self.result = lambda value, keep: out.collect(value) if keep else None
+        else:
+            user_call = self.call
+            self.call = lambda value: listed(user_call(value))
+            self.result = lambda value, results: out.collect_all(results)
+        await super().open()
+
     async def process_batch(
         self, values: Values, timestamps: Timestamps, keys: Values | None = None
     ) -> None:
         keys = self.keys_of(values, keys)
-        fn = self.call
-        backend = self.backend
-        kind = self.kind
-        out: list[Any] = []
-        out_ts: list[int | None] = []
         try:
-            for v, t, k in zip(values, timestamps or repeat(None), keys):
-                backend.current_key = k
-                r = fn(v)
-                if inspect.isawaitable(r) or hasattr(r, "__aiter__"):
-                    r = await _collect_results(r) if kind == "flat_map" else await r
-                if kind == "map":
-                    out.append(r)
-                    out_ts.append(t)
-                elif kind == "filter":
-                    if r:
-                        out.append(v)
-                        out_ts.append(t)
-                elif r is not None:
-                    items = list(r)
-                    out.extend(items)
-                    out_ts.extend([t] * len(items))
+            await call_per_record(self.call, (), values, timestamps, keys, self.scope, self.result)
         except Exception as exc:
             raise self.failure(exc) from exc
-        if out:
-            await self.output.emit(out, None if timestamps is None else out_ts)
+        await self.emit_collected(self.collector, self.side)
 
 
 class KeyedReduceOperator(KeyedOperator):

@@ -14,12 +14,13 @@ naming the operator, so the job error says where it broke.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
-from itertools import compress
+from collections.abc import Awaitable, Callable, Iterable
+from itertools import compress, repeat
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowactors.runtime.context import OperatorContext, RuntimeContext
 from flowactors.runtime.failures import OperatorFailure
+from flowactors.runtime.invoke import RecordScope, call_per_record, listed, resolve, resolve_batch
 
 if TYPE_CHECKING:
     from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView
@@ -44,12 +45,6 @@ def user_method(fn: Any, name: str) -> Callable[..., Any]:
     if not callable(fn):
         raise TypeError(f"expected a callable or an object with a {name!r} method, got {fn!r}")
     return fn  # type: ignore[no-any-return]
-
-
-async def maybe_await(result: Any) -> Any:
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 class ChannelWriter(Protocol):
@@ -210,7 +205,7 @@ class UserFunctionOperator(StreamOperator):
         opener = getattr(self.fn, "open", None)
         if opener is not None and callable(opener) and not inspect.isfunction(self.fn):
             try:
-                await maybe_await(opener(RuntimeContext(self.ctx)))
+                await resolve(opener(RuntimeContext(self.ctx)))
             except Exception as exc:
                 raise self.failure(exc) from exc
 
@@ -218,7 +213,7 @@ class UserFunctionOperator(StreamOperator):
         closer = getattr(self.fn, "close", None)
         if closer is not None and callable(closer) and not inspect.isfunction(self.fn):
             try:
-                await maybe_await(closer())
+                await resolve(closer())
             except Exception as exc:
                 raise self.failure(exc) from exc
 
@@ -231,12 +226,10 @@ class MapOperator(UserFunctionOperator):
     ) -> None:
         try:
             if self.is_async:
-                fn = self.call
-                out = [await fn(v) for v in values]
+                call = self.call
+                out = [await call(v) for v in values]
             else:
-                out = list(map(self.call, values))
-                if out and inspect.isawaitable(out[0]):
-                    out = [await r for r in out]
+                out = await resolve_batch(list(map(self.call, values)))
         except Exception as exc:
             raise self.failure(exc) from exc
         await self.output.emit(out, timestamps)
@@ -263,16 +256,12 @@ class FilterOperator(UserFunctionOperator):
                 await self.output.emit(kept, None)
             return
         try:
-            if self.is_async:
-                fn = self.call
-                mask = [await fn(v) for v in values]
-            else:
-                mask = list(map(self.call, values))
-                if mask:
-                    if inspect.isawaitable(mask[0]):
-                        mask = [await r for r in mask]
-                        self.is_async = True  # a sync callable returning awaitables
-                    self.checked = True
+            mask = list(map(self.call, values))
+            if mask:
+                if inspect.isawaitable(mask[0]):
+                    mask = await resolve_batch(mask)
+                    self.is_async = True  # a plain callable returning awaitables
+                self.checked = True
         except Exception as exc:
             raise self.failure(exc) from exc
         kept = list(compress(values, mask))
@@ -298,7 +287,7 @@ class FlatMapOperator(UserFunctionOperator):
                 for v in values:
                     result = fn(v)
                     if hasattr(result, "__aiter__") or inspect.isawaitable(result):
-                        out.extend(await _collect_results(result))
+                        out.extend(await listed(result))
                     elif result is not None:
                         out.extend(result)
             else:
@@ -306,7 +295,7 @@ class FlatMapOperator(UserFunctionOperator):
                 for v in values:
                     result = fn(v)
                     items = (
-                        await _collect_results(result)
+                        await listed(result)
                         if hasattr(result, "__aiter__") or inspect.isawaitable(result)
                         else (list(result) if result is not None else [])
                     )
@@ -318,13 +307,6 @@ class FlatMapOperator(UserFunctionOperator):
             raise self.failure(exc) from exc
         if out:
             await self.output.emit(out, out_ts)
-
-
-async def _collect_results(result: Any) -> list[Any]:
-    if hasattr(result, "__aiter__"):
-        return [x async for x in result]
-    awaited = await result
-    return [] if awaited is None else list(awaited)
 
 
 class Collector:
@@ -340,6 +322,11 @@ class Collector:
     def collect(self, value: Any) -> None:
         self.values.append(value)
         self.timestamps.append(self.timestamp)
+
+    def collect_all(self, values: Iterable[Any]) -> None:
+        before = len(self.values)
+        self.values.extend(values)
+        self.timestamps.extend(repeat(self.timestamp, len(self.values) - before))
 
     def take(self) -> tuple[list[Any], list[int | None] | None]:
         values, timestamps = self.values, self.timestamps
@@ -358,6 +345,8 @@ class SideOutputs:
         self.buffers: dict[Any, tuple[list[Any], list[int | None]]] = {}
 
     def add(self, tag: Any, value: Any, timestamp: int | None) -> None:
+        if tag is None:
+            raise TypeError("ctx.output(tag, value) needs an OutputTag, got None")
         buf = self.buffers.get(tag)
         if buf is None:
             buf = self.buffers[tag] = ([], [])
@@ -437,34 +426,15 @@ class ProcessOperator(UserFunctionOperator):
         self.collector = Collector()
         self.side = SideOutputs()
         self.pctx = ProcessContext(self, self.side)
+        self.args = (self.pctx, self.collector)
+        self.scope = RecordScope(self.pctx, self.collector)
         await super().open()
 
     async def process_batch(
         self, values: Values, timestamps: Timestamps, keys: Values | None = None
     ) -> None:
-        fn = self.call
-        out = self.collector
-        ctx = self.pctx
         try:
-            if timestamps is None:
-                out.timestamp = None
-                ctx._timestamp = None
-                if self.is_async:
-                    for v in values:
-                        await fn(v, ctx, out)
-                else:
-                    for v in values:
-                        fn(v, ctx, out)
-            else:
-                for v, t in zip(values, timestamps):
-                    out.timestamp = t
-                    ctx._timestamp = t
-                    r = fn(v, ctx, out)
-                    if r is not None and inspect.isawaitable(r):
-                        await r
+            await call_per_record(self.call, self.args, values, timestamps, None, self.scope)
         except Exception as exc:
             raise self.failure(exc) from exc
-        result, result_ts = out.take()
-        if result:
-            await self.output.emit(result, result_ts)
-        await self.side.flush(self)
+        await self.emit_collected(self.collector, self.side)

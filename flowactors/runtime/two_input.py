@@ -9,12 +9,11 @@ like any keyed operator, and both inputs share the state of a key.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
-from itertools import repeat
 from typing import Any
 
 from flowactors.runtime.context import OperatorContext
+from flowactors.runtime.invoke import RecordScope, call_per_record, resolve
 from flowactors.runtime.keyed import KeyedContext, KeyedOperator, UserTimers
 from flowactors.runtime.operators import (
     Collector,
@@ -97,8 +96,17 @@ class CoOperator(TwoInputs, UserTimers, KeyedOperator, UserFunctionOperator):
             self.side = SideOutputs()
 
     async def open(self) -> None:
-        self.collector = Collector()
+        out = self.collector = Collector()
         self.pctx: Any = KeyedContext(self) if self.is_keyed else ProcessContext(self, self.side)
+        self.scope = RecordScope(self.pctx, self.collector, self.backend if self.is_keyed else None)
+        self.result: Callable[[Any, Any], None] | None = None
+        if self.kind == CO_PROCESS:
+            self.args: tuple[Any, ...] = (self.pctx, out)
+        elif self.kind == CO_FLAT_MAP:
+            self.args = (out,)
+        else:
+            self.args = ()
+            self.result = lambda value, result: out.collect(result)
         if self.fn is not None:
             await UserFunctionOperator.open(self)
 
@@ -115,34 +123,14 @@ class CoOperator(TwoInputs, UserTimers, KeyedOperator, UserFunctionOperator):
             assert self.key_selectors is not None
             self.key_selector = self.key_selectors[side]
             keys = self.keys_of(values, keys)
-            backend = self.backend
-        fn: Callable[..., Any] = self.calls[side]
-        out = self.collector
-        ctx = self.pctx
-        kind = self.kind
+        else:
+            keys = None
         try:
-            for i, (v, t) in enumerate(zip(values, timestamps or repeat(None))):
-                if keys is not None and self.is_keyed:
-                    backend.current_key = keys[i]
-                out.timestamp = t
-                ctx._timestamp = t
-                if kind == CO_PROCESS:
-                    r = fn(v, ctx, out)
-                elif kind == CO_FLAT_MAP:
-                    r = fn(v, out)
-                else:
-                    r = fn(v)
-                    if inspect.isawaitable(r):
-                        r = await r
-                    out.collect(r)
-                    continue
-                if r is not None and inspect.isawaitable(r):
-                    await r
+            await call_per_record(
+                self.calls[side], self.args, values, timestamps, keys, self.scope, self.result
+            )
         except Exception as exc:
             raise self.failure(exc) from exc
-        await self._emit()
-
-    async def _emit(self) -> None:
         await self.emit_collected(self.collector, self.side)
 
     async def process_watermark(self, timestamp: int) -> None:
@@ -259,9 +247,7 @@ class IntervalJoinOperator(TwoInputs, KeyedOperator, UserFunctionOperator):
         ctx = self.jctx
         ctx._left, ctx._right = lt, rt
         self.collector.timestamp = max(lt, rt)
-        r = self.call(left, right, ctx, self.collector)
-        if r is not None and inspect.isawaitable(r):
-            await r
+        await resolve(self.call(left, right, ctx, self.collector))
 
     async def on_event_time(self, timestamp: int, namespace: Any) -> None:
         side, t = namespace

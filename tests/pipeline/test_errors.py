@@ -15,6 +15,7 @@ from flowactors import (
     JobFailedError,
     MalformedRecordError,
     MapFunction,
+    ProcessFunction,
     RuntimeContext,
     StreamExecutionEnvironment,
 )
@@ -204,3 +205,17 @@ def test_uncopyable_function_object() -> None:
     env = StreamExecutionEnvironment()
     with pytest.raises(InvalidGraphError, match=r"cannot be copied for each parallel subtask"):
         env.from_collection([1]).map(HoldsLock())
+
+
+async def test_side_output_without_a_tag_is_refused() -> None:
+    class NoTag(ProcessFunction[int, int]):
+        def process_element(self, value: int, ctx: Any, out: Any) -> None:
+            ctx.output(None, value)
+
+    env = StreamExecutionEnvironment()
+    env.from_collection([1]).process(NoTag()).name("no tag").print()
+    with pytest.raises(JobFailedError) as info:
+        await env.execute()
+    assert info.value.operator == "no tag"
+    assert isinstance(info.value.cause, TypeError)
+    assert "needs an OutputTag, got None" in str(info.value.cause)
