@@ -107,6 +107,28 @@ async def write_operator_snapshot(
     return meta
 
 
+async def write_subtask_snapshot(
+    directory: Path,
+    subtask: int,
+    snapshots: list[tuple[str, OperatorSnapshot | None]],
+    serializer: Serializer,
+    shared_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Write the snapshots of one subtask's operators (by uid); their metadata parts.
+
+    Operators with nothing to restore are left out of the checkpoint.
+    """
+    meta: dict[str, Any] = {}
+    for uid, snapshot in snapshots:
+        if snapshot is not None:
+            part = await write_operator_snapshot(
+                directory, uid, subtask, snapshot, serializer, shared_dir
+            )
+            if part:
+                meta[uid] = part
+    return meta
+
+
 async def _group_by_key_group(snapshot: KeyedSnapshot) -> dict[int, KeyGroupState]:
     groups: dict[int, KeyGroupState] = {}
     cache: dict[Any, int] = {}

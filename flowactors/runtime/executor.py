@@ -13,20 +13,20 @@ import asyncio
 import enum
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flowactors.checkpoint.config import PICKLE, CheckpointConfig
 from flowactors.checkpoint.coordinator import CheckpointCoordinator
 from flowactors.checkpoint.snapshot import RestoreView
 from flowactors.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
-from flowactors.errors import CheckpointError, InvalidGraphError, JobCancelledError, JobFailedError
+from flowactors.errors import CheckpointError, InvalidGraphError, JobFailedError
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.failures import TaskFailure
 from flowactors.runtime.graph import Edge, Plan, Transformation
 from flowactors.runtime.mailbox import Mailbox
 from flowactors.runtime.operators import StreamOperator
+from flowactors.runtime.runner import Runner
 from flowactors.runtime.task import BatchHandler, StreamTask
 from flowactors.runtime.writer import Channel, Partitioning, PartitionSpec, RecordWriter
 from flowactors.time.clock import SystemProcessingTimeService
@@ -108,7 +108,7 @@ class JobExecution:
         self.coordinator: CheckpointCoordinator | None = None
         self._asyncio_tasks: list[asyncio.Task[None]] = []
         self._coordinator_task: asyncio.Task[None] | None = None
-        self._runner: asyncio.Task[JobExecutionResult] | None = None
+        self._runner: Runner[JobExecutionResult] | None = None
         self._started = 0.0
 
     # -- building ----------------------------------------------------------
@@ -263,8 +263,8 @@ class JobExecution:
                     task.run(), name=f"flowactors:{self.job_name}:{task.name}#{task.subtask_index}"
                 )
             )
-        self._runner = asyncio.create_task(
-            self._supervise(), name=f"flowactors:{self.job_name}:supervisor"
+        self._runner = Runner(
+            self.job_name, self._supervise(), f"flowactors:{self.job_name}:supervisor"
         )
         log.info("job %r started: %d tasks", self.job_name, len(self.tasks))
 
@@ -328,33 +328,17 @@ class JobExecution:
 
     async def wait(self) -> JobExecutionResult:
         assert self._runner is not None, "job not started"
-        try:
-            return await asyncio.shield(self._runner)
-        except asyncio.CancelledError:
-            if self._runner.cancelled():
-                raise JobCancelledError(f"job {self.job_name!r} was cancelled") from None
-            raise
+        return await self._runner.wait()
 
     async def cancel(self) -> None:
         assert self._runner is not None, "job not started"
-        if self._runner.done():
-            return
-        self._runner.cancel()
-        try:
-            await self._runner
-        except (asyncio.CancelledError, Exception):
-            pass
+        await self._runner.cancel()
         if self.status is JobStatus.RUNNING:
             self.status = JobStatus.CANCELED
 
-    def on_done(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once the job has ended, however it ended."""
-        assert self._runner is not None, "job not started"
-        self._runner.add_done_callback(lambda _: callback())
-
     @property
     def done(self) -> bool:
-        return self._runner is not None and self._runner.done()
+        return self._runner is not None and self._runner.done
 
     def all_tasks_done(self) -> bool:
         return all(t.done() for t in self._asyncio_tasks)

@@ -25,13 +25,13 @@ from flowactors.checkpoint.storage import (
 from flowactors.errors import (
     CheckpointError,
     InvalidGraphError,
-    JobCancelledError,
     JobFailedError,
     is_retriable,
 )
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
 from flowactors.runtime.graph import Plan
+from flowactors.runtime.runner import Runner
 
 log = logging.getLogger("flowactors.runtime")
 
@@ -63,7 +63,7 @@ class JobMaster:
         self.attempts = 0
         self.restored_from: CompletedCheckpoint | None = None
         self._restarting = False
-        self._runner: asyncio.Task[JobExecutionResult] | None = None
+        self._runner: Runner[JobExecutionResult] | None = None
         self._started = asyncio.Event()
 
     # -- choosing what to restore -------------------------------------------
@@ -122,9 +122,7 @@ class JobMaster:
         self.restored_from = restore
         self.first_checkpoint_id = self.storage.latest_id() + 1 if self.storage is not None else 1
         self._launch(restore)
-        self._runner = asyncio.create_task(
-            self._run(), name=f"flowactors:{self.job_name}:jobmaster"
-        )
+        self._runner = Runner(self.job_name, self._run(), f"flowactors:{self.job_name}:jobmaster")
 
     def _launch(self, restore: CompletedCheckpoint | None) -> None:
         self.execution = JobExecution(
@@ -189,34 +187,30 @@ class JobMaster:
     def on_done(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the job has ended, however it ended."""
         assert self._runner is not None
-        self._runner.add_done_callback(lambda _: callback())
+        self._runner.on_done(callback)
 
     async def wait(self) -> JobExecutionResult:
         assert self._runner is not None
-        try:
-            return await asyncio.shield(self._runner)
-        except asyncio.CancelledError:
-            if self._runner.cancelled():
-                raise JobCancelledError(f"job {self.job_name!r} was cancelled") from None
-            raise
+        return await self._runner.wait()
 
     async def cancel(self) -> None:
+        """Cancel the job (and a restart it may be waiting for) and wait until it ended."""
         assert self._runner is not None
-        if self._runner.done():
+        if self._runner.done:
             return
-        self._runner.cancel()
+        await self._runner.cancel()
         if self.execution is not None:
             await self.execution.cancel()
-        await asyncio.gather(self._runner, return_exceptions=True)
 
     @property
     def status(self) -> JobStatus:
         if self._restarting:
             return JobStatus.RESTARTING
-        if self._runner is not None and self._runner.done():
-            if self._runner.cancelled():
+        if self._runner is not None and self._runner.done:
+            task = self._runner.task
+            if task.cancelled():
                 return JobStatus.CANCELED
-            return JobStatus.FAILED if self._runner.exception() else JobStatus.FINISHED
+            return JobStatus.FAILED if task.exception() else JobStatus.FINISHED
         return self.execution.status if self.execution is not None else JobStatus.CREATED
 
     def metrics(self) -> JobMetrics:

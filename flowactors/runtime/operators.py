@@ -14,7 +14,8 @@ naming the operator, so the job error says where it broke.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from itertools import compress, repeat
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -130,6 +131,17 @@ class StreamOperator:
 
     def failure(self, cause: BaseException) -> OperatorFailure:
         return OperatorFailure(self.ctx.operator_name, cause)
+
+    @contextmanager
+    def attributing_failures(self) -> Iterator[None]:
+        """An error raised inside is this operator's (one raised further down the chain
+        is already attributed to its own operator)."""
+        try:
+            yield
+        except OperatorFailure:
+            raise
+        except Exception as exc:
+            raise self.failure(exc) from exc
 
     async def open(self) -> None:
         """Called once before the first record (tail of the chain first)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView
-from flowactors.runtime.failures import OperatorFailure
 from flowactors.runtime.operators import (
     SideOutputs,
     StreamOperator,
@@ -52,7 +51,7 @@ class SourceOperator(StreamOperator):
         self.side = SideOutputs()
         if self.strategy is not None:
             self.tracker = SplitWatermarks(self.strategy, ctx.processing_time.now)
-        try:
+        with self.attributing_failures():
             self.reader = self.source.create_reader(
                 SourceReaderContext(
                     job_name=ctx.job_name,
@@ -65,8 +64,6 @@ class SourceOperator(StreamOperator):
                 )
             )
             await self.reader.start()
-        except Exception as exc:
-            raise self.failure(exc) from exc
 
     # checkpoints -------------------------------------------------------------
 
@@ -76,17 +73,13 @@ class SourceOperator(StreamOperator):
 
     def snapshot_state(self, checkpoint_id: int) -> OperatorSnapshot | None:
         assert self.reader is not None
-        try:
+        with self.attributing_failures():
             return OperatorSnapshot(operator_state=list(self.reader.snapshot_state(checkpoint_id)))
-        except Exception as exc:
-            raise self.failure(exc) from exc
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         if self.reader is not None:
-            try:
+            with self.attributing_failures():
                 await self.reader.notify_checkpoint_complete(checkpoint_id)
-            except Exception as exc:
-                raise self.failure(exc) from exc
 
     # ReaderOutput -----------------------------------------------------------
 
@@ -99,10 +92,8 @@ class SourceOperator(StreamOperator):
             if values:
                 await self.output.emit(values, timestamps)
             return
-        try:
+        with self.attributing_failures():
             timestamps = tracker.assign(values, timestamps)
-        except Exception as exc:
-            raise self.failure(exc) from exc
         await emit_segments(self, tracker, split_id, values, timestamps)
 
     def emit_side_output(self, tag: Any, value: Any) -> None:
@@ -118,21 +109,15 @@ class SourceOperator(StreamOperator):
 
     async def poll_next(self) -> InputStatus:
         assert self.reader is not None
-        try:
+        with self.attributing_failures():
             status = await self.reader.poll_next(self)
-        except OperatorFailure:
-            raise  # raised further down the chain, already attributed
-        except Exception as exc:
-            raise self.failure(exc) from exc
         await self.side.flush(self)
         return status
 
     async def is_available(self) -> None:
         assert self.reader is not None
-        try:
+        with self.attributing_failures():
             await self.reader.is_available()
-        except Exception as exc:
-            raise self.failure(exc) from exc
 
     async def process_batch(
         self, values: Values, timestamps: Timestamps, keys: Values | None = None
@@ -141,10 +126,8 @@ class SourceOperator(StreamOperator):
 
     async def close(self) -> None:
         if self.reader is not None:
-            try:
+            with self.attributing_failures():
                 await self.reader.close()
-            except Exception as exc:
-                raise self.failure(exc) from exc
 
 
 class SinkOperator(StreamOperator):
@@ -162,7 +145,7 @@ class SinkOperator(StreamOperator):
 
     async def open(self) -> None:
         ctx = self.ctx
-        try:
+        with self.attributing_failures():
             self.writer = self.sink.create_writer(
                 SinkWriterContext(
                     job_name=ctx.job_name,
@@ -177,56 +160,40 @@ class SinkOperator(StreamOperator):
                 )
             )
             await self.writer.open()
-        except Exception as exc:
-            raise self.failure(exc) from exc
 
     async def process_batch(
         self, values: Values, timestamps: Timestamps, keys: Values | None = None
     ) -> None:
         assert self.writer is not None
-        try:
+        with self.attributing_failures():
             await self.writer.write(values, timestamps)
-        except Exception as exc:
-            raise self.failure(exc) from exc
 
     async def finish(self) -> None:
         assert self.writer is not None
-        try:
+        with self.attributing_failures():
             await self.writer.flush(end_of_input=True)
-        except Exception as exc:
-            raise self.failure(exc) from exc
 
     async def prepare_snapshot_pre_barrier(self, checkpoint_id: int) -> None:
         assert self.writer is not None
-        try:
+        with self.attributing_failures():
             await self.writer.prepare_commit(checkpoint_id)
-        except Exception as exc:
-            raise self.failure(exc) from exc
 
     def snapshot_state(self, checkpoint_id: int) -> OperatorSnapshot | None:
         assert self.writer is not None
-        try:
+        with self.attributing_failures():
             return OperatorSnapshot(operator_state=list(self.writer.snapshot_state(checkpoint_id)))
-        except Exception as exc:
-            raise self.failure(exc) from exc
 
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         if self.writer is not None:
-            try:
+            with self.attributing_failures():
                 await self.writer.notify_checkpoint_complete(checkpoint_id)
-            except Exception as exc:
-                raise self.failure(exc) from exc
 
     async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
         if self.writer is not None:
-            try:
+            with self.attributing_failures():
                 await self.writer.notify_checkpoint_aborted(checkpoint_id)
-            except Exception as exc:
-                raise self.failure(exc) from exc
 
     async def close(self) -> None:
         if self.writer is not None:
-            try:
+            with self.attributing_failures():
                 await self.writer.close()
-            except Exception as exc:
-                raise self.failure(exc) from exc

@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 from flowactors.checkpoint.barrier import CheckpointBarrier
 from flowactors.checkpoint.config import Serializer
-from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView, write_operator_snapshot
+from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView, write_subtask_snapshot
+from flowactors.runtime.alignment import BarrierAligner
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.elements import (
     MAX_WATERMARK,
@@ -37,6 +38,7 @@ from flowactors.runtime.failures import OperatorFailure, TaskFailure
 from flowactors.runtime.mailbox import CONTROL, Mailbox
 from flowactors.runtime.operators import StreamOperator, Timestamps, Values
 from flowactors.runtime.source_sink import SourceOperator
+from flowactors.runtime.valve import WatermarkValve
 from flowactors.runtime.writer import RecordWriter
 from flowactors.spi import InputStatus
 from flowactors.time.clock import ProcessingTimeService
@@ -100,8 +102,6 @@ class StreamTask:
         self.drain = True
         self._stop_requested = False
         self._stop_checkpoint: int | None = None
-        self._aligning: int | None = None
-        self._arrived: set[int] = set()
 
     @property
     def head(self) -> StreamOperator:
@@ -230,12 +230,9 @@ class StreamTask:
         loop = asyncio.get_running_loop()
         mailbox = self.mailbox
         handlers = self.channel_handlers
-        n = mailbox.num_channels
-        watermarks = [MIN_WATERMARK] * n
-        idle = [False] * n
-        open_channels = n
-        ended = [False] * n
-        all_idle = False
+        open_channels = mailbox.num_channels
+        valve = WatermarkValve(range(open_channels))
+        aligner = BarrierAligner(mailbox)
         timeout = self.config.buffer_timeout_ms / 1000.0
         next_flush = loop.time() + timeout
         next_yield = loop.time() + YIELD_INTERVAL_S
@@ -243,20 +240,12 @@ class StreamTask:
         has_writers = bool(self.writers)
 
         async def advance() -> None:
-            nonlocal all_idle
-            active = [w for w, i in zip(watermarks, idle) if not i]
-            if not active:
-                if not all_idle:
-                    all_idle = True
-                    await self.head.process_watermark_status(True)
-                return
-            if all_idle:
-                all_idle = False
-                await self.head.process_watermark_status(False)
-            low = min(active)
-            if low > self.input_watermark:
-                self.input_watermark = low
-                await self.head.process_watermark(low)
+            watermark, idle = valve.advance()
+            if idle is not None:
+                await self.head.process_watermark_status(idle)
+            if watermark is not None:
+                self.input_watermark = watermark
+                await self.head.process_watermark(watermark)
 
         while open_channels:
             item = poll()
@@ -273,26 +262,25 @@ class StreamTask:
             elif channel == CONTROL:
                 await message()
             elif kind is Watermark:
-                if message.timestamp > watermarks[channel]:
-                    watermarks[channel] = message.timestamp
-                idle[channel] = False
+                valve.set_watermark(channel, message.timestamp)
                 await advance()
             elif kind is WatermarkStatus:
-                idle[channel] = message.idle
+                valve.set_idle(channel, message.idle)
                 await advance()
             elif kind is CheckpointBarrier:
-                await self._on_barrier(channel, message, ended)
+                aligned = aligner.on_barrier(channel, message)
+                if aligned is not None:
+                    await self.perform_checkpoint(aligned)
             elif kind is EndOfInput:
-                ended[channel] = True
                 open_channels -= 1
                 if not message.drain:
                     self.drain = False  # a stop: do not advance event time
                 elif self.drain:
-                    watermarks[channel] = MAX_WATERMARK
-                    idle[channel] = False
+                    valve.set_watermark(channel, MAX_WATERMARK)
                     await advance()
-                if self._aligning is not None:
-                    await self._check_aligned(ended)
+                aligned = aligner.on_end_of_input(channel)
+                if aligned is not None:
+                    await self.perform_checkpoint(aligned)
             else:
                 raise TypeError(f"unexpected message on channel {channel}: {message!r}")
             now = loop.time()
@@ -304,33 +292,6 @@ class StreamTask:
                 next_yield = loop.time() + YIELD_INTERVAL_S
 
     # -- checkpoints -------------------------------------------------------
-
-    async def _on_barrier(
-        self, channel: int, barrier: CheckpointBarrier, ended: list[bool]
-    ) -> None:
-        """Align: hold back each channel's data after its barrier until all have one."""
-        n = barrier.checkpoint_id
-        if self._aligning is None or n > self._aligning:
-            if self._aligning is not None:
-                # A newer barrier overtook an alignment that cannot finish any more
-                # (its checkpoint was aborted upstream): give the old one up.
-                self.mailbox.unblock_all()
-            self._aligning = n
-            self._barrier = barrier
-            self._arrived = set()
-        elif n < self._aligning:
-            return
-        self._arrived.add(channel)
-        if self.mailbox.num_channels > 1:
-            self.mailbox.block(channel)
-        await self._check_aligned(ended)
-
-    async def _check_aligned(self, ended: list[bool]) -> None:
-        if any(not ended[c] and c not in self._arrived for c in range(len(ended))):
-            return
-        self.mailbox.unblock_all()
-        self._aligning = None
-        await self.perform_checkpoint(self._barrier)
 
     async def trigger_checkpoint(self, barrier: CheckpointBarrier) -> None:
         """A source task starts checkpoint ``barrier.checkpoint_id`` (from the coordinator)."""
@@ -387,21 +348,16 @@ class StreamTask:
         pause: float,
     ) -> None:
         try:
-            meta: dict[str, Any] = {}
             directory = participant.directory_of(checkpoint_id)
+            meta: dict[str, Any] = {}
             if directory is not None:
-                for uid, _, snapshot in snapshots:
-                    if snapshot is not None:
-                        meta[uid] = part = await write_operator_snapshot(
-                            directory,
-                            uid,
-                            self.subtask_index,
-                            snapshot,
-                            participant.serializer,
-                            participant.shared_dir_of(checkpoint_id),
-                        )
-                        if not part:
-                            del meta[uid]  # nothing to restore: not part of the snapshot
+                meta = await write_subtask_snapshot(
+                    directory,
+                    self.subtask_index,
+                    [(uid, snapshot) for uid, _, snapshot in snapshots],
+                    participant.serializer,
+                    participant.shared_dir_of(checkpoint_id),
+                )
             participant.acknowledge(checkpoint_id, self, meta, pause)
         except asyncio.CancelledError:
             raise

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from flowactors.runtime.operators import StreamOperator, Timestamps, Values
-from flowactors.time import MAX_WATERMARK, MIN_WATERMARK
+from flowactors.runtime.valve import WatermarkValve
+from flowactors.time import MAX_WATERMARK
 from flowactors.time.clock import Cancellable
 from flowactors.time.watermarks import WatermarkGenerator, WatermarkOutput, WatermarkStrategy
 
@@ -28,8 +29,7 @@ class SplitWatermarks:
         self.clock = clock
         self.assigner = strategy.timestamp_assigner
         self.splits: dict[Any, tuple[WatermarkGenerator[Any], WatermarkOutput]] = {}
-        self.emitted = MIN_WATERMARK
-        self.idle = False
+        self.valve = WatermarkValve()
 
     def _split(self, split_id: Any) -> tuple[WatermarkGenerator[Any], WatermarkOutput]:
         entry = self.splits.get(split_id)
@@ -38,6 +38,7 @@ class SplitWatermarks:
                 self.strategy.create_watermark_generator(self.clock),
                 WatermarkOutput(),
             )
+            self.valve.add_input(split_id)
         return entry
 
     def assign(self, values: Values, timestamps: Timestamps) -> list[int | None] | None:
@@ -84,28 +85,17 @@ class SplitWatermarks:
 
     def advance(self) -> tuple[int | None, bool | None]:
         """``(new watermark or None, new idle status or None)`` after generators emitted."""
+        valve = self.valve
         changed = False
-        for _, output in self.splits.values():
+        for split_id, (_, output) in self.splits.items():
             if output.changed:
                 output.changed = False
                 changed = True
-        if not changed:
-            return None, None
-        active = [o.watermark for _, o in self.splits.values() if not o.idle]
-        status: bool | None = None
-        if not active:
-            if not self.idle:
-                self.idle = True
-                status = True
-            return None, status
-        if self.idle:
-            self.idle = False
-            status = False
-        low = min(active)
-        if low > self.emitted:
-            self.emitted = low
-            return low, status
-        return None, status
+                if output.idle:
+                    valve.set_idle(split_id, True)
+                else:
+                    valve.set_watermark(split_id, output.watermark)
+        return valve.advance() if changed else (None, None)
 
 
 async def emit_progress(operator: StreamOperator, tracker: SplitWatermarks) -> None:
