@@ -34,13 +34,8 @@ from typing import Any, Self, TypeVar
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.keyed import KeyedOperator, KeyedProcessOperator
-from flowactors.runtime.operators import (
-    Output,
-    ProcessOperator,
-    StreamOperator,
-    Timestamps,
-    Values,
-)
+from flowactors.runtime.operators import Output, StreamOperator, Timestamps, Values
+from flowactors.runtime.stateless import ProcessOperator
 from flowactors.runtime.two_input import CO_PROCESS, CoOperator
 from flowactors.runtime.window_operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
 from flowactors.state.keygroups import DEFAULT_MAX_PARALLELISM

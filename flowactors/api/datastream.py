@@ -31,15 +31,14 @@ from flowactors.runtime.keyed import (
     KeyedReduceOperator,
 )
 from flowactors.runtime.mailbox import CONTROL, Mailbox
-from flowactors.runtime.operators import (
+from flowactors.runtime.operators import StreamOperator, is_async_callable
+from flowactors.runtime.source_sink import SinkOperator
+from flowactors.runtime.stateless import (
     FilterOperator,
     FlatMapOperator,
     MapOperator,
     ProcessOperator,
-    StreamOperator,
-    is_async_callable,
 )
-from flowactors.runtime.source_sink import SinkOperator
 from flowactors.runtime.watermark_ops import TimestampsAndWatermarksOperator
 from flowactors.runtime.writer import Partitioning, PartitionSpec
 from flowactors.spi import Sink

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from flowactors.checkpoint.snapshot import KeyedSnapshot, OperatorSnapshot, RestoreView
 from flowactors.errors import CheckpointError, InvalidKeyError
+from flowactors.runtime.collector import Collector, SideOutputs
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.failures import OperatorFailure
 from flowactors.runtime.invoke import RecordScope, call_per_record, listed, resolve
 from flowactors.runtime.operators import (
-    Collector,
-    SideOutputs,
     StreamOperator,
     Timestamps,
     UserFunctionOperator,

@@ -1,11 +1,11 @@
-"""Stream operators: the units a chain is made of, and the built-in ones.
+"""Stream operators: the units a chain is made of, and where their output goes.
 
 An operator takes whole batches (``process_batch(values, timestamps, keys)``)
 and pushes its results to its :class:`Output`, which calls the next chained
-operator directly (no queue hop) and/or hands them to record writers. Built-in
-operators work on the whole batch at once (a list comprehension for ``map``,
-one mask for ``filter``); only functions that need a collector or a context
-are called per record with them.
+operator directly (no queue hop) and/or hands them to record writers. The
+built-in operators live beside this module: ``stateless`` (map, filter,
+flat_map, process), ``keyed``, ``two_input``, ``window_operator``,
+``source_sink``, ``async_io``.
 
 A user function that raises makes its operator raise :class:`OperatorFailure`
 naming the operator, so the job error says where it broke.
@@ -14,14 +14,14 @@ naming the operator, so the job error says where it broke.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from itertools import compress, repeat
 from typing import TYPE_CHECKING, Any, Protocol
 
+from flowactors.runtime.collector import Collector, SideOutputs
 from flowactors.runtime.context import OperatorContext, RuntimeContext
 from flowactors.runtime.failures import OperatorFailure
-from flowactors.runtime.invoke import RecordScope, call_per_record, listed, resolve, resolve_batch
+from flowactors.runtime.invoke import resolve
 
 if TYPE_CHECKING:
     from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView
@@ -166,7 +166,7 @@ class StreamOperator:
         result, result_ts = collector.take()
         if result:
             await self.output.emit(result, result_ts)
-        await side.flush(self)
+        await side.flush(self.side_outputs)
 
     # -- checkpoints (the defaults suit stateless operators) -----------------
 
@@ -228,225 +228,3 @@ class UserFunctionOperator(StreamOperator):
                 await resolve(closer())
             except Exception as exc:
                 raise self.failure(exc) from exc
-
-
-class MapOperator(UserFunctionOperator):
-    method_name = "map"
-
-    async def process_batch(
-        self, values: Values, timestamps: Timestamps, keys: Values | None = None
-    ) -> None:
-        try:
-            if self.is_async:
-                call = self.call
-                out = [await call(v) for v in values]
-            else:
-                out = await resolve_batch(list(map(self.call, values)))
-        except Exception as exc:
-            raise self.failure(exc) from exc
-        await self.output.emit(out, timestamps)
-
-
-class FilterOperator(UserFunctionOperator):
-    method_name = "filter"
-
-    def __init__(self, fn: Any) -> None:
-        super().__init__(fn)
-        # Until a batch has shown that the function returns plain values (not
-        # awaitables), results are checked; afterwards the C-level filter() is used.
-        self.checked = self.is_async
-
-    async def process_batch(
-        self, values: Values, timestamps: Timestamps, keys: Values | None = None
-    ) -> None:
-        if timestamps is None and self.checked and not self.is_async:
-            try:
-                kept = list(filter(self.call, values))
-            except Exception as exc:
-                raise self.failure(exc) from exc
-            if kept:
-                await self.output.emit(kept, None)
-            return
-        try:
-            mask = list(map(self.call, values))
-            if mask:
-                if inspect.isawaitable(mask[0]):
-                    mask = await resolve_batch(mask)
-                    self.is_async = True  # a plain callable returning awaitables
-                self.checked = True
-        except Exception as exc:
-            raise self.failure(exc) from exc
-        kept = list(compress(values, mask))
-        if kept:
-            await self.output.emit(
-                kept, None if timestamps is None else list(compress(timestamps, mask))
-            )
-
-
-class FlatMapOperator(UserFunctionOperator):
-    """``fn(value)`` returns an iterable (or async iterable) of results."""
-
-    method_name = "flat_map"
-
-    async def process_batch(
-        self, values: Values, timestamps: Timestamps, keys: Values | None = None
-    ) -> None:
-        fn = self.call
-        out: list[Any] = []
-        out_ts: list[int | None] | None = None if timestamps is None else []
-        try:
-            if timestamps is None and not self.is_async:
-                for v in values:
-                    result = fn(v)
-                    if hasattr(result, "__aiter__") or inspect.isawaitable(result):
-                        out.extend(await listed(result))
-                    elif result is not None:
-                        out.extend(result)
-            else:
-                ts_iter = iter(timestamps) if timestamps is not None else None
-                for v in values:
-                    result = fn(v)
-                    items = (
-                        await listed(result)
-                        if hasattr(result, "__aiter__") or inspect.isawaitable(result)
-                        else (list(result) if result is not None else [])
-                    )
-                    out.extend(items)
-                    if ts_iter is not None and out_ts is not None:
-                        t = next(ts_iter)
-                        out_ts.extend([t] * len(items))
-        except Exception as exc:
-            raise self.failure(exc) from exc
-        if out:
-            await self.output.emit(out, out_ts)
-
-
-class Collector:
-    """``out.collect(value)`` for process functions; the input's timestamp rides along."""
-
-    __slots__ = ("timestamp", "timestamps", "values")
-
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-        self.timestamps: list[int | None] = []
-        self.timestamp: int | None = None
-
-    def collect(self, value: Any) -> None:
-        self.values.append(value)
-        self.timestamps.append(self.timestamp)
-
-    def collect_all(self, values: Iterable[Any]) -> None:
-        before = len(self.values)
-        self.values.extend(values)
-        self.timestamps.extend(repeat(self.timestamp, len(self.values) - before))
-
-    def take(self) -> tuple[list[Any], list[int | None] | None]:
-        values, timestamps = self.values, self.timestamps
-        self.values, self.timestamps = [], []
-        if all(t is None for t in timestamps):
-            return values, None
-        return values, timestamps
-
-
-class SideOutputs:
-    """Records sent to side outputs during a batch, by tag, flushed after it."""
-
-    __slots__ = ("buffers",)
-
-    def __init__(self) -> None:
-        self.buffers: dict[Any, tuple[list[Any], list[int | None]]] = {}
-
-    def add(self, tag: Any, value: Any, timestamp: int | None) -> None:
-        if tag is None:
-            raise TypeError("ctx.output(tag, value) needs an OutputTag, got None")
-        buf = self.buffers.get(tag)
-        if buf is None:
-            buf = self.buffers[tag] = ([], [])
-        buf[0].append(value)
-        buf[1].append(timestamp)
-
-    async def flush(self, operator: StreamOperator) -> None:
-        if not self.buffers:
-            return
-        buffers, self.buffers = self.buffers, {}
-        for tag, (values, timestamps) in buffers.items():
-            out = operator.side_outputs.get(tag)
-            if out is not None:
-                ts = None if all(t is None for t in timestamps) else timestamps
-                await out.emit(values, ts)
-
-
-class ProcessContext:
-    """The ``ctx`` of ``ProcessFunction.process_element``."""
-
-    __slots__ = ("_operator", "_side", "_timestamp")
-
-    def __init__(self, operator: StreamOperator, side: SideOutputs) -> None:
-        self._operator = operator
-        self._side = side
-        self._timestamp: int | None = None
-
-    def timestamp(self) -> int | None:
-        """Event time of the current record, or ``None`` if it has none."""
-        return self._timestamp
-
-    def output(self, tag: Any, value: Any) -> None:
-        """Send ``value`` to the side output ``tag`` (with the current timestamp)."""
-        self._side.add(tag, value, self._timestamp)
-
-    def current_watermark(self) -> int:
-        return self._operator.current_watermark
-
-    def timer_service(self) -> NonKeyedTimerService:
-        """Current time, as in Flink; registering timers needs a keyed stream."""
-        return NonKeyedTimerService(self._operator)
-
-
-class NonKeyedTimerService:
-    """``ctx.timer_service()`` of a non-keyed process function: it tells the time;
-    timers need a key, so registering one raises."""
-
-    __slots__ = ("_operator",)
-
-    def __init__(self, operator: StreamOperator) -> None:
-        self._operator = operator
-
-    def current_watermark(self) -> int:
-        return self._operator.current_watermark
-
-    def current_processing_time(self) -> int:
-        return self._operator.ctx.processing_time.now()
-
-    def _no_timers(self, timestamp: int) -> None:
-        raise TypeError(
-            "timers are only available on keyed streams: use key_by(...).process(...) "
-            "with a KeyedProcessFunction"
-        )
-
-    register_event_time_timer = _no_timers
-    register_processing_time_timer = _no_timers
-    delete_event_time_timer = _no_timers
-    delete_processing_time_timer = _no_timers
-
-
-class ProcessOperator(UserFunctionOperator):
-    """Runs ``ProcessFunction.process_element(value, ctx, out)`` per record."""
-
-    method_name = "process_element"
-
-    async def open(self) -> None:
-        self.collector = Collector()
-        self.side = SideOutputs()
-        self.pctx = ProcessContext(self, self.side)
-        self.args = (self.pctx, self.collector)
-        self.scope = RecordScope(self.pctx, self.collector)
-        await super().open()
-
-    async def process_batch(
-        self, values: Values, timestamps: Timestamps, keys: Values | None = None
-    ) -> None:
-        try:
-            await call_per_record(self.call, self.args, values, timestamps, None, self.scope)
-        except Exception as exc:
-            raise self.failure(exc) from exc
-        await self.emit_collected(self.collector, self.side)

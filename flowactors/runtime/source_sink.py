@@ -5,12 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView
-from flowactors.runtime.operators import (
-    SideOutputs,
-    StreamOperator,
-    Timestamps,
-    Values,
-)
+from flowactors.runtime.collector import SideOutputs
+from flowactors.runtime.operators import StreamOperator, Timestamps, Values
 from flowactors.runtime.watermark_ops import SplitWatermarks, emit_progress, emit_segments
 from flowactors.spi import (
     InputStatus,
@@ -111,7 +107,7 @@ class SourceOperator(StreamOperator):
         assert self.reader is not None
         with self.attributing_failures():
             status = await self.reader.poll_next(self)
-        await self.side.flush(self)
+        await self.side.flush(self.side_outputs)
         return status
 
     async def is_available(self) -> None:

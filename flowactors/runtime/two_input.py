@@ -12,18 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flowactors.runtime.collector import Collector, SideOutputs
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.invoke import RecordScope, call_per_record, resolve
 from flowactors.runtime.keyed import KeyedContext, KeyedOperator, UserTimers
-from flowactors.runtime.operators import (
-    Collector,
-    ProcessContext,
-    SideOutputs,
-    StreamOperator,
-    Timestamps,
-    UserFunctionOperator,
-    Values,
-)
+from flowactors.runtime.operators import StreamOperator, Timestamps, UserFunctionOperator, Values
+from flowactors.runtime.stateless import ProcessContext
 from flowactors.time import MAX_WATERMARK
 
 CO_PROCESS = "process"

@@ -26,9 +26,10 @@ from collections.abc import Callable
 from itertools import repeat
 from typing import Any
 
+from flowactors.runtime.collector import Collector
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.keyed import KeyedOperator
-from flowactors.runtime.operators import Collector, Timestamps, Values, is_async_callable
+from flowactors.runtime.operators import Timestamps, Values, is_async_callable
 from flowactors.state.descriptors import StateDescriptor
 from flowactors.time import MAX_WATERMARK
 from flowactors.windows.assigners import TimeWindow, TumblingEventTimeWindows, WindowAssigner
