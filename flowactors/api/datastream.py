@@ -265,7 +265,7 @@ class DataStream(Generic[T]):
         the event loop finalises it). A failure of the job raises
         ``JobFailedError`` after the records that arrived before it.
         """
-        mailbox = Mailbox(1, self._env.get_config().mailbox_capacity)
+        mailbox = Mailbox(1, self._env.config.mailbox_capacity)
         self.sink_to(StreamSink(mailbox), name="Stream Sink")
         client = await self._env.execute_async(job_name)
         client._master.on_done(lambda: mailbox.put_control(None))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flowactors.api.datastream import DataStream, _check_parallelism
+from flowactors.api.settings import CheckpointConfigView, ExecutionConfigView
 from flowactors.api.sources import (
     CollectionSource,
     GeneratorSource,
@@ -22,9 +23,12 @@ from flowactors.api.sources import (
     TextFileSource,
 )
 from flowactors.checkpoint.config import (
+    PICKLE,
     CheckpointConfig,
     RestartStrategies,
     RestartStrategy,
+    Resume,
+    Serializer,
     storage_path,
 )
 from flowactors.checkpoint.coordinator import CheckpointStats
@@ -155,50 +159,75 @@ class StreamExecutionEnvironment:
     def get_max_parallelism(self) -> int:
         return self._max_parallelism
 
-    def get_config(self) -> ExecutionConfig:
+    @property
+    def config(self) -> ExecutionConfig:
+        """The execution settings (immutable; ``configure`` or ``get_config()`` change them)."""
         return self._config
+
+    def configure(self, **changes: Any) -> StreamExecutionEnvironment:
+        """Change execution settings by keyword (see :class:`ExecutionConfig`)."""
+        self._config = self._config.replace(**changes)
+        return self
+
+    def get_config(self) -> ExecutionConfigView:
+        """Flink's setters over the execution settings (``set_batch_size(n)``...)."""
+        return ExecutionConfigView(lambda: self._config, self._set_config)
+
+    def _set_config(self, config: ExecutionConfig) -> None:
+        self._config = config
 
     def enable_checkpointing(
         self,
         interval: timedelta | int,
         storage: str | os.PathLike[str] | None = None,
-        resume: str = "latest",
-        **settings: Any,
+        *,
+        resume: Resume = "latest",
+        timeout: timedelta | int = timedelta(minutes=10),
+        min_pause: timedelta | int = 0,
+        max_concurrent: int = 1,
+        tolerable_failures: int = 0,
+        retained: int = 3,
+        serializer: Serializer = PICKLE,
     ) -> StreamExecutionEnvironment:
         """Snapshot the job's state every ``interval`` into ``storage`` (a directory).
 
         A job that starts with storage holding a complete checkpoint of the same
         job name resumes from the newest one (``resume="latest"``; ``"none"``
-        starts fresh). More settings: ``timeout``, ``min_pause``,
-        ``max_concurrent``, ``tolerable_failures``, ``retained``,
-        ``serializer`` (default pickle: checkpoint storage must be as trusted as
-        the job's code) — or later through ``get_checkpoint_config()``.
+        starts fresh). A checkpoint not complete after ``timeout`` is aborted;
+        ``min_pause`` separates the end of one from the start of the next;
+        ``max_concurrent`` may be in flight at once; more than
+        ``tolerable_failures`` failed checkpoints in a row fail the job; the newest
+        ``retained`` complete ones are kept. ``serializer`` turns state into bytes
+        (default pickle: checkpoint storage must be as trusted as the job's code).
+        Durations take a ``timedelta`` or milliseconds.
         """
         if storage is None:
             raise InvalidGraphError("enable_checkpointing needs a storage directory")
-        config = CheckpointConfig(to_millis(interval), storage_path(storage), resume=resume)
-        for name, value in settings.items():
-            if name == "timeout":
-                config.set_checkpoint_timeout(value)
-            elif name == "min_pause":
-                config.set_min_pause_between_checkpoints(value)
-            elif name == "max_concurrent":
-                config.set_max_concurrent_checkpoints(value)
-            elif name == "tolerable_failures":
-                config.set_tolerable_checkpoint_failure_number(value)
-            elif name == "retained":
-                config.set_num_retained_checkpoints(value)
-            elif name == "serializer":
-                config.serializer = value
-            else:
-                raise InvalidGraphError(f"unknown checkpoint setting {name!r}")
-        self._checkpoint_config = config
+        self._checkpoint_config = CheckpointConfig(
+            interval_ms=to_millis(interval),
+            storage=storage_path(storage),
+            resume=resume,
+            timeout_ms=to_millis(timeout),
+            min_pause_ms=to_millis(min_pause),
+            max_concurrent=max_concurrent,
+            tolerable_failures=tolerable_failures,
+            retained=retained,
+            serializer=serializer,
+        )
         return self
 
-    def get_checkpoint_config(self) -> CheckpointConfig:
+    def get_checkpoint_config(self) -> CheckpointConfigView:
+        """Flink's setters over the checkpoint settings (after ``enable_checkpointing``)."""
         if self._checkpoint_config is None:
             raise InvalidGraphError("checkpointing is not enabled (enable_checkpointing first)")
+        return CheckpointConfigView(self._checkpoint_settings, self._set_checkpoint_config)
+
+    def _checkpoint_settings(self) -> CheckpointConfig:
+        assert self._checkpoint_config is not None
         return self._checkpoint_config
+
+    def _set_checkpoint_config(self, config: CheckpointConfig) -> None:
+        self._checkpoint_config = config
 
     def set_restart_strategy(self, strategy: RestartStrategy) -> StreamExecutionEnvironment:
         """How a failed job runs again (``RestartStrategies.fixed_delay(...)`` etc.).
@@ -212,12 +241,12 @@ class StreamExecutionEnvironment:
     def set_state_backend(self, backend: Any) -> StreamExecutionEnvironment:
         """Where keyed state lives: in memory (``None``, the default) or on disk with
         ``flowactors.state.RocksDBStateBackend(memory_budget_mb=...)``."""
-        self._config.state_backend = backend
+        self._config = self._config.replace(state_backend=backend)
         return self
 
     def disable_operator_chaining(self) -> StreamExecutionEnvironment:
         """Run every operator in its own actor (for debugging; slower)."""
-        self._config.chaining = False
+        self._config = self._config.replace(chaining=False)
         return self
 
     # -- sources -----------------------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from flowactors.errors import InvalidGraphError
 from flowactors.time import to_millis
@@ -30,11 +30,15 @@ class Serializer:
 PICKLE = Serializer()
 
 
-@dataclass
-class CheckpointConfig:
-    """When and how checkpoints are taken.
+Resume = Literal["latest", "none"]
 
-    - ``interval_ms``: time between the start of two checkpoints.
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointConfig:
+    """When and how checkpoints are taken (immutable; validated when made).
+
+    - ``interval_ms``: time between the start of two checkpoints (>= 10).
+    - ``storage``: the directory checkpoints are written to.
     - ``timeout_ms``: a checkpoint not complete by then is aborted.
     - ``min_pause_ms``: at least this long between the end of one and the start of the next.
     - ``max_concurrent``: checkpoints in flight at once.
@@ -42,6 +46,7 @@ class CheckpointConfig:
     - ``retained``: complete checkpoints kept on disk (older ones are deleted).
     - ``resume``: ``"latest"`` resumes a job from the newest complete checkpoint of
       the same job name found in ``storage``; ``"none"`` starts fresh.
+    - ``serializer``: how state becomes bytes (pickle by default).
     """
 
     interval_ms: int
@@ -51,42 +56,28 @@ class CheckpointConfig:
     max_concurrent: int = 1
     tolerable_failures: int = 0
     retained: int = 3
-    resume: str = "latest"
+    resume: Resume = "latest"
     serializer: Serializer = PICKLE
 
     def __post_init__(self) -> None:
         if self.interval_ms < 10:
             raise InvalidGraphError(f"checkpoint interval must be >= 10 ms, got {self.interval_ms}")
+        if self.timeout_ms < 1:
+            raise InvalidGraphError(f"checkpoint timeout must be >= 1 ms, got {self.timeout_ms}")
+        if self.min_pause_ms < 0:
+            raise InvalidGraphError(f"min pause must be >= 0 ms, got {self.min_pause_ms}")
         if self.resume not in ("latest", "none"):
             raise InvalidGraphError(f"resume must be 'latest' or 'none', got {self.resume!r}")
-        if self.max_concurrent < 1 or self.retained < 1 or self.tolerable_failures < 0:
-            raise InvalidGraphError("max_concurrent and retained must be >= 1, tolerable >= 0")
-
-    def set_checkpoint_timeout(self, timeout: timedelta | int) -> CheckpointConfig:
-        self.timeout_ms = to_millis(timeout)
-        return self
-
-    def set_min_pause_between_checkpoints(self, pause: timedelta | int) -> CheckpointConfig:
-        self.min_pause_ms = to_millis(pause)
-        return self
-
-    def set_max_concurrent_checkpoints(self, n: int) -> CheckpointConfig:
-        if n < 1:
-            raise InvalidGraphError(f"max concurrent checkpoints must be >= 1, got {n}")
-        self.max_concurrent = n
-        return self
-
-    def set_tolerable_checkpoint_failure_number(self, n: int) -> CheckpointConfig:
-        if n < 0:
-            raise InvalidGraphError(f"tolerable checkpoint failures must be >= 0, got {n}")
-        self.tolerable_failures = n
-        return self
-
-    def set_num_retained_checkpoints(self, n: int) -> CheckpointConfig:
-        if n < 1:
-            raise InvalidGraphError(f"retained checkpoints must be >= 1, got {n}")
-        self.retained = n
-        return self
+        if self.max_concurrent < 1:
+            raise InvalidGraphError(
+                f"max concurrent checkpoints must be >= 1, got {self.max_concurrent}"
+            )
+        if self.retained < 1:
+            raise InvalidGraphError(f"retained checkpoints must be >= 1, got {self.retained}")
+        if self.tolerable_failures < 0:
+            raise InvalidGraphError(
+                f"tolerable checkpoint failures must be >= 0, got {self.tolerable_failures}"
+            )
 
 
 def storage_path(storage: str | os.PathLike[str]) -> Path:

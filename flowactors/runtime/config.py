@@ -1,14 +1,26 @@
-"""Execution settings of a job (``env.get_config()``)."""
+"""Execution settings of a job: ``ExecutionConfig``, immutable and validated.
+
+>>> config = ExecutionConfig(batch_size=256, buffer_timeout_ms=20)
+>>> config.replace(batch_size=512).batch_size
+512
+>>> config.replace(batch_size=0)
+Traceback (most recent call last):
+    ...
+flowactors.errors.InvalidGraphError: batch_size must be an int >= 1, got 0
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from flowactors.errors import InvalidGraphError
 
+__all__ = ["ExecutionConfig"]
 
-@dataclass
+
+@dataclass(frozen=True, kw_only=True)
 class ExecutionConfig:
     """Knobs of the runtime. The defaults suit throughput with a 100 ms latency bound.
 
@@ -18,7 +30,14 @@ class ExecutionConfig:
       ``mailbox_capacity * batch_size``.
     - ``buffer_timeout_ms``: the longest a record waits in a half-full output
       buffer while its task is busy (an idle task flushes at once).
-    - ``auto_watermark_interval_ms``: how often periodic watermarks are emitted.
+    - ``auto_watermark_interval_ms``: how often periodic watermarks are emitted
+      (0 turns periodic watermarks off).
+    - ``chaining``: run chained operators in one actor (off only to debug).
+    - ``state_backend``: where keyed state lives; ``None`` keeps it in memory, a
+      ``flowactors.state.RocksDBStateBackend`` keeps it on disk.
+
+    Change a copy with :meth:`replace` (a misspelt setting is a ``TypeError``);
+    ``env.get_config()`` offers Flink's setters over the environment's config.
     """
 
     batch_size: int = 1024
@@ -26,31 +45,22 @@ class ExecutionConfig:
     buffer_timeout_ms: float = 100.0
     auto_watermark_interval_ms: int = 200
     chaining: bool = True
-    #: Where keyed state lives: ``None`` keeps it in memory; a
-    #: ``flowactors.state.RocksDBStateBackend`` keeps it on disk.
     state_backend: Any = None
 
-    def set_batch_size(self, n: int) -> ExecutionConfig:
-        _positive("batch_size", n)
-        self.batch_size = n
-        return self
+    def __post_init__(self) -> None:
+        _positive("batch_size", self.batch_size)
+        _positive("mailbox_capacity", self.mailbox_capacity)
+        if not isinstance(self.buffer_timeout_ms, int | float) or self.buffer_timeout_ms < 0:
+            raise InvalidGraphError(f"buffer_timeout must be >= 0 ms, got {self.buffer_timeout_ms}")
+        interval = self.auto_watermark_interval_ms
+        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 0:
+            raise InvalidGraphError(f"auto_watermark_interval must be >= 0 ms, got {interval!r}")
+        if not isinstance(self.chaining, bool):
+            raise InvalidGraphError(f"chaining must be True or False, got {self.chaining!r}")
 
-    def set_mailbox_capacity(self, n: int) -> ExecutionConfig:
-        _positive("mailbox_capacity", n)
-        self.mailbox_capacity = n
-        return self
-
-    def set_buffer_timeout(self, ms: float) -> ExecutionConfig:
-        if ms < 0:
-            raise InvalidGraphError(f"buffer_timeout must be >= 0 ms, got {ms}")
-        self.buffer_timeout_ms = ms
-        return self
-
-    def set_auto_watermark_interval(self, ms: int) -> ExecutionConfig:
-        if ms < 0:
-            raise InvalidGraphError(f"auto_watermark_interval must be >= 0 ms, got {ms}")
-        self.auto_watermark_interval_ms = ms
-        return self
+    def replace(self, **changes: Any) -> ExecutionConfig:
+        """A copy with ``changes`` (validated like the constructor)."""
+        return dataclasses.replace(self, **changes)
 
     def get_auto_watermark_interval(self) -> int:
         return self.auto_watermark_interval_ms
