@@ -43,7 +43,13 @@ from flowactors.runtime.operators import (
     Values,
 )
 from flowactors.runtime.two_input import CO_PROCESS, CoOperator
-from flowactors.runtime.window_operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
+from flowactors.runtime.window_contents import (
+    AggregateContents,
+    ListContents,
+    ReduceContents,
+    WindowContents,
+)
+from flowactors.runtime.window_operator import WindowOperator
 from flowactors.time import to_millis
 from flowactors.time.clock import ManualProcessingTimeService
 from flowactors.windows.assigners import WindowAssigner
@@ -297,18 +303,21 @@ class WindowOperatorTestHarness(KeyedOneInputStreamOperatorTestHarness):
         late_data: Any = None,
         **kwargs: Any,
     ) -> None:
-        given = [(REDUCE, reduce), (AGGREGATE, aggregate), (PROCESS, process)]
-        chosen = [(k, f) for k, f in given if f is not None]
-        if len(chosen) != 1:
+        if sum(f is not None for f in (reduce, aggregate, process)) != 1:
             raise ValueError("give exactly one of reduce=, aggregate= or process=")
-        kind, fn = chosen[0]
+        contents: WindowContents
+        if reduce is not None:
+            contents = ReduceContents(reduce)
+        elif aggregate is not None:
+            contents = AggregateContents(aggregate)
+        else:
+            contents, window_fn = ListContents(), process
         op = WindowOperator(
             key_selector,
             assigner,
             trigger,
-            kind,
-            None if kind == PROCESS else fn,
-            fn if kind == PROCESS else window_fn,
+            contents,
+            window_fn,
             to_millis(allowed_lateness),
             late_data,
             keyed=True,

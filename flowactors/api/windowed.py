@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from flowactors.errors import InvalidGraphError
 from flowactors.runtime.graph import Input, Transformation
-from flowactors.runtime.window_operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
+from flowactors.runtime.window_contents import (
+    AggregateContents,
+    ListContents,
+    ReduceContents,
+    WindowContents,
+)
+from flowactors.runtime.window_operator import WindowOperator
 from flowactors.runtime.writer import Partitioning, PartitionSpec
 from flowactors.time import to_millis
 from flowactors.windows.assigners import WindowAssigner
@@ -79,7 +85,13 @@ class _Windowed(Generic[T]):
         self._late_tag = tag
         return self
 
-    def _build(self, name: str, kind: str, fn: Any, window_fn: Any) -> DataStream[Any]:
+    def _build(
+        self,
+        name: str,
+        contents: Callable[[Any], WindowContents],
+        fn: Any,
+        window_fn: Any,
+    ) -> DataStream[Any]:
         from flowactors.api.datastream import DataStream, _per_subtask
 
         make_fn = _per_subtask(fn)
@@ -90,7 +102,7 @@ class _Windowed(Generic[T]):
                 raise InvalidGraphError(
                     f"{type(trigger).__name__} cannot be used with merging (session) windows"
                 )
-            if kind == AGGREGATE and type(fn).merge is _base_merge():
+            if contents is AggregateContents and type(fn).merge is _base_merge():
                 raise InvalidGraphError(
                     "session windows merge accumulators: the AggregateFunction needs merge()"
                 )
@@ -102,8 +114,7 @@ class _Windowed(Generic[T]):
                 key,
                 assigner,
                 trigger,
-                kind,
-                make_fn(),
+                contents(make_fn()),
                 make_window_fn(),
                 lateness,
                 late_tag,
@@ -117,15 +128,15 @@ class _Windowed(Generic[T]):
     def reduce(self, fn: Callable[[T, T], T] | Any, window_fn: Any = None) -> DataStream[Any]:
         """Reduce each window incrementally; ``window_fn`` (a ProcessWindowFunction)
         then gets the one result with the window."""
-        return self._build("Window(Reduce)", REDUCE, fn, window_fn)
+        return self._build("Window(Reduce)", ReduceContents, fn, window_fn)
 
     def aggregate(self, fn: Any, window_fn: Any = None) -> DataStream[Any]:
         """Aggregate each window incrementally with an ``AggregateFunction``."""
-        return self._build("Window(Aggregate)", AGGREGATE, fn, window_fn)
+        return self._build("Window(Aggregate)", AggregateContents, fn, window_fn)
 
     def process(self, fn: Any) -> DataStream[Any]:
         """Keep every element; ``fn.process(...)`` sees them all when the window fires."""
-        return self._build("Window(Process)", PROCESS, None, fn)
+        return self._build("Window(Process)", lambda _: ListContents(), None, fn)
 
     def sum(self, field: int | str) -> DataStream[T]:
         return self._field_reduce("Sum", field, lambda a, b: a + b)

@@ -1,12 +1,13 @@
 """The window operator: keyed window contents, triggers, lateness, merging sessions.
 
-Window contents live in keyed state keyed by ``(key, window)``: the running
-value for ``reduce``, the accumulator for ``aggregate``, the element list for
-``process``. Triggers decide when a window fires; their timers are keyed
-timers whose namespace is the window. An event-time window is dropped once the
-watermark passes ``max_timestamp + allowed_lateness`` (its cleanup timer);
-elements for windows already dropped are late: they go to the late side
-output, or are counted and dropped.
+Window contents live in keyed state keyed by ``(key, window)``; what an entry
+is (running value, accumulator, element list) is the business of the
+operator's :class:`~flowactors.runtime.window_contents.WindowContents`
+strategy, chosen when the operator is built. Triggers decide when a window
+fires; their timers are keyed timers whose namespace is the window. An
+event-time window is dropped once the watermark passes ``max_timestamp +
+allowed_lateness`` (its cleanup timer); elements for windows already dropped
+are late: they go to the late side output, or are counted and dropped.
 
 Merging (session) windows: the windows of a key are kept in a list; a new
 element's window merges with every window it overlaps, their contents (and the
@@ -28,7 +29,9 @@ from typing import Any
 
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.keyed import KeyedOperator
-from flowactors.runtime.operators import Collector, Timestamps, Values, is_async_callable
+from flowactors.runtime.operators import Collector, Timestamps, Values
+from flowactors.runtime.window_contents import WindowContents
+from flowactors.runtime.window_context import WindowContext
 from flowactors.state.descriptors import StateDescriptor
 from flowactors.time import MAX_WATERMARK
 from flowactors.windows.assigners import TimeWindow, TumblingEventTimeWindows, WindowAssigner
@@ -36,98 +39,17 @@ from flowactors.windows.triggers import EventTimeTrigger, Trigger, TriggerResult
 
 _MISSING: Any = object()
 
-REDUCE = "reduce"
-AGGREGATE = "aggregate"
-PROCESS = "process"
-
-
-class _WindowStore:
-    """``window_state()`` / ``global_state()`` of a ProcessWindowFunction's context."""
-
-    def __init__(self, operator: WindowOperator, namespaced: bool) -> None:
-        self._operator = operator
-        self._namespaced = namespaced
-
-    def _get(self, descriptor: StateDescriptor[Any]) -> Any:
-        handle = self._operator.backend.get_state(descriptor, namespaced=self._namespaced)
-        if self._namespaced:
-            handle.set_namespace(self._operator.window)
-        return handle
-
-    get_state = _get
-    get_list_state = _get
-    get_map_state = _get
-    get_reducing_state = _get
-    get_aggregating_state = _get
-
-
-class WindowContext:
-    """The ``context`` of ``ProcessWindowFunction.process`` and the trigger context."""
-
-    def __init__(self, operator: WindowOperator) -> None:
-        self._operator = operator
-        self._window_state = _WindowStore(operator, namespaced=True)
-        self._global_state = _WindowStore(operator, namespaced=False)
-
-    # ProcessWindowFunction.Context
-    @property
-    def window(self) -> Any:
-        return self._operator.window
-
-    def current_watermark(self) -> int:
-        return self._operator.timers.current_watermark
-
-    def current_processing_time(self) -> int:
-        return self._operator.ctx.processing_time.now()
-
-    def window_state(self) -> _WindowStore:
-        """Keyed state scoped to this key and this window (cleared with ``clear``)."""
-        return self._window_state
-
-    def global_state(self) -> _WindowStore:
-        """Keyed state of this key across all its windows."""
-        return self._global_state
-
-    def output(self, tag: Any, value: Any) -> None:
-        self._operator.side.add(tag, value, self._operator.window.max_timestamp())
-
-    # Trigger context
-    def _timer_key(self) -> tuple[Any, Any]:
-        return (self._operator.backend.current_key, self._operator.window)
-
-    def register_event_time_timer(self, timestamp: int) -> None:
-        self._operator.timers.register_event_time_timer(self._timer_key(), timestamp)
-
-    def delete_event_time_timer(self, timestamp: int) -> None:
-        self._operator.timers.delete_event_time_timer(self._timer_key(), timestamp)
-
-    def register_processing_time_timer(self, timestamp: int) -> None:
-        self._operator.timers.register_processing_time_timer(self._timer_key(), timestamp)
-
-    def delete_processing_time_timer(self, timestamp: int) -> None:
-        self._operator.timers.delete_processing_time_timer(self._timer_key(), timestamp)
-
-    def get_current_watermark(self) -> int:
-        return self._operator.timers.current_watermark
-
-    def get_current_processing_time(self) -> int:
-        return self._operator.ctx.processing_time.now()
-
-    def get_partitioned_state(self, descriptor: StateDescriptor[Any]) -> Any:
-        handle = self._operator.backend.get_state(descriptor, namespaced=True)
-        handle.set_namespace(self._operator.window)
-        self._operator.trigger_states[descriptor.name] = descriptor
-        return handle
-
 
 class WindowOperator(KeyedOperator):
+    """Windows of one keyed stream: ``contents`` says what a window keeps, ``window_fn``
+    (a ProcessWindowFunction, or None) what a firing emits."""
+
     def __init__(
         self,
         key_selector: Callable[[Any], Any],
         assigner: WindowAssigner,
         trigger: Trigger | None,
-        kind: str,
-        fn: Any,
+        contents: WindowContents,
         window_fn: Any,
         allowed_lateness_ms: int,
         late_tag: Any,
@@ -140,8 +62,8 @@ class WindowOperator(KeyedOperator):
             raise TypeError(
                 f"{type(self.trigger).__name__} cannot be used with merging (session) windows"
             )
-        self.kind = kind
-        self.fn = fn
+        self.strategy = contents
+        self.fn = contents.function
         self.window_fn = window_fn
         self.lateness = allowed_lateness_ms
         self.late_tag = late_tag
@@ -152,7 +74,7 @@ class WindowOperator(KeyedOperator):
         self.fast = (
             type(assigner) is TumblingEventTimeWindows
             and type(self.trigger) is EventTimeTrigger
-            and kind in (REDUCE, AGGREGATE)
+            and contents.incremental
         )
 
     def setup(self, ctx: OperatorContext) -> None:
@@ -176,13 +98,7 @@ class WindowOperator(KeyedOperator):
                         await r
                 except Exception as exc:
                     raise self.failure(exc) from exc
-        if self.kind == REDUCE:
-            self.reduce = getattr(self.fn, "reduce", self.fn)
-            self.is_async = is_async_callable(self.reduce)
-        elif self.kind == AGGREGATE:
-            self.is_async = False
-        else:
-            self.is_async = False
+        self.strategy.open(self.backend)
         process = getattr(self.window_fn, "process", self.window_fn)
         self.process_fn = process
         self.clear_fn = getattr(self.window_fn, "clear", None)
@@ -199,42 +115,7 @@ class WindowOperator(KeyedOperator):
                     raise self.failure(exc) from exc
         await super().close()
 
-    # -- contents ----------------------------------------------------------
-
-    async def _add(self, slot: tuple[Any, Any], value: Any) -> None:
-        contents = self.contents
-        kind = self.kind
-        if kind == REDUCE:
-            acc = contents.get(slot, _MISSING)
-            if acc is _MISSING:
-                contents[slot] = value
-            else:
-                r = self.reduce(acc, value)
-                contents[slot] = await r if self.is_async else r
-        elif kind == AGGREGATE:
-            acc = contents.get(slot, _MISSING)
-            if acc is _MISSING:
-                acc = self.fn.create_accumulator()
-            elif self.backend.snapshots_in_flight:
-                acc = copy.copy(acc)  # a snapshot may still hold this one
-            contents[slot] = self.fn.add(value, acc)
-        else:
-            elements = contents.get(slot)
-            if elements is None:
-                contents[slot] = [value]
-            elif self.backend.snapshots_in_flight:
-                contents[slot] = [*elements, value]
-            else:
-                elements.append(value)
-                contents[slot] = elements  # a no-op in memory; stores it on disk
-
-    async def _merge_contents(self, a: Any, b: Any) -> Any:
-        if self.kind == REDUCE:
-            r = self.reduce(a, b)
-            return await r if self.is_async else r
-        if self.kind == AGGREGATE:
-            return self.fn.merge(a, b)
-        return a + b
+    # -- lifetimes ---------------------------------------------------------
 
     def _cleanup_time(self, window: Any) -> int | None:
         if not self.assigner.is_event_time:
@@ -274,7 +155,7 @@ class WindowOperator(KeyedOperator):
     ) -> None:
         keys = self.keys_of(values, keys)
         try:
-            if self.fast and timestamps is not None and not self.is_async:
+            if self.fast and timestamps is not None and not self.strategy.is_async:
                 await self._process_tumbling(values, timestamps, keys)
             else:
                 await self._process_general(values, timestamps, keys)
@@ -292,8 +173,10 @@ class WindowOperator(KeyedOperator):
         watermark = self.timers.current_watermark
         lateness = self.lateness
         register = self.timers.event.add
-        reduce = self.reduce if self.kind == REDUCE else None
-        agg = self.fn if self.kind == AGGREGATE else None
+        strategy = self.strategy
+        first, fold, value_first = strategy.first, strategy.fold, strategy.value_first
+        copies = strategy.copies_on_snapshot
+        backend = self.backend
         for v, ts, k in zip(values, timestamps, keys):
             if ts is None:
                 raise ValueError(
@@ -312,17 +195,17 @@ class WindowOperator(KeyedOperator):
             slot = (k, window)
             acc = contents.get(slot, _MISSING)
             if acc is _MISSING:
-                contents[slot] = v if reduce is not None else agg.add(v, agg.create_accumulator())  # type: ignore[union-attr]
+                contents[slot] = first(v)
                 if top > watermark:
                     register((k, window), top)
                 if lateness:
                     register((k, window), top + lateness)
-            elif reduce is not None:
-                contents[slot] = reduce(acc, v)
+            elif value_first:
+                if copies and backend.snapshots_in_flight:
+                    acc = copy.copy(acc)  # a snapshot may still hold this one
+                contents[slot] = fold(v, acc)
             else:
-                if self.backend.snapshots_in_flight:
-                    acc = copy.copy(acc)
-                contents[slot] = agg.add(v, acc)  # type: ignore[union-attr]
+                contents[slot] = fold(acc, v)
             if top <= watermark:  # late, but within the allowed lateness: fire again now
                 self.backend.current_key = k
                 self.window = window
@@ -333,6 +216,7 @@ class WindowOperator(KeyedOperator):
         assigner = self.assigner
         trigger = self.trigger
         ctx = self.wctx
+        add = self.strategy.add
         now = self.ctx.processing_time.now()
         for v, ts, k in zip(values, timestamps or repeat(None), keys):
             backend.current_key = k
@@ -346,7 +230,7 @@ class WindowOperator(KeyedOperator):
                 skipped = False
                 self.window = window
                 slot = (k, window)
-                await self._add(slot, v)
+                await add(self.contents, slot, v, ts)
                 result = trigger.on_element(v, ts, window, ctx)
                 if result.is_fire:
                     await self._fire(k, window)
@@ -381,7 +265,7 @@ class WindowOperator(KeyedOperator):
                     combined = (
                         content
                         if combined is _MISSING
-                        else await self._merge_contents(combined, content)
+                        else await self.strategy.merge(combined, content)
                     )
                 self._merge_trigger_state(key, member, merged)
                 self.window = member
@@ -471,12 +355,7 @@ class WindowOperator(KeyedOperator):
         content = self.contents.get((key, window), _MISSING)
         if content is _MISSING:
             return
-        if self.kind == REDUCE:
-            elements = [content]
-        elif self.kind == AGGREGATE:
-            elements = [self.fn.get_result(content)]
-        else:
-            elements = list(content)
+        elements = self.strategy.window_input(content)
         out = self.collector
         out.timestamp = window.max_timestamp()
         if self.process_fn is None:
