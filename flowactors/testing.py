@@ -324,6 +324,18 @@ class WindowOperatorTestHarness(KeyedOneInputStreamOperatorTestHarness):
         )
         super().__init__(op, key_selector, **kwargs)
 
+    def num_event_time_timers(self, window: Any = None) -> int:
+        """Event-time timers, or only those of ``window`` (trigger and cleanup timers)."""
+        if window is None:
+            return super().num_event_time_timers()
+        return sum(1 for _, (_, w) in self._keyed().timers.event.live if w == window)
+
+    def num_processing_time_timers(self, window: Any = None) -> int:
+        """Processing-time timers, or only those of ``window``."""
+        if window is None:
+            return super().num_processing_time_timers()
+        return sum(1 for _, (_, w) in self._keyed().timers.processing.live if w == window)
+
 
 __all__ = [
     "KeyedOneInputStreamOperatorTestHarness",

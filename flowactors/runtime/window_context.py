@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from flowactors.state.descriptors import StateDescriptor
 
+_MISSING: Any = object()
+
 if TYPE_CHECKING:
     from flowactors.runtime.window_operator import WindowOperator
 
@@ -92,5 +94,34 @@ class WindowContext:
     def get_partitioned_state(self, descriptor: StateDescriptor[Any]) -> Any:
         handle = self._operator.backend.get_state(descriptor, namespaced=True)
         handle.set_namespace(self._operator.window)
-        self._operator.trigger_states[descriptor.name] = descriptor
         return handle
+
+    def merge_partitioned_state(self, descriptor: StateDescriptor[Any]) -> None:
+        """In ``Trigger.on_merge``: fold this state of the windows being merged into the
+        new window's (reducing and aggregating state combine, lists concatenate)."""
+        operator = self._operator
+        backend = operator.backend
+        backend.get_state(descriptor, namespaced=True)  # declares it
+        table = backend.table("ns:" + descriptor.name, namespaced=True)
+        key = backend.current_key
+        target = (key, operator.window)
+        for source in operator.merging:
+            value = table.pop((key, source), _MISSING)
+            if value is _MISSING:
+                continue
+            present = table.get(target, _MISSING)
+            table[target] = value if present is _MISSING else _combine(descriptor, present, value)
+
+
+def _combine(descriptor: StateDescriptor[Any], a: Any, b: Any) -> Any:
+    reduce_fn = getattr(descriptor, "reduce_fn", None)
+    if reduce_fn is not None:
+        return reduce_fn(a, b)
+    aggregate = getattr(descriptor, "aggregate_function", None)
+    if aggregate is not None:
+        return aggregate.merge(a, b)
+    if descriptor.kind == "list":
+        return [*a, *b]
+    if descriptor.kind == "map":
+        return {**a, **b}
+    return b

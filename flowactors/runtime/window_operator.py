@@ -10,9 +10,10 @@ allowed_lateness`` (its cleanup timer); elements for windows already dropped
 are late: they go to the late side output, or are counted and dropped.
 
 Merging (session) windows: the windows of a key are kept in a list; a new
-element's window merges with every window it overlaps, their contents (and the
-trigger's count state) are combined into the merged window, and the trigger is
-told ``on_merge``.
+element's window merges with every window it overlaps, their contents are
+combined into the merged window, the trigger is told ``on_merge`` (where it
+merges its own per-window state, ``ctx.merge_partitioned_state``), and then
+``clear`` for each window merged away.
 
 Tumbling event-time windows with the default trigger take a fast path that
 does not call the trigger per element: the outcome is known (register the
@@ -32,7 +33,6 @@ from flowactors.runtime.keyed import KeyedOperator
 from flowactors.runtime.operators import Collector, Timestamps, Values
 from flowactors.runtime.window_contents import WindowContents
 from flowactors.runtime.window_context import WindowContext
-from flowactors.state.descriptors import StateDescriptor
 from flowactors.time import MAX_WATERMARK
 from flowactors.windows.assigners import TimeWindow, TumblingEventTimeWindows, WindowAssigner
 from flowactors.windows.triggers import EventTimeTrigger, Trigger, TriggerResult
@@ -69,7 +69,8 @@ class WindowOperator(KeyedOperator):
         self.late_tag = late_tag
         self.keyed_output = keyed
         self.window: Any = None
-        self.trigger_states: dict[str, StateDescriptor[Any]] = {}
+        #: The windows being merged into ``window`` while the trigger's ``on_merge`` runs.
+        self.merging: list[Any] = []
         self.late_records_dropped = 0
         self.fast = (
             type(assigner) is TumblingEventTimeWindows
@@ -255,8 +256,8 @@ class WindowOperator(KeyedOperator):
             merged_windows.append(merged)
             if new_window in members:
                 target = merged
-            old = [m for m in members if m in existing]
-            if len(members) == 1 or (len(old) == 1 and old[0] == merged):
+            old = [m for m in members if m != merged and m in existing]
+            if not old:
                 continue
             combined: Any = _MISSING
             for member in old:
@@ -267,34 +268,24 @@ class WindowOperator(KeyedOperator):
                         if combined is _MISSING
                         else await self.strategy.merge(combined, content)
                     )
-                self._merge_trigger_state(key, member, merged)
+            if combined is not _MISSING:
+                self.contents[(key, merged)] = combined
+            # As in Flink: the trigger merges its state into the new window first,
+            # then forgets the windows that were merged away.
+            self.window, self.merging = merged, old
+            try:
+                self.trigger.on_merge(merged, self.wctx)
+            finally:
+                self.merging = []
+            for member in old:
                 self.window = member
                 self.trigger.clear(member, self.wctx)
                 self._delete_cleanup(key, member)
-            if combined is not _MISSING:
-                self.contents[(key, merged)] = combined
-            self.window = merged
-            self.trigger.on_merge(merged, self.wctx)
         self.sessions[key] = merged_windows
         if target is not None and self._is_window_late(target):
             self.sessions[key] = [w for w in merged_windows if w != target]
             self.contents.pop((key, target), None)
         return [target]
-
-    def _merge_trigger_state(self, key: Any, source: Any, target: Any) -> None:
-        for name, descriptor in self.trigger_states.items():
-            table = self.backend.tables.get("ns:" + name)
-            if table is None:
-                continue
-            value = table.pop((key, source), _MISSING)
-            if value is _MISSING:
-                continue
-            present = table.get((key, target), _MISSING)
-            reduce_fn = getattr(descriptor, "reduce_fn", None)
-            if present is _MISSING or reduce_fn is None:
-                table[(key, target)] = value
-            else:
-                table[(key, target)] = reduce_fn(present, value)
 
     # -- timers ------------------------------------------------------------
 

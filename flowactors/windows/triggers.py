@@ -44,6 +44,7 @@ class TriggerContext(Protocol):
     def get_current_watermark(self) -> int: ...
     def get_current_processing_time(self) -> int: ...
     def get_partitioned_state(self, descriptor: Any) -> Any: ...
+    def merge_partitioned_state(self, descriptor: Any) -> None: ...
 
 
 class Trigger(ABC):
@@ -147,7 +148,7 @@ class CountTrigger(Trigger):
         return True
 
     def on_merge(self, window: Any, ctx: TriggerContext) -> None:
-        pass  # counts of merged windows are merged by the operator's state merge
+        ctx.merge_partitioned_state(self.state)
 
     def clear(self, window: Any, ctx: TriggerContext) -> None:
         ctx.get_partitioned_state(self.state).clear()
@@ -188,13 +189,42 @@ class PurgingTrigger(Trigger):
         self.nested.clear(window, ctx)
 
 
+def _min(a: int, b: int) -> int:
+    return a if a <= b else b
+
+
 class ContinuousEventTimeTrigger(Trigger):
-    """Fires every ``interval`` of event time while the window is open, and at its end."""
+    """Fires at every multiple of ``interval`` of event time while the window is open,
+    and at the window's end (Flink's trigger of the same name).
+
+    The first element of a window arms the trigger at the next multiple of the
+    interval after its timestamp (``ts - ts % interval + interval``, never past
+    the window's end); each firing arms the next one. The one pending fire time
+    per window is kept in trigger state (``"fire-time"``, reduced with ``min``),
+    so merged session windows keep the earliest. Late elements (the window's end
+    is behind the watermark, within the allowed lateness) fire at once.
+
+    >>> from flowactors.testing import WindowOperatorTestHarness
+    >>> from flowactors.windows import TumblingEventTimeWindows
+    >>> h = WindowOperatorTestHarness(
+    ...     TumblingEventTimeWindows.of(10_000), lambda v: v[0],
+    ...     reduce=lambda a, b: (a[0], a[1] + b[1]),
+    ...     trigger=ContinuousEventTimeTrigger.of(3_000))
+    >>> h.process_element(("a", 1), 1_000)
+    >>> h.process_element(("a", 1), 2_000)
+    >>> h.process_watermark(3_000)  # the first multiple of 3 s
+    >>> h.process_element(("a", 1), 5_000)
+    >>> h.process_watermark(9_999)  # 6 s, 9 s and the window's end
+    >>> h.extract_output_values()
+    [('a', 2), ('a', 3), ('a', 3), ('a', 3)]
+    >>> h.close()
+    """
 
     def __init__(self, interval_ms: int) -> None:
         if interval_ms <= 0:
             raise ValueError("interval must be positive")
         self.interval = interval_ms
+        self.state: ReducingStateDescriptor[int] = ReducingStateDescriptor("fire-time", _min)
 
     @classmethod
     def of(cls, interval: timedelta | int) -> ContinuousEventTimeTrigger:
@@ -204,20 +234,47 @@ class ContinuousEventTimeTrigger(Trigger):
         self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
     ) -> TriggerResult:
         if window.max_timestamp() <= ctx.get_current_watermark():
-            return TriggerResult.FIRE
+            return TriggerResult.FIRE  # the window's end has passed: fire at once
         ctx.register_event_time_timer(window.max_timestamp())
-        if timestamp is not None:
-            next_fire = timestamp - timestamp % self.interval + self.interval - 1
-            ctx.register_event_time_timer(min(next_fire, window.max_timestamp()))
+        fire_time = ctx.get_partitioned_state(self.state)
+        if fire_time.get() is None:
+            if timestamp is None:
+                raise ValueError(
+                    "ContinuousEventTimeTrigger needs event timestamps: the record has none"
+                )
+            self._arm(timestamp - timestamp % self.interval, window, ctx, fire_time)
         return TriggerResult.CONTINUE
 
     def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
-        if time < window.max_timestamp():
-            ctx.register_event_time_timer(min(time + self.interval, window.max_timestamp()))
-        return TriggerResult.FIRE
+        if time == window.max_timestamp():
+            return TriggerResult.FIRE
+        fire_time = ctx.get_partitioned_state(self.state)
+        if fire_time.get() == time:
+            fire_time.clear()
+            self._arm(time, window, ctx, fire_time)
+            return TriggerResult.FIRE
+        return TriggerResult.CONTINUE  # e.g. the cleanup timer after the allowed lateness
+
+    def _arm(self, time: int, window: Any, ctx: TriggerContext, fire_time: Any) -> None:
+        next_fire = min(time + self.interval, window.max_timestamp())
+        fire_time.add(next_fire)
+        ctx.register_event_time_timer(next_fire)
+
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        ctx.merge_partitioned_state(self.state)
+        next_fire = ctx.get_partitioned_state(self.state).get()
+        if next_fire is not None:
+            ctx.register_event_time_timer(next_fire)
 
     def clear(self, window: Any, ctx: TriggerContext) -> None:
-        ctx.delete_event_time_timer(window.max_timestamp())
+        fire_time = ctx.get_partitioned_state(self.state)
+        pending = fire_time.get()
+        if pending is not None:
+            ctx.delete_event_time_timer(pending)
+            fire_time.clear()
 
 
 class NeverTrigger(Trigger):
