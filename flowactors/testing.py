@@ -45,6 +45,7 @@ from flowactors.runtime.operators import (
 from flowactors.runtime.two_input import CO_PROCESS, CoOperator
 from flowactors.runtime.window_contents import (
     AggregateContents,
+    EvictingContents,
     ListContents,
     ReduceContents,
     WindowContents,
@@ -53,6 +54,7 @@ from flowactors.runtime.window_operator import WindowOperator
 from flowactors.time import to_millis
 from flowactors.time.clock import ManualProcessingTimeService
 from flowactors.windows.assigners import WindowAssigner
+from flowactors.windows.evictors import Evictor
 from flowactors.windows.triggers import Trigger
 
 R = TypeVar("R")
@@ -287,7 +289,8 @@ class KeyedTwoInputStreamOperatorTestHarness(_Harness):
 
 class WindowOperatorTestHarness(KeyedOneInputStreamOperatorTestHarness):
     """A keyed window operator: give exactly one of ``reduce``, ``aggregate`` or ``process``
-    (with ``window_fn`` for the first two, as on ``WindowedStream``)."""
+    (with ``window_fn`` for the first two, as on ``WindowedStream``), and optionally a
+    ``trigger``, an ``evictor``, ``allowed_lateness`` and a ``late_data`` tag."""
 
     def __init__(
         self,
@@ -299,6 +302,7 @@ class WindowOperatorTestHarness(KeyedOneInputStreamOperatorTestHarness):
         process: Any = None,
         window_fn: Any = None,
         trigger: Trigger | None = None,
+        evictor: Evictor | None = None,
         allowed_lateness: timedelta | int = 0,
         late_data: Any = None,
         **kwargs: Any,
@@ -312,6 +316,8 @@ class WindowOperatorTestHarness(KeyedOneInputStreamOperatorTestHarness):
             contents = AggregateContents(aggregate)
         else:
             contents, window_fn = ListContents(), process
+        if evictor is not None:
+            contents = EvictingContents(contents, evictor)
         op = WindowOperator(
             key_selector,
             assigner,

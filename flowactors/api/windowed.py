@@ -24,6 +24,7 @@ from flowactors.errors import InvalidGraphError
 from flowactors.runtime.graph import Input, Transformation
 from flowactors.runtime.window_contents import (
     AggregateContents,
+    EvictingContents,
     ListContents,
     ReduceContents,
     WindowContents,
@@ -32,6 +33,7 @@ from flowactors.runtime.window_operator import WindowOperator
 from flowactors.runtime.writer import Partitioning, PartitionSpec
 from flowactors.time import to_millis
 from flowactors.windows.assigners import WindowAssigner
+from flowactors.windows.evictors import Evictor
 from flowactors.windows.triggers import Trigger
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ class _Windowed(Generic[T]):
         self._trigger: Trigger | None = None
         self._lateness = 0
         self._late_tag: Any = None
+        self._evictor: Evictor | None = None
 
     def trigger(self, trigger: Trigger) -> _Windowed[T]:
         """Replace the assigner's default trigger."""
@@ -78,6 +81,27 @@ class _Windowed(Generic[T]):
         if ms < 0:
             raise InvalidGraphError(f"allowed lateness must be >= 0, got {ms} ms")
         self._lateness = ms
+        return self
+
+    def evictor(self, evictor: Evictor) -> _Windowed[T]:
+        """Remove elements from each window before or after its function runs.
+
+        The window then keeps its elements even for ``reduce`` and ``aggregate``
+        (the function is applied to what the evictor leaves when the window fires).
+
+        >>> import asyncio
+        >>> from flowactors import StreamExecutionEnvironment
+        >>> from flowactors.windows import CountEvictor, CountTrigger, GlobalWindows
+        >>> env = StreamExecutionEnvironment()
+        >>> last_two = (env.from_collection([1, 2, 3, 4]).key_by(lambda v: 0)
+        ...     .window(GlobalWindows.create()).trigger(CountTrigger.of(1))
+        ...     .evictor(CountEvictor.of(2)).reduce(lambda a, b: a + b))
+        >>> asyncio.run(last_two.execute_and_collect())
+        [1, 3, 5, 7]
+        """
+        if not isinstance(evictor, Evictor):
+            raise InvalidGraphError(f"evictor() needs an Evictor, got {evictor!r}")
+        self._evictor = evictor
         return self
 
     def side_output_late_data(self, tag: OutputTag[T]) -> _Windowed[T]:
@@ -102,11 +126,21 @@ class _Windowed(Generic[T]):
                 raise InvalidGraphError(
                     f"{type(trigger).__name__} cannot be used with merging (session) windows"
                 )
-            if contents is AggregateContents and type(fn).merge is _base_merge():
+            if (
+                contents is AggregateContents
+                and self._evictor is None
+                and type(fn).merge is _base_merge()
+            ):
                 raise InvalidGraphError(
                     "session windows merge accumulators: the AggregateFunction needs merge()"
                 )
         key, assigner, trigger = self._key_selector, self._assigner, self._trigger
+        evictor = self._evictor
+
+        def make_contents() -> WindowContents:
+            inner = contents(make_fn())
+            return inner if evictor is None else EvictingContents(inner, evictor)
+
         lateness, late_tag, keyed = self._lateness, self._late_tag, self._keyed
         t = Transformation(
             name,
@@ -114,7 +148,7 @@ class _Windowed(Generic[T]):
                 key,
                 assigner,
                 trigger,
-                contents(make_fn()),
+                make_contents(),
                 make_window_fn(),
                 lateness,
                 late_tag,

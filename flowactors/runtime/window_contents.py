@@ -8,7 +8,10 @@ once, when the operator is built, by picking one strategy:
 
 * :class:`ReduceContents`: the running value of a reduce function;
 * :class:`AggregateContents`: the accumulator of an ``AggregateFunction``;
-* :class:`ListContents`: every element, for a ``ProcessWindowFunction``.
+* :class:`ListContents`: every element, for a ``ProcessWindowFunction``;
+* :class:`EvictingContents`: every element with its timestamp, for any window
+  with an evictor (wrapping one of the above, which summarizes what the
+  evictor leaves).
 
 Invariant (copy-on-write): while a snapshot is in flight
 (``backend.snapshots_in_flight``) the snapshot holds references to the stored
@@ -29,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowactors.runtime.operators import is_async_callable
+from flowactors.windows.evictors import Evictor, EvictorContext, TimestampedValue
 
 _MISSING: Any = object()
 
@@ -177,3 +181,70 @@ class ListContents(WindowContents):
 
     async def summarize(self, values: list[Any]) -> list[Any]:
         return values
+
+
+class EvictingContents(WindowContents):
+    """Every element with its timestamp, for a window with an evictor.
+
+    The evictor sees the elements when the window fires; ``inner`` (the
+    strategy the function alone would use) turns what remains into the window
+    function's input, as Flink's ``EvictingWindowOperator`` does.
+    """
+
+    def __init__(self, inner: WindowContents, evictor: Evictor) -> None:
+        self.inner = inner
+        self.evictor = evictor
+        self.function = inner.function
+
+    def open(self, backend: Any) -> None:
+        super().open(backend)
+        self.inner.open(backend)
+        self.is_async = self.inner.is_async
+
+    async def add(
+        self, table: Any, slot: tuple[Any, Any], value: Any, timestamp: int | None
+    ) -> None:
+        record = TimestampedValue(value, timestamp)
+        records = table.get(slot)
+        if records is None:
+            table[slot] = [record]
+        elif self.backend.snapshots_in_flight:
+            table[slot] = [*records, record]
+        else:
+            records.append(record)
+            table[slot] = records  # a no-op in memory; stores it on disk
+
+    async def merge(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def window_input(self, entry: Any) -> list[Any]:
+        return [record.value for record in entry]
+
+    async def summarize(self, values: list[Any]) -> list[Any]:
+        return await self.inner.summarize(values)
+
+    def evict_before(
+        self, table: Any, slot: tuple[Any, Any], window: Any, ctx: EvictorContext
+    ) -> list[TimestampedValue] | None:
+        """The window's elements after ``evict_before`` (a new list), or None if it has none."""
+        stored = table.get(slot)
+        if stored is None:
+            return None
+        records = list(stored)  # never the stored list: a snapshot may hold it
+        self.evictor.evict_before(records, len(records), window, ctx)
+        return records
+
+    def evict_after(
+        self,
+        table: Any,
+        slot: tuple[Any, Any],
+        records: list[TimestampedValue],
+        window: Any,
+        ctx: EvictorContext,
+    ) -> None:
+        """Run ``evict_after`` and keep what remains as the window's elements."""
+        self.evictor.evict_after(records, len(records), window, ctx)
+        if records:
+            table[slot] = records
+        else:
+            table.pop(slot, None)

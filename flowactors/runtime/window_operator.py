@@ -31,7 +31,7 @@ from typing import Any
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.keyed import KeyedOperator
 from flowactors.runtime.operators import Collector, Timestamps, Values
-from flowactors.runtime.window_contents import WindowContents
+from flowactors.runtime.window_contents import EvictingContents, WindowContents
 from flowactors.runtime.window_context import WindowContext
 from flowactors.time import MAX_WATERMARK
 from flowactors.windows.assigners import TimeWindow, TumblingEventTimeWindows, WindowAssigner
@@ -63,6 +63,7 @@ class WindowOperator(KeyedOperator):
                 f"{type(self.trigger).__name__} cannot be used with merging (session) windows"
             )
         self.strategy = contents
+        self.evicting = contents if isinstance(contents, EvictingContents) else None
         self.fn = contents.function
         self.window_fn = window_fn
         self.lateness = allowed_lateness_ms
@@ -343,22 +344,39 @@ class WindowOperator(KeyedOperator):
     # -- output ------------------------------------------------------------
 
     async def _fire(self, key: Any, window: Any) -> None:
+        if self.evicting is not None:
+            await self._fire_evicting(key, window, self.evicting)
+            return
         content = self.contents.get((key, window), _MISSING)
         if content is _MISSING:
             return
-        elements = self.strategy.window_input(content)
+        r = self._apply(key, window, self.strategy.window_input(content))
+        if r is not None and inspect.isawaitable(r):
+            await r
+
+    async def _fire_evicting(self, key: Any, window: Any, evicting: EvictingContents) -> None:
+        slot = (key, window)
+        records = evicting.evict_before(self.contents, slot, window, self.wctx)
+        if records is None:
+            return
+        elements = await evicting.summarize([record.value for record in records])
+        r = self._apply(key, window, elements)
+        if r is not None and inspect.isawaitable(r):
+            await r
+        evicting.evict_after(self.contents, slot, records, window, self.wctx)
+
+    def _apply(self, key: Any, window: Any, elements: list[Any]) -> Any:
+        """Hand a firing window's input to the window function (or straight to the output);
+        returns what the function returned (maybe an awaitable)."""
         out = self.collector
         out.timestamp = window.max_timestamp()
         if self.process_fn is None:
             for element in elements:
                 out.collect(element)
-            return
+            return None
         if self.keyed_output:
-            r = self.process_fn(key, self.wctx, elements, out)
-        else:
-            r = self.process_fn(self.wctx, elements, out)
-        if r is not None and inspect.isawaitable(r):
-            await r
+            return self.process_fn(key, self.wctx, elements, out)
+        return self.process_fn(self.wctx, elements, out)
 
     async def _emit(self) -> None:
         await self.emit_collected(self.collector, self.side)

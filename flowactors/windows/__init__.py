@@ -19,6 +19,14 @@ from flowactors.windows.assigners import (
     TumblingProcessingTimeWindows,
     WindowAssigner,
 )
+from flowactors.windows.evictors import (
+    CountEvictor,
+    DeltaEvictor,
+    Evictor,
+    EvictorContext,
+    TimeEvictor,
+    TimestampedValue,
+)
 from flowactors.windows.triggers import (
     ContinuousEventTimeTrigger,
     CountTrigger,
@@ -32,11 +40,15 @@ from flowactors.windows.triggers import (
 )
 
 __all__ = [
-    "GLOBAL_WINDOW",
     "ContinuousEventTimeTrigger",
+    "CountEvictor",
     "CountTrigger",
+    "DeltaEvictor",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
+    "Evictor",
+    "EvictorContext",
+    "GLOBAL_WINDOW",
     "GlobalWindow",
     "GlobalWindows",
     "NeverTrigger",
@@ -45,9 +57,11 @@ __all__ = [
     "PurgingTrigger",
     "SlidingEventTimeWindows",
     "SlidingProcessingTimeWindows",
+    "TimeEvictor",
     "TimeWindow",
-    "TriggerContext",
+    "TimestampedValue",
     "Trigger",
+    "TriggerContext",
     "TriggerResult",
     "TumblingEventTimeWindows",
     "TumblingProcessingTimeWindows",
