@@ -224,14 +224,33 @@ class GlobalWindows(WindowAssigner):
 
     is_event_time = False
 
+    def __init__(self, end_of_stream: bool = False) -> None:
+        self.end_of_stream = end_of_stream
+
     @classmethod
     def create(cls) -> GlobalWindows:
         return cls()
+
+    @classmethod
+    def create_with_end_of_stream_trigger(cls) -> GlobalWindows:
+        """One window per key that fires once, when a bounded input ends (at the final
+        watermark): a keyed "aggregate everything" for batch-style jobs.
+
+        >>> import asyncio
+        >>> from flowactors import StreamExecutionEnvironment
+        >>> env = StreamExecutionEnvironment()
+        >>> totals = (env.from_collection([("a", 1), ("b", 2), ("a", 3)]).key_by(lambda e: e[0])
+        ...     .window(GlobalWindows.create_with_end_of_stream_trigger())
+        ...     .reduce(lambda x, y: (x[0], x[1] + y[1])))
+        >>> sorted(asyncio.run(totals.execute_and_collect()))
+        [('a', 4), ('b', 2)]
+        """
+        return cls(end_of_stream=True)
 
     def assign_windows(self, element: Any, timestamp: int | None, now: int) -> list[Any]:
         return [GLOBAL_WINDOW]
 
     def default_trigger(self) -> Any:
-        from flowactors.windows.triggers import NeverTrigger
+        from flowactors.windows.triggers import EndOfStreamTrigger, NeverTrigger
 
-        return NeverTrigger()
+        return EndOfStreamTrigger() if self.end_of_stream else NeverTrigger()

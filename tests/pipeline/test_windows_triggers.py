@@ -8,7 +8,11 @@ import pytest
 
 from flowactors import StreamExecutionEnvironment
 from flowactors.api.datastream import DataStream
-from flowactors.windows import ContinuousEventTimeTrigger, EventTimeSessionWindows
+from flowactors.windows import (
+    ContinuousEventTimeTrigger,
+    EventTimeSessionWindows,
+    GlobalWindows,
+)
 from tests.pipeline.test_event_time import Scripted, one_by_one, punctuated
 
 
@@ -56,3 +60,20 @@ async def test_continuous_event_time_trigger_on_session_windows(parallelism: int
     results = by_key(await sums.execute_and_collect())
     # the end of input fires a's last session at 24, 28 and its end 29
     assert results == {"a": [3, 3, 3, 4, 4, 4], "b": [30, 30, 30, 30]}
+
+
+@pytest.mark.parametrize("parallelism", [1, 4])
+async def test_global_windows_with_end_of_stream_trigger_fire_once_per_key(
+    parallelism: int,
+) -> None:
+    env = StreamExecutionEnvironment(parallelism=parallelism)
+    events = [Event(f"k{i % 5}", i, i) for i in range(100)]
+    totals = (
+        env.from_collection(events)
+        .key_by(lambda e: e.key)
+        .window(GlobalWindows.create_with_end_of_stream_trigger())
+        .reduce(add)
+        .map(lambda e: (e.key, e.value))
+    )
+    results = await totals.execute_and_collect()
+    assert sorted(results) == [(f"k{k}", sum(range(k, 100, 5))) for k in range(5)]
