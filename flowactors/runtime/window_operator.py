@@ -56,7 +56,8 @@ class WindowOperator(KeyedOperator):
         keyed: bool,
     ) -> None:
         super().__init__(key_selector)
-        self.assigner = assigner
+        # A copy per subtask: an assigner may keep per-subtask state (a stagger offset).
+        self.assigner = copy.copy(assigner)
         self.trigger: Trigger = trigger if trigger is not None else assigner.default_trigger()
         if assigner.merging and not self.trigger.can_merge():
             raise TypeError(

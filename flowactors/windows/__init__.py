@@ -8,6 +8,8 @@
 
 from flowactors.windows.assigners import (
     GLOBAL_WINDOW,
+    DynamicEventTimeSessionWindows,
+    DynamicProcessingTimeSessionWindows,
     EventTimeSessionWindows,
     GlobalWindow,
     GlobalWindows,
@@ -18,6 +20,7 @@ from flowactors.windows.assigners import (
     TumblingEventTimeWindows,
     TumblingProcessingTimeWindows,
     WindowAssigner,
+    WindowStagger,
 )
 from flowactors.windows.evictors import (
     CountEvictor,
@@ -48,6 +51,8 @@ __all__ = [
     "CountEvictor",
     "CountTrigger",
     "DeltaEvictor",
+    "DynamicEventTimeSessionWindows",
+    "DynamicProcessingTimeSessionWindows",
     "EndOfStreamTrigger",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
@@ -72,4 +77,5 @@ __all__ = [
     "TumblingEventTimeWindows",
     "TumblingProcessingTimeWindows",
     "WindowAssigner",
+    "WindowStagger",
 ]
