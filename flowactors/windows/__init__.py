@@ -1,4 +1,8 @@
-"""Windows: assigners, window types and triggers.
+"""Windows: assigners and window types, triggers, evictors.
+
+Assigners say which windows an element belongs to (tumbling, sliding, session
+with a fixed or dynamic gap, global), triggers when a window fires, evictors
+which elements it keeps; all follow Flink's classes of the same names.
 
 >>> from datetime import timedelta
 >>> from flowactors.windows import TumblingEventTimeWindows
