@@ -37,11 +37,19 @@ from flowactors.runtime.keyed import KeyedOperator, KeyedProcessOperator
 from flowactors.runtime.operators import Output, StreamOperator, Timestamps, Values
 from flowactors.runtime.stateless import ProcessOperator
 from flowactors.runtime.two_input import CO_PROCESS, CoOperator
-from flowactors.runtime.window_operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
+from flowactors.runtime.window_contents import (
+    AggregateContents,
+    EvictingContents,
+    ListContents,
+    ReduceContents,
+    WindowContents,
+)
+from flowactors.runtime.window_operator import WindowOperator
 from flowactors.state.keygroups import DEFAULT_MAX_PARALLELISM
 from flowactors.time import to_millis
 from flowactors.time.clock import ManualProcessingTimeService
 from flowactors.windows.assigners import WindowAssigner
+from flowactors.windows.evictors import Evictor
 from flowactors.windows.triggers import Trigger
 
 R = TypeVar("R")
@@ -276,7 +284,8 @@ class KeyedTwoInputStreamOperatorTestHarness(_Harness):
 
 class WindowOperatorTestHarness(KeyedOneInputStreamOperatorTestHarness):
     """A keyed window operator: give exactly one of ``reduce``, ``aggregate`` or ``process``
-    (with ``window_fn`` for the first two, as on ``WindowedStream``)."""
+    (with ``window_fn`` for the first two, as on ``WindowedStream``), and optionally a
+    ``trigger``, an ``evictor``, ``allowed_lateness`` and a ``late_data`` tag."""
 
     def __init__(
         self,
@@ -288,27 +297,45 @@ class WindowOperatorTestHarness(KeyedOneInputStreamOperatorTestHarness):
         process: Any = None,
         window_fn: Any = None,
         trigger: Trigger | None = None,
+        evictor: Evictor | None = None,
         allowed_lateness: timedelta | int = 0,
         late_data: Any = None,
         **kwargs: Any,
     ) -> None:
-        given = [(REDUCE, reduce), (AGGREGATE, aggregate), (PROCESS, process)]
-        chosen = [(k, f) for k, f in given if f is not None]
-        if len(chosen) != 1:
+        if sum(f is not None for f in (reduce, aggregate, process)) != 1:
             raise ValueError("give exactly one of reduce=, aggregate= or process=")
-        kind, fn = chosen[0]
+        contents: WindowContents
+        if reduce is not None:
+            contents = ReduceContents(reduce)
+        elif aggregate is not None:
+            contents = AggregateContents(aggregate)
+        else:
+            contents, window_fn = ListContents(), process
+        if evictor is not None:
+            contents = EvictingContents(contents, evictor)
         op = WindowOperator(
             key_selector,
             assigner,
             trigger,
-            kind,
-            None if kind == PROCESS else fn,
-            fn if kind == PROCESS else window_fn,
+            contents,
+            window_fn,
             to_millis(allowed_lateness),
             late_data,
             keyed=True,
         )
         super().__init__(op, key_selector, **kwargs)
+
+    def num_event_time_timers(self, window: Any = None) -> int:
+        """Event-time timers, or only those of ``window`` (trigger and cleanup timers)."""
+        if window is None:
+            return super().num_event_time_timers()
+        return sum(1 for _, (_, w) in self._keyed().timers.event.live if w == window)
+
+    def num_processing_time_timers(self, window: Any = None) -> int:
+        """Processing-time timers, or only those of ``window``."""
+        if window is None:
+            return super().num_processing_time_timers()
+        return sum(1 for _, (_, w) in self._keyed().timers.processing.live if w == window)
 
 
 __all__ = [

@@ -27,6 +27,7 @@ from flowactors.time import to_millis
 
 if TYPE_CHECKING:
     from flowactors.api.datastream import DataStream, KeyedStream
+    from flowactors.api.functions import OutputTag
 
 T1 = TypeVar("T1")
 T2 = TypeVar("T2")
@@ -125,6 +126,7 @@ class IntervalJoined(Generic[T1, T2]):
         self._upper = upper
         self._lower_inclusive = True
         self._upper_inclusive = True
+        self._late_tags: tuple[Any, Any] = (None, None)
 
     def lower_bound_exclusive(self) -> IntervalJoined[T1, T2]:
         self._lower_inclusive = False
@@ -132,6 +134,26 @@ class IntervalJoined(Generic[T1, T2]):
 
     def upper_bound_exclusive(self) -> IntervalJoined[T1, T2]:
         self._upper_inclusive = False
+        return self
+
+    def side_output_left_late_data(self, tag: OutputTag[T1]) -> IntervalJoined[T1, T2]:
+        """Send left elements that arrive behind the watermark to ``tag`` instead of
+        dropping them (read them with ``joined.get_side_output(tag)``).
+
+        >>> from flowactors import OutputTag
+        >>> late_clicks = OutputTag("late-clicks")
+        >>> # joined = (clicks.key_by(user).interval_join(views.key_by(user))
+        >>> #           .between(-5_000, 0).side_output_left_late_data(late_clicks)
+        >>> #           .process(MatchClicks()))
+        >>> # joined.get_side_output(late_clicks): the clicks that came too late to join
+        """
+        self._late_tags = (tag, self._late_tags[1])
+        return self
+
+    def side_output_right_late_data(self, tag: OutputTag[T2]) -> IntervalJoined[T1, T2]:
+        """Send right elements that arrive behind the watermark to ``tag`` instead of
+        dropping them."""
+        self._late_tags = (self._late_tags[0], tag)
         return self
 
     def process(self, fn: Any) -> DataStream[Any]:
@@ -146,7 +168,10 @@ class IntervalJoined(Generic[T1, T2]):
         )
         make = per_subtask(fn)
         lo, hi, li, ui = self._lower, self._upper, self._lower_inclusive, self._upper_inclusive
+        late = self._late_tags
         t = Transformation(
-            "IntervalJoin", lambda: IntervalJoinOperator(make(), keys, lo, hi, li, ui), inputs
+            "IntervalJoin",
+            lambda: IntervalJoinOperator(make(), keys, lo, hi, li, ui, late),
+            inputs,
         )
         return self._left._derive(t)

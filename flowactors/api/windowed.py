@@ -24,10 +24,18 @@ from flowactors.api.aggregations import Aggregation, field_aggregation
 from flowactors.api.functions import AggregateFunction, OutputTag, per_subtask
 from flowactors.errors import InvalidGraphError
 from flowactors.runtime.graph import Input, Transformation
-from flowactors.runtime.window_operator import AGGREGATE, PROCESS, REDUCE, WindowOperator
+from flowactors.runtime.window_contents import (
+    AggregateContents,
+    EvictingContents,
+    ListContents,
+    ReduceContents,
+    WindowContents,
+)
+from flowactors.runtime.window_operator import WindowOperator
 from flowactors.runtime.writer import Partitioning, PartitionSpec
 from flowactors.time import to_millis
 from flowactors.windows.assigners import WindowAssigner
+from flowactors.windows.evictors import Evictor
 from flowactors.windows.triggers import Trigger
 
 if TYPE_CHECKING:
@@ -61,6 +69,7 @@ class _Windowed(Generic[T]):
         self._trigger: Trigger | None = None
         self._lateness = 0
         self._late_tag: Any = None
+        self._evictor: Evictor | None = None
 
     def trigger(self, trigger: Trigger) -> _Windowed[T]:
         """Replace the assigner's default trigger."""
@@ -75,12 +84,39 @@ class _Windowed(Generic[T]):
         self._lateness = ms
         return self
 
+    def evictor(self, evictor: Evictor) -> _Windowed[T]:
+        """Remove elements from each window before or after its function runs.
+
+        The window then keeps its elements even for ``reduce`` and ``aggregate``
+        (the function is applied to what the evictor leaves when the window fires).
+
+        >>> import asyncio
+        >>> from flowactors import StreamExecutionEnvironment
+        >>> from flowactors.windows import CountEvictor, CountTrigger, GlobalWindows
+        >>> env = StreamExecutionEnvironment()
+        >>> last_two = (env.from_collection([1, 2, 3, 4]).key_by(lambda v: 0)
+        ...     .window(GlobalWindows.create()).trigger(CountTrigger.of(1))
+        ...     .evictor(CountEvictor.of(2)).reduce(lambda a, b: a + b))
+        >>> asyncio.run(last_two.execute_and_collect())
+        [1, 3, 5, 7]
+        """
+        if not isinstance(evictor, Evictor):
+            raise InvalidGraphError(f"evictor() needs an Evictor, got {evictor!r}")
+        self._evictor = evictor
+        return self
+
     def side_output_late_data(self, tag: OutputTag[T]) -> _Windowed[T]:
         """Send elements that arrive after their windows were dropped to ``tag``."""
         self._late_tag = tag
         return self
 
-    def _build(self, name: str, kind: str, fn: Any, window_fn: Any) -> DataStream[Any]:
+    def _build(
+        self,
+        name: str,
+        contents: Callable[[Any], WindowContents],
+        fn: Any,
+        window_fn: Any,
+    ) -> DataStream[Any]:
         make_fn = per_subtask(fn)
         make_window_fn = per_subtask(window_fn)
         if self._assigner.merging:
@@ -89,11 +125,21 @@ class _Windowed(Generic[T]):
                 raise InvalidGraphError(
                     f"{type(trigger).__name__} cannot be used with merging (session) windows"
                 )
-            if kind == AGGREGATE and type(fn).merge is AggregateFunction.merge:
+            if (
+                contents is AggregateContents
+                and self._evictor is None
+                and type(fn).merge is AggregateFunction.merge
+            ):
                 raise InvalidGraphError(
                     "session windows merge accumulators: the AggregateFunction needs merge()"
                 )
         key, assigner, trigger = self._key_selector, self._assigner, self._trigger
+        evictor = self._evictor
+
+        def make_contents() -> WindowContents:
+            inner = contents(make_fn())
+            return inner if evictor is None else EvictingContents(inner, evictor)
+
         lateness, late_tag, keyed = self._lateness, self._late_tag, self._keyed
         t = Transformation(
             name,
@@ -101,8 +147,7 @@ class _Windowed(Generic[T]):
                 key,
                 assigner,
                 trigger,
-                kind,
-                make_fn(),
+                make_contents(),
                 make_window_fn(),
                 lateness,
                 late_tag,
@@ -116,15 +161,15 @@ class _Windowed(Generic[T]):
     def reduce(self, fn: Callable[[T, T], T] | Any, window_fn: Any = None) -> DataStream[Any]:
         """Reduce each window incrementally; ``window_fn`` (a ProcessWindowFunction)
         then gets the one result with the window."""
-        return self._build("Window(Reduce)", REDUCE, fn, window_fn)
+        return self._build("Window(Reduce)", ReduceContents, fn, window_fn)
 
     def aggregate(self, fn: Any, window_fn: Any = None) -> DataStream[Any]:
         """Aggregate each window incrementally with an ``AggregateFunction``."""
-        return self._build("Window(Aggregate)", AGGREGATE, fn, window_fn)
+        return self._build("Window(Aggregate)", AggregateContents, fn, window_fn)
 
     def process(self, fn: Any) -> DataStream[Any]:
         """Keep every element; ``fn.process(...)`` sees them all when the window fires."""
-        return self._build("Window(Process)", PROCESS, None, fn)
+        return self._build("Window(Process)", lambda _: ListContents(), None, fn)
 
     def sum(self, field: int | str) -> DataStream[T]:
         return self._aggregate("sum", field)

@@ -214,17 +214,23 @@ class UserFunctionOperator(StreamOperator):
         self.is_async = is_async_callable(self.call)
 
     async def open(self) -> None:
-        opener = getattr(self.fn, "open", None)
-        if opener is not None and callable(opener) and not inspect.isfunction(self.fn):
-            try:
-                await resolve(opener(RuntimeContext(self.ctx)))
-            except Exception as exc:
-                raise self.failure(exc) from exc
+        with self.attributing_failures():
+            await open_function(self.fn, self.ctx)
 
     async def close(self) -> None:
-        closer = getattr(self.fn, "close", None)
-        if closer is not None and callable(closer) and not inspect.isfunction(self.fn):
-            try:
-                await resolve(closer())
-            except Exception as exc:
-                raise self.failure(exc) from exc
+        with self.attributing_failures():
+            await close_function(self.fn)
+
+
+async def open_function(fn: Any, ctx: OperatorContext) -> None:
+    """``fn.open(runtime_context)`` of a function object (plain functions have none)."""
+    opener = getattr(fn, "open", None)
+    if opener is not None and callable(opener) and not inspect.isfunction(fn):
+        await resolve(opener(RuntimeContext(ctx)))
+
+
+async def close_function(fn: Any) -> None:
+    """``fn.close()`` of a function object."""
+    closer = getattr(fn, "close", None)
+    if closer is not None and callable(closer) and not inspect.isfunction(fn):
+        await resolve(closer())

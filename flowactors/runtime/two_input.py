@@ -163,7 +163,8 @@ class IntervalJoinOperator(TwoInputs, KeyedOperator, UserFunctionOperator):
     ``l.ts + lower <= r.ts <= l.ts + upper`` (bounds optionally exclusive).
 
     Each side's elements are buffered per key and timestamp until the watermark
-    makes a match impossible; elements behind the watermark are late and dropped.
+    makes a match impossible; elements behind the watermark are late: they go to
+    that side's late-data tag if it has one, and are counted and dropped otherwise.
     """
 
     method_name = "process_element"
@@ -176,8 +177,10 @@ class IntervalJoinOperator(TwoInputs, KeyedOperator, UserFunctionOperator):
         upper: int,
         lower_inclusive: bool,
         upper_inclusive: bool,
+        late_tags: tuple[Any, Any] = (None, None),
     ) -> None:
         UserFunctionOperator.__init__(self, fn)
+        self.late_tags = late_tags
         self.key_selectors = key_selectors
         self.key_selector = key_selectors[0]
         self.lower = lower if lower_inclusive else lower + 1
@@ -208,12 +211,16 @@ class IntervalJoinOperator(TwoInputs, KeyedOperator, UserFunctionOperator):
         # For a left element at t, right partners lie in [t + lower, t + upper];
         # for a right element at t, left partners lie in [t - upper, t - lower].
         lo, hi = (self.lower, self.upper) if side == 0 else (-self.upper, -self.lower)
+        late_tag = self.late_tags[side]
         try:
             for v, t, k in zip(values, timestamps, keys):
                 if t is None:
                     raise ValueError("interval_join needs event timestamps on both inputs")
                 if t < watermark:
-                    self.late_records_dropped += 1
+                    if late_tag is None:
+                        self.late_records_dropped += 1
+                    else:
+                        self.side.add(late_tag, v, t)
                     continue
                 self.backend.current_key = k
                 by_time = mine.get(k)

@@ -1,17 +1,19 @@
 """The window operator: keyed window contents, triggers, lateness, merging sessions.
 
-Window contents live in keyed state keyed by ``(key, window)``: the running
-value for ``reduce``, the accumulator for ``aggregate``, the element list for
-``process``. Triggers decide when a window fires; their timers are keyed
-timers whose namespace is the window. An event-time window is dropped once the
-watermark passes ``max_timestamp + allowed_lateness`` (its cleanup timer);
-elements for windows already dropped are late: they go to the late side
-output, or are counted and dropped.
+Window contents live in keyed state keyed by ``(key, window)``; what an entry
+is (running value, accumulator, element list) is the business of the
+operator's :class:`~flowactors.runtime.window_contents.WindowContents`
+strategy, chosen when the operator is built. Triggers decide when a window
+fires; their timers are keyed timers whose namespace is the window. An
+event-time window is dropped once the watermark passes ``max_timestamp +
+allowed_lateness`` (its cleanup timer); elements for windows already dropped
+are late: they go to the late side output, or are counted and dropped.
 
 Merging (session) windows: the windows of a key are kept in a list; a new
-element's window merges with every window it overlaps, their contents (and the
-trigger's count state) are combined into the merged window, and the trigger is
-told ``on_merge``.
+element's window merges with every window it overlaps, their contents are
+combined into the merged window, the trigger is told ``on_merge`` (where it
+merges its own per-window state, ``ctx.merge_partitioned_state``), and then
+``clear`` for each window merged away.
 
 Tumbling event-time windows with the default trigger take a fast path that
 does not call the trigger per element: the outcome is known (register the
@@ -21,139 +23,62 @@ window's end timer once; fire at once if the element is late but allowed).
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Callable
 from itertools import repeat
 from typing import Any
 
 from flowactors.runtime.collector import Collector
 from flowactors.runtime.context import OperatorContext
+from flowactors.runtime.invoke import resolve
 from flowactors.runtime.keyed import KeyedOperator
-from flowactors.runtime.operators import Timestamps, Values, is_async_callable
-from flowactors.state.descriptors import StateDescriptor
+from flowactors.runtime.operators import Timestamps, Values, close_function, open_function
+from flowactors.runtime.window_contents import EvictingContents, WindowContents
+from flowactors.runtime.window_context import WindowContext
 from flowactors.time import MAX_WATERMARK
 from flowactors.windows.assigners import TimeWindow, TumblingEventTimeWindows, WindowAssigner
 from flowactors.windows.triggers import EventTimeTrigger, Trigger, TriggerResult
 
 _MISSING: Any = object()
 
-REDUCE = "reduce"
-AGGREGATE = "aggregate"
-PROCESS = "process"
-
-
-class _WindowStore:
-    """``window_state()`` / ``global_state()`` of a ProcessWindowFunction's context."""
-
-    def __init__(self, operator: WindowOperator, namespaced: bool) -> None:
-        self._operator = operator
-        self._namespaced = namespaced
-
-    def _get(self, descriptor: StateDescriptor[Any]) -> Any:
-        handle = self._operator.backend.get_state(descriptor, namespaced=self._namespaced)
-        if self._namespaced:
-            handle.set_namespace(self._operator.window)
-        return handle
-
-    get_state = _get
-    get_list_state = _get
-    get_map_state = _get
-    get_reducing_state = _get
-    get_aggregating_state = _get
-
-
-class WindowContext:
-    """The ``context`` of ``ProcessWindowFunction.process`` and the trigger context."""
-
-    def __init__(self, operator: WindowOperator) -> None:
-        self._operator = operator
-        self._window_state = _WindowStore(operator, namespaced=True)
-        self._global_state = _WindowStore(operator, namespaced=False)
-
-    # ProcessWindowFunction.Context
-    @property
-    def window(self) -> Any:
-        return self._operator.window
-
-    def current_watermark(self) -> int:
-        return self._operator.timers.current_watermark
-
-    def current_processing_time(self) -> int:
-        return self._operator.ctx.processing_time.now()
-
-    def window_state(self) -> _WindowStore:
-        """Keyed state scoped to this key and this window (cleared with ``clear``)."""
-        return self._window_state
-
-    def global_state(self) -> _WindowStore:
-        """Keyed state of this key across all its windows."""
-        return self._global_state
-
-    def output(self, tag: Any, value: Any) -> None:
-        self._operator.side.add(tag, value, self._operator.window.max_timestamp())
-
-    # Trigger context
-    def _timer_key(self) -> tuple[Any, Any]:
-        return (self._operator.backend.current_key, self._operator.window)
-
-    def register_event_time_timer(self, timestamp: int) -> None:
-        self._operator.timers.register_event_time_timer(self._timer_key(), timestamp)
-
-    def delete_event_time_timer(self, timestamp: int) -> None:
-        self._operator.timers.delete_event_time_timer(self._timer_key(), timestamp)
-
-    def register_processing_time_timer(self, timestamp: int) -> None:
-        self._operator.timers.register_processing_time_timer(self._timer_key(), timestamp)
-
-    def delete_processing_time_timer(self, timestamp: int) -> None:
-        self._operator.timers.delete_processing_time_timer(self._timer_key(), timestamp)
-
-    def get_current_watermark(self) -> int:
-        return self._operator.timers.current_watermark
-
-    def get_current_processing_time(self) -> int:
-        return self._operator.ctx.processing_time.now()
-
-    def get_partitioned_state(self, descriptor: StateDescriptor[Any]) -> Any:
-        handle = self._operator.backend.get_state(descriptor, namespaced=True)
-        handle.set_namespace(self._operator.window)
-        self._operator.trigger_states[descriptor.name] = descriptor
-        return handle
-
 
 class WindowOperator(KeyedOperator):
+    """Windows of one keyed stream: ``contents`` says what a window keeps, ``window_fn``
+    (a ProcessWindowFunction, or None) what a firing emits."""
+
     def __init__(
         self,
         key_selector: Callable[[Any], Any],
         assigner: WindowAssigner,
         trigger: Trigger | None,
-        kind: str,
-        fn: Any,
+        contents: WindowContents,
         window_fn: Any,
         allowed_lateness_ms: int,
         late_tag: Any,
         keyed: bool,
     ) -> None:
         super().__init__(key_selector)
-        self.assigner = assigner
+        # A copy per subtask: an assigner may keep per-subtask state (a stagger offset).
+        self.assigner = copy.copy(assigner)
         self.trigger: Trigger = trigger if trigger is not None else assigner.default_trigger()
         if assigner.merging and not self.trigger.can_merge():
             raise TypeError(
                 f"{type(self.trigger).__name__} cannot be used with merging (session) windows"
             )
-        self.kind = kind
-        self.fn = fn
+        self.strategy = contents
+        self.evicting = contents if isinstance(contents, EvictingContents) else None
+        self.fn = contents.function
         self.window_fn = window_fn
         self.lateness = allowed_lateness_ms
         self.late_tag = late_tag
         self.keyed_output = keyed
         self.window: Any = None
-        self.trigger_states: dict[str, StateDescriptor[Any]] = {}
+        #: The windows being merged into ``window`` while the trigger's ``on_merge`` runs.
+        self.merging: list[Any] = []
         self.late_records_dropped = 0
         self.fast = (
             type(assigner) is TumblingEventTimeWindows
             and type(self.trigger) is EventTimeTrigger
-            and kind in (REDUCE, AGGREGATE)
+            and contents.incremental
         )
 
     def setup(self, ctx: OperatorContext) -> None:
@@ -163,79 +88,24 @@ class WindowOperator(KeyedOperator):
         ctx.metric_group.gauge("numLateRecordsDropped", lambda: self.late_records_dropped)
 
     async def open(self) -> None:
-        from flowactors.runtime.context import RuntimeContext
-
         self.wctx = WindowContext(self)
         self.collector = Collector()
         self.window_cache: dict[int, TimeWindow] = {}
-        for f in (self.fn, self.window_fn):
-            opener = getattr(f, "open", None)
-            if opener is not None and not inspect.isfunction(f) and callable(opener):
-                try:
-                    r = opener(RuntimeContext(self.ctx))
-                    if inspect.isawaitable(r):
-                        await r
-                except Exception as exc:
-                    raise self.failure(exc) from exc
-        if self.kind == REDUCE:
-            self.reduce = getattr(self.fn, "reduce", self.fn)
-            self.is_async = is_async_callable(self.reduce)
-        elif self.kind == AGGREGATE:
-            self.is_async = False
-        else:
-            self.is_async = False
+        with self.attributing_failures():
+            for f in (self.fn, self.window_fn):
+                await open_function(f, self.ctx)
+        self.strategy.open(self.backend)
         process = getattr(self.window_fn, "process", self.window_fn)
         self.process_fn = process
         self.clear_fn = getattr(self.window_fn, "clear", None)
 
     async def close(self) -> None:
-        for f in (self.fn, self.window_fn):
-            closer = getattr(f, "close", None)
-            if closer is not None and not inspect.isfunction(f) and callable(closer):
-                try:
-                    r = closer()
-                    if inspect.isawaitable(r):
-                        await r
-                except Exception as exc:
-                    raise self.failure(exc) from exc
+        with self.attributing_failures():
+            for f in (self.fn, self.window_fn):
+                await close_function(f)
         await super().close()
 
-    # -- contents ----------------------------------------------------------
-
-    async def _add(self, slot: tuple[Any, Any], value: Any) -> None:
-        contents = self.contents
-        kind = self.kind
-        if kind == REDUCE:
-            acc = contents.get(slot, _MISSING)
-            if acc is _MISSING:
-                contents[slot] = value
-            else:
-                r = self.reduce(acc, value)
-                contents[slot] = await r if self.is_async else r
-        elif kind == AGGREGATE:
-            acc = contents.get(slot, _MISSING)
-            if acc is _MISSING:
-                acc = self.fn.create_accumulator()
-            elif self.backend.snapshots_in_flight:
-                acc = copy.copy(acc)  # a snapshot may still hold this one
-            contents[slot] = self.fn.add(value, acc)
-        else:
-            elements = contents.get(slot)
-            if elements is None:
-                contents[slot] = [value]
-            elif self.backend.snapshots_in_flight:
-                contents[slot] = [*elements, value]
-            else:
-                elements.append(value)
-                contents[slot] = elements  # a no-op in memory; stores it on disk
-
-    async def _merge_contents(self, a: Any, b: Any) -> Any:
-        if self.kind == REDUCE:
-            r = self.reduce(a, b)
-            return await r if self.is_async else r
-        if self.kind == AGGREGATE:
-            return self.fn.merge(a, b)
-        return a + b
+    # -- lifetimes ---------------------------------------------------------
 
     def _cleanup_time(self, window: Any) -> int | None:
         if not self.assigner.is_event_time:
@@ -275,7 +145,7 @@ class WindowOperator(KeyedOperator):
     ) -> None:
         keys = self.keys_of(values, keys)
         try:
-            if self.fast and timestamps is not None and not self.is_async:
+            if self.fast and timestamps is not None and not self.strategy.is_async:
                 await self._process_tumbling(values, timestamps, keys)
             else:
                 await self._process_general(values, timestamps, keys)
@@ -293,8 +163,10 @@ class WindowOperator(KeyedOperator):
         watermark = self.timers.current_watermark
         lateness = self.lateness
         register = self.timers.event.add
-        reduce = self.reduce if self.kind == REDUCE else None
-        agg = self.fn if self.kind == AGGREGATE else None
+        strategy = self.strategy
+        first, fold, value_first = strategy.first, strategy.fold, strategy.value_first
+        copies = strategy.copies_on_snapshot
+        backend = self.backend
         for v, ts, k in zip(values, timestamps, keys):
             if ts is None:
                 raise ValueError(
@@ -313,17 +185,17 @@ class WindowOperator(KeyedOperator):
             slot = (k, window)
             acc = contents.get(slot, _MISSING)
             if acc is _MISSING:
-                contents[slot] = v if reduce is not None else agg.add(v, agg.create_accumulator())  # type: ignore[union-attr]
+                contents[slot] = first(v)
                 if top > watermark:
                     register((k, window), top)
                 if lateness:
                     register((k, window), top + lateness)
-            elif reduce is not None:
-                contents[slot] = reduce(acc, v)
+            elif value_first:
+                if copies and backend.snapshots_in_flight:
+                    acc = copy.copy(acc)  # a snapshot may still hold this one
+                contents[slot] = fold(v, acc)
             else:
-                if self.backend.snapshots_in_flight:
-                    acc = copy.copy(acc)
-                contents[slot] = agg.add(v, acc)  # type: ignore[union-attr]
+                contents[slot] = fold(acc, v)
             if top <= watermark:  # late, but within the allowed lateness: fire again now
                 self.backend.current_key = k
                 self.window = window
@@ -334,6 +206,7 @@ class WindowOperator(KeyedOperator):
         assigner = self.assigner
         trigger = self.trigger
         ctx = self.wctx
+        add = self.strategy.add
         now = self.ctx.processing_time.now()
         for v, ts, k in zip(values, timestamps or repeat(None), keys):
             backend.current_key = k
@@ -347,7 +220,7 @@ class WindowOperator(KeyedOperator):
                 skipped = False
                 self.window = window
                 slot = (k, window)
-                await self._add(slot, v)
+                await add(self.contents, slot, v, ts)
                 result = trigger.on_element(v, ts, window, ctx)
                 if result.is_fire:
                     await self._fire(k, window)
@@ -372,8 +245,8 @@ class WindowOperator(KeyedOperator):
             merged_windows.append(merged)
             if new_window in members:
                 target = merged
-            old = [m for m in members if m in existing]
-            if len(members) == 1 or (len(old) == 1 and old[0] == merged):
+            old = [m for m in members if m != merged and m in existing]
+            if not old:
                 continue
             combined: Any = _MISSING
             for member in old:
@@ -382,36 +255,26 @@ class WindowOperator(KeyedOperator):
                     combined = (
                         content
                         if combined is _MISSING
-                        else await self._merge_contents(combined, content)
+                        else await self.strategy.merge(combined, content)
                     )
-                self._merge_trigger_state(key, member, merged)
+            if combined is not _MISSING:
+                self.contents[(key, merged)] = combined
+            # As in Flink: the trigger merges its state into the new window first,
+            # then forgets the windows that were merged away.
+            self.window, self.merging = merged, old
+            try:
+                self.trigger.on_merge(merged, self.wctx)
+            finally:
+                self.merging = []
+            for member in old:
                 self.window = member
                 self.trigger.clear(member, self.wctx)
                 self._delete_cleanup(key, member)
-            if combined is not _MISSING:
-                self.contents[(key, merged)] = combined
-            self.window = merged
-            self.trigger.on_merge(merged, self.wctx)
         self.sessions[key] = merged_windows
         if target is not None and self._is_window_late(target):
             self.sessions[key] = [w for w in merged_windows if w != target]
             self.contents.pop((key, target), None)
         return [target]
-
-    def _merge_trigger_state(self, key: Any, source: Any, target: Any) -> None:
-        for name, descriptor in self.trigger_states.items():
-            table = self.backend.tables.get("ns:" + name)
-            if table is None:
-                continue
-            value = table.pop((key, source), _MISSING)
-            if value is _MISSING:
-                continue
-            present = table.get((key, target), _MISSING)
-            reduce_fn = getattr(descriptor, "reduce_fn", None)
-            if present is _MISSING or reduce_fn is None:
-                table[(key, target)] = value
-            else:
-                table[(key, target)] = reduce_fn(present, value)
 
     # -- timers ------------------------------------------------------------
 
@@ -459,9 +322,7 @@ class WindowOperator(KeyedOperator):
             else:
                 self.sessions.pop(key, None)
         if self.clear_fn is not None:
-            r = self.clear_fn(self.wctx)
-            if inspect.isawaitable(r):
-                await r
+            await resolve(self.clear_fn(self.wctx))
 
     async def flush_timer_output(self) -> None:
         await self._emit()
@@ -469,27 +330,35 @@ class WindowOperator(KeyedOperator):
     # -- output ------------------------------------------------------------
 
     async def _fire(self, key: Any, window: Any) -> None:
+        if self.evicting is not None:
+            await self._fire_evicting(key, window, self.evicting)
+            return
         content = self.contents.get((key, window), _MISSING)
         if content is _MISSING:
             return
-        if self.kind == REDUCE:
-            elements = [content]
-        elif self.kind == AGGREGATE:
-            elements = [self.fn.get_result(content)]
-        else:
-            elements = list(content)
+        await resolve(self._apply(key, window, self.strategy.window_input(content)))
+
+    async def _fire_evicting(self, key: Any, window: Any, evicting: EvictingContents) -> None:
+        slot = (key, window)
+        records = evicting.evict_before(self.contents, slot, window, self.wctx)
+        if records is None:
+            return
+        elements = await evicting.summarize([record.value for record in records])
+        await resolve(self._apply(key, window, elements))
+        evicting.evict_after(self.contents, slot, records, window, self.wctx)
+
+    def _apply(self, key: Any, window: Any, elements: list[Any]) -> Any:
+        """Hand a firing window's input to the window function (or straight to the output);
+        returns what the function returned (maybe an awaitable)."""
         out = self.collector
         out.timestamp = window.max_timestamp()
         if self.process_fn is None:
             for element in elements:
                 out.collect(element)
-            return
+            return None
         if self.keyed_output:
-            r = self.process_fn(key, self.wctx, elements, out)
-        else:
-            r = self.process_fn(self.wctx, elements, out)
-        if r is not None and inspect.isawaitable(r):
-            await r
+            return self.process_fn(key, self.wctx, elements, out)
+        return self.process_fn(self.wctx, elements, out)
 
     async def _emit(self) -> None:
         await self.emit_collected(self.collector, self.side)

@@ -1,4 +1,8 @@
-"""Windows: assigners, window types and triggers.
+"""Windows: assigners and window types, triggers, evictors.
+
+Assigners say which windows an element belongs to (tumbling, sliding, session
+with a fixed or dynamic gap, global), triggers when a window fires, evictors
+which elements it keeps; all follow Flink's classes of the same names.
 
 >>> from datetime import timedelta
 >>> from flowactors.windows import TumblingEventTimeWindows
@@ -8,6 +12,8 @@
 
 from flowactors.windows.assigners import (
     GLOBAL_WINDOW,
+    DynamicEventTimeSessionWindows,
+    DynamicProcessingTimeSessionWindows,
     EventTimeSessionWindows,
     GlobalWindow,
     GlobalWindows,
@@ -18,12 +24,24 @@ from flowactors.windows.assigners import (
     TumblingEventTimeWindows,
     TumblingProcessingTimeWindows,
     WindowAssigner,
+    WindowStagger,
+)
+from flowactors.windows.evictors import (
+    CountEvictor,
+    DeltaEvictor,
+    Evictor,
+    EvictorContext,
+    TimeEvictor,
+    TimestampedValue,
 )
 from flowactors.windows.triggers import (
     ContinuousEventTimeTrigger,
+    ContinuousProcessingTimeTrigger,
     CountTrigger,
+    EndOfStreamTrigger,
     EventTimeTrigger,
     NeverTrigger,
+    ProcessingTimeoutTrigger,
     ProcessingTimeTrigger,
     PurgingTrigger,
     Trigger,
@@ -32,24 +50,36 @@ from flowactors.windows.triggers import (
 )
 
 __all__ = [
-    "GLOBAL_WINDOW",
     "ContinuousEventTimeTrigger",
+    "ContinuousProcessingTimeTrigger",
+    "CountEvictor",
     "CountTrigger",
+    "DeltaEvictor",
+    "DynamicEventTimeSessionWindows",
+    "DynamicProcessingTimeSessionWindows",
+    "EndOfStreamTrigger",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
+    "Evictor",
+    "EvictorContext",
+    "GLOBAL_WINDOW",
     "GlobalWindow",
     "GlobalWindows",
     "NeverTrigger",
     "ProcessingTimeSessionWindows",
     "ProcessingTimeTrigger",
+    "ProcessingTimeoutTrigger",
     "PurgingTrigger",
     "SlidingEventTimeWindows",
     "SlidingProcessingTimeWindows",
+    "TimeEvictor",
     "TimeWindow",
-    "TriggerContext",
+    "TimestampedValue",
     "Trigger",
+    "TriggerContext",
     "TriggerResult",
     "TumblingEventTimeWindows",
     "TumblingProcessingTimeWindows",
     "WindowAssigner",
+    "WindowStagger",
 ]

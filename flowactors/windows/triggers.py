@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from datetime import timedelta
 from typing import Any, Protocol
 
-from flowactors.state.descriptors import ReducingStateDescriptor
+from flowactors.state.descriptors import ReducingStateDescriptor, ValueStateDescriptor
 from flowactors.time import to_millis
 
 
@@ -44,6 +44,7 @@ class TriggerContext(Protocol):
     def get_current_watermark(self) -> int: ...
     def get_current_processing_time(self) -> int: ...
     def get_partitioned_state(self, descriptor: Any) -> Any: ...
+    def merge_partitioned_state(self, descriptor: Any) -> None: ...
 
 
 class Trigger(ABC):
@@ -147,7 +148,7 @@ class CountTrigger(Trigger):
         return True
 
     def on_merge(self, window: Any, ctx: TriggerContext) -> None:
-        pass  # counts of merged windows are merged by the operator's state merge
+        ctx.merge_partitioned_state(self.state)
 
     def clear(self, window: Any, ctx: TriggerContext) -> None:
         ctx.get_partitioned_state(self.state).clear()
@@ -188,13 +189,42 @@ class PurgingTrigger(Trigger):
         self.nested.clear(window, ctx)
 
 
+def _min(a: int, b: int) -> int:
+    return a if a <= b else b
+
+
 class ContinuousEventTimeTrigger(Trigger):
-    """Fires every ``interval`` of event time while the window is open, and at its end."""
+    """Fires at every multiple of ``interval`` of event time while the window is open,
+    and at the window's end (Flink's trigger of the same name).
+
+    The first element of a window arms the trigger at the next multiple of the
+    interval after its timestamp (``ts - ts % interval + interval``, never past
+    the window's end); each firing arms the next one. The one pending fire time
+    per window is kept in trigger state (``"fire-time"``, reduced with ``min``),
+    so merged session windows keep the earliest. Late elements (the window's end
+    is behind the watermark, within the allowed lateness) fire at once.
+
+    >>> from flowactors.testing import WindowOperatorTestHarness
+    >>> from flowactors.windows import TumblingEventTimeWindows
+    >>> h = WindowOperatorTestHarness(
+    ...     TumblingEventTimeWindows.of(10_000), lambda v: v[0],
+    ...     reduce=lambda a, b: (a[0], a[1] + b[1]),
+    ...     trigger=ContinuousEventTimeTrigger.of(3_000))
+    >>> h.process_element(("a", 1), 1_000)
+    >>> h.process_element(("a", 1), 2_000)
+    >>> h.process_watermark(3_000)  # the first multiple of 3 s
+    >>> h.process_element(("a", 1), 5_000)
+    >>> h.process_watermark(9_999)  # 6 s, 9 s and the window's end
+    >>> h.extract_output_values()
+    [('a', 2), ('a', 3), ('a', 3), ('a', 3)]
+    >>> h.close()
+    """
 
     def __init__(self, interval_ms: int) -> None:
         if interval_ms <= 0:
             raise ValueError("interval must be positive")
         self.interval = interval_ms
+        self.state: ReducingStateDescriptor[int] = ReducingStateDescriptor("fire-time", _min)
 
     @classmethod
     def of(cls, interval: timedelta | int) -> ContinuousEventTimeTrigger:
@@ -204,17 +234,210 @@ class ContinuousEventTimeTrigger(Trigger):
         self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
     ) -> TriggerResult:
         if window.max_timestamp() <= ctx.get_current_watermark():
-            return TriggerResult.FIRE
+            return TriggerResult.FIRE  # the window's end has passed: fire at once
         ctx.register_event_time_timer(window.max_timestamp())
-        if timestamp is not None:
-            next_fire = timestamp - timestamp % self.interval + self.interval - 1
-            ctx.register_event_time_timer(min(next_fire, window.max_timestamp()))
+        fire_time = ctx.get_partitioned_state(self.state)
+        if fire_time.get() is None:
+            if timestamp is None:
+                raise ValueError(
+                    "ContinuousEventTimeTrigger needs event timestamps: the record has none"
+                )
+            self._arm(timestamp - timestamp % self.interval, window, ctx, fire_time)
         return TriggerResult.CONTINUE
 
     def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
-        if time < window.max_timestamp():
-            ctx.register_event_time_timer(min(time + self.interval, window.max_timestamp()))
-        return TriggerResult.FIRE
+        if time == window.max_timestamp():
+            return TriggerResult.FIRE
+        fire_time = ctx.get_partitioned_state(self.state)
+        if fire_time.get() == time:
+            fire_time.clear()
+            self._arm(time, window, ctx, fire_time)
+            return TriggerResult.FIRE
+        return TriggerResult.CONTINUE  # e.g. the cleanup timer after the allowed lateness
+
+    def _arm(self, time: int, window: Any, ctx: TriggerContext, fire_time: Any) -> None:
+        next_fire = min(time + self.interval, window.max_timestamp())
+        fire_time.add(next_fire)
+        ctx.register_event_time_timer(next_fire)
+
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        ctx.merge_partitioned_state(self.state)
+        next_fire = ctx.get_partitioned_state(self.state).get()
+        if next_fire is not None:
+            ctx.register_event_time_timer(next_fire)
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        fire_time = ctx.get_partitioned_state(self.state)
+        pending = fire_time.get()
+        if pending is not None:
+            ctx.delete_event_time_timer(pending)
+            fire_time.clear()
+
+
+class ContinuousProcessingTimeTrigger(Trigger):
+    """Fires at every multiple of ``interval`` of processing time while the window is open
+    (Flink's trigger of the same name).
+
+    The first element of a window arms it at the next multiple of the interval
+    after the current processing time (never past the window's end); each
+    firing arms the next. The pending fire time is trigger state
+    (``"fire-time"``, reduced with ``min``, merged for session windows).
+
+    >>> from flowactors.testing import WindowOperatorTestHarness
+    >>> from flowactors.windows import GlobalWindows
+    >>> h = WindowOperatorTestHarness(
+    ...     GlobalWindows.create(), lambda v: 0, reduce=lambda a, b: a + b,
+    ...     trigger=ContinuousProcessingTimeTrigger.of(1_000), processing_time=1_500)
+    >>> h.process_element(1)
+    >>> h.set_processing_time(2_000)
+    >>> h.process_element(2)
+    >>> h.set_processing_time(3_000)
+    >>> h.extract_output_values()
+    [1, 3]
+    >>> h.close()
+    """
+
+    def __init__(self, interval_ms: int) -> None:
+        if interval_ms <= 0:
+            raise ValueError("interval must be positive")
+        self.interval = interval_ms
+        self.state: ReducingStateDescriptor[int] = ReducingStateDescriptor("fire-time", _min)
+
+    @classmethod
+    def of(cls, interval: timedelta | int) -> ContinuousProcessingTimeTrigger:
+        return cls(to_millis(interval))
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        fire_time = ctx.get_partitioned_state(self.state)
+        if fire_time.get() is None:
+            now = ctx.get_current_processing_time()
+            self._arm(now - now % self.interval, window, ctx, fire_time)
+        return TriggerResult.CONTINUE
+
+    def on_processing_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        fire_time = ctx.get_partitioned_state(self.state)
+        if fire_time.get() == time:
+            fire_time.clear()
+            self._arm(time, window, ctx, fire_time)
+            return TriggerResult.FIRE
+        return TriggerResult.CONTINUE
+
+    def _arm(self, time: int, window: Any, ctx: TriggerContext, fire_time: Any) -> None:
+        next_fire = min(time + self.interval, window.max_timestamp())
+        fire_time.add(next_fire)
+        ctx.register_processing_time_timer(next_fire)
+
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        ctx.merge_partitioned_state(self.state)
+        next_fire = ctx.get_partitioned_state(self.state).get()
+        if next_fire is not None:
+            ctx.register_processing_time_timer(next_fire)
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        fire_time = ctx.get_partitioned_state(self.state)
+        pending = fire_time.get()
+        if pending is not None:
+            ctx.delete_processing_time_timer(pending)
+            fire_time.clear()
+
+
+class ProcessingTimeoutTrigger(Trigger):
+    """Wraps a trigger and also fires when ``timeout`` of processing time has passed since
+    the window's first element (or, with ``reset_timer_on_new_record``, its latest).
+
+    When the nested trigger fires on an element, the timeout is cleared. When a
+    timer fires, the result is always a firing (purging if the nested trigger
+    purges) and, with ``should_clear_on_timeout``, the trigger's state (and the
+    nested trigger's) is cleared, as Flink's ``ProcessingTimeoutTrigger`` does.
+
+    >>> from flowactors.windows import CountTrigger, GlobalWindows, PurgingTrigger
+    >>> batches = PurgingTrigger.of(ProcessingTimeoutTrigger.of(CountTrigger.of(100), 5_000))
+    >>> # .window(GlobalWindows.create()).trigger(batches): 100 elements, or 5 s after the first
+    """
+
+    def __init__(
+        self,
+        nested: Trigger,
+        timeout_ms: int,
+        reset_timer_on_new_record: bool = False,
+        should_clear_on_timeout: bool = True,
+    ) -> None:
+        if timeout_ms <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout_ms} ms")
+        self.nested = nested
+        self.timeout = timeout_ms
+        self.reset_timer_on_new_record = reset_timer_on_new_record
+        self.should_clear_on_timeout = should_clear_on_timeout
+        self.state: ValueStateDescriptor[int] = ValueStateDescriptor("timeout")
+
+    @classmethod
+    def of(
+        cls,
+        nested: Trigger,
+        timeout: timedelta | int,
+        reset_timer_on_new_record: bool = False,
+        should_clear_on_timeout: bool = True,
+    ) -> ProcessingTimeoutTrigger:
+        return cls(nested, to_millis(timeout), reset_timer_on_new_record, should_clear_on_timeout)
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        result = self.nested.on_element(element, timestamp, window, ctx)
+        if result.is_fire:
+            self.clear(window, ctx)
+            return result
+        deadline = ctx.get_partitioned_state(self.state)
+        pending = deadline.value()
+        if pending is not None and self.reset_timer_on_new_record:
+            ctx.delete_processing_time_timer(pending)
+            pending = None
+        if pending is None:
+            at = ctx.get_current_processing_time() + self.timeout
+            deadline.update(at)
+            ctx.register_processing_time_timer(at)
+        return result
+
+    def _timed_out(self, result: TriggerResult, window: Any, ctx: TriggerContext) -> TriggerResult:
+        if self.should_clear_on_timeout:
+            self.clear(window, ctx)
+        return TriggerResult.FIRE_AND_PURGE if result.is_purge else TriggerResult.FIRE
+
+    def on_processing_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        return self._timed_out(self.nested.on_processing_time(time, window, ctx), window, ctx)
+
+    def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        return self._timed_out(self.nested.on_event_time(time, window, ctx), window, ctx)
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        deadline = ctx.get_partitioned_state(self.state)
+        pending = deadline.value()
+        if pending is not None:
+            ctx.delete_processing_time_timer(pending)
+            deadline.clear()
+        self.nested.clear(window, ctx)
+
+
+class EndOfStreamTrigger(Trigger):
+    """Fires once, at the end of a bounded input (the final watermark reaches the window's
+    end); the trigger of ``GlobalWindows.create_with_end_of_stream_trigger()``."""
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        ctx.register_event_time_timer(window.max_timestamp())
+        return TriggerResult.CONTINUE
+
+    def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.FIRE if time == window.max_timestamp() else TriggerResult.CONTINUE
 
     def clear(self, window: Any, ctx: TriggerContext) -> None:
         ctx.delete_event_time_timer(window.max_timestamp())
