@@ -20,17 +20,18 @@ import argparse
 import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from examples.taxi import BEGINNING_MS, MS_BETWEEN_RIDES, TaxiFare, TaxiFareSource
 from flowactors import (
     AggregateFunction,
+    Collector,
     DataStream,
+    ProcessWindowContext,
     ProcessWindowFunction,
     StreamExecutionEnvironment,
     WatermarkStrategy,
 )
-from flowactors.windows import TumblingEventTimeWindows
+from flowactors.windows import TimeWindow, TumblingEventTimeWindows
 
 __all__ = ["FARE_WATERMARKS", "HOUR", "HourlyTips", "SumOfTips", "build", "larger", "main"]
 
@@ -66,7 +67,13 @@ class SumOfTips(AggregateFunction[TaxiFare, float, float]):
 class HourlyTips(ProcessWindowFunction[float, Tips, int]):
     """Labels a driver's sum of tips with the end of its window and the driver id."""
 
-    def process(self, key: int, context: Any, elements: Iterable[float], out: Any) -> None:
+    def process(
+        self,
+        key: int,
+        context: ProcessWindowContext[TimeWindow],
+        elements: Iterable[float],
+        out: Collector[Tips],
+    ) -> None:
         for total in elements:
             out.collect((context.window.end, key, total))
 

@@ -23,12 +23,14 @@ import argparse
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from examples.taxi import TaxiRide, TaxiRideSource, ride_end, ride_start
 from flowactors import (
+    Collector,
     DataStream,
+    KeyedContext,
     KeyedProcessFunction,
+    OnTimerContext,
     RuntimeContext,
     StreamExecutionEnvironment,
     ValueStateDescriptor,
@@ -56,7 +58,7 @@ class AlertFunction(KeyedProcessFunction[int, TaxiRide, int]):
     def open(self, ctx: RuntimeContext) -> None:
         self.first = ctx.get_state(ValueStateDescriptor[TaxiRide]("first event"))
 
-    def process_element(self, ride: TaxiRide, ctx: Any, out: Any) -> None:
+    def process_element(self, ride: TaxiRide, ctx: KeyedContext[int], out: Collector[int]) -> None:
         timers = ctx.timer_service()
         first = self.first.value()
         if first is None:  # whichever event comes first waits for the other
@@ -71,7 +73,7 @@ class AlertFunction(KeyedProcessFunction[int, TaxiRide, int]):
         if end.event_time - start.event_time > TWO_HOURS_MS:
             out.collect(ride.ride_id)
 
-    def on_timer(self, timestamp: int, ctx: Any, out: Any) -> None:
+    def on_timer(self, timestamp: int, ctx: OnTimerContext[int], out: Collector[int]) -> None:
         first = self.first.value()
         self.first.clear()
         if first is not None and first.is_start:  # two hours on, and no END yet

@@ -13,7 +13,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from flowactors import DataStream, OutputTag, ProcessFunction, StreamExecutionEnvironment
+from flowactors import (
+    Collector,
+    Context,
+    DataStream,
+    OutputTag,
+    ProcessFunction,
+    StreamExecutionEnvironment,
+)
 
 OUT_OF_RANGE: OutputTag[dict[str, Any]] = OutputTag("out-of-range")
 
@@ -25,7 +32,9 @@ def reading(i: int) -> dict[str, Any]:
 
 
 class Validate(ProcessFunction[dict[str, Any], dict[str, Any]]):
-    def process_element(self, value: dict[str, Any], ctx: Any, out: Any) -> None:
+    def process_element(
+        self, value: dict[str, Any], ctx: Context, out: Collector[dict[str, Any]]
+    ) -> None:
         if -10.0 <= value["celsius"] <= 40.0:
             out.collect(value)
         else:

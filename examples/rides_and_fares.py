@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from examples.taxi import TaxiFare, TaxiFareSource, TaxiRide, TaxiRideSource
 from flowactors import (
+    Collector,
     DataStream,
+    KeyedContext,
     KeyedCoProcessFunction,
     RuntimeContext,
     StreamExecutionEnvironment,
@@ -41,7 +43,9 @@ class Enrichment(KeyedCoProcessFunction[int, TaxiRide, TaxiFare, RideAndFare]):
         self.ride = ctx.get_state(ValueStateDescriptor[TaxiRide]("saved ride"))
         self.fare = ctx.get_state(ValueStateDescriptor[TaxiFare]("saved fare"))
 
-    def process_element1(self, ride: TaxiRide, ctx: Any, out: Any) -> None:
+    def process_element1(
+        self, ride: TaxiRide, ctx: KeyedContext[int], out: Collector[RideAndFare]
+    ) -> None:
         fare = self.fare.value()
         if fare is None:
             self.ride.update(ride)
@@ -49,7 +53,9 @@ class Enrichment(KeyedCoProcessFunction[int, TaxiRide, TaxiFare, RideAndFare]):
             self.fare.clear()
             out.collect(RideAndFare(ride, fare))
 
-    def process_element2(self, fare: TaxiFare, ctx: Any, out: Any) -> None:
+    def process_element2(
+        self, fare: TaxiFare, ctx: KeyedContext[int], out: Collector[RideAndFare]
+    ) -> None:
         ride = self.ride.value()
         if ride is None:
             self.fare.update(fare)

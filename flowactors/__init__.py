@@ -1,10 +1,23 @@
 """flowactors: Flink's DataStream model on asyncio.
 
-Users import from here (and from ``flowactors.spi`` to write connectors);
-every other module is an implementation detail.
+Users import from here (and from ``flowactors.windows``, ``flowactors.state``,
+``flowactors.testing``; connector authors from ``flowactors.spi``); every other
+module is an implementation detail. The public classes name this package as
+their module, so reprs, pickles and error messages show ``flowactors.X``.
 """
 
+from flowactors._public import adopt
 from flowactors.api.connected import ConnectedStreams
+from flowactors.api.contexts import (
+    Collector,
+    Context,
+    JoinContext,
+    KeyedContext,
+    KeyedStateStore,
+    OnTimerContext,
+    ProcessWindowContext,
+    TimerService,
+)
 from flowactors.api.datastream import DataStream, DataStreamSink, KeyedStream
 from flowactors.api.environment import JobClient, StreamExecutionEnvironment
 from flowactors.api.functions import (
@@ -18,16 +31,17 @@ from flowactors.api.functions import (
     KeyedCoProcessFunction,
     KeyedProcessFunction,
     MapFunction,
-    OutputTag,
     ProcessAllWindowFunction,
     ProcessFunction,
     ProcessJoinFunction,
     ProcessWindowFunction,
     ReduceFunction,
 )
+from flowactors.api.output_tag import OutputTag
+from flowactors.api.settings import CheckpointConfigView, ExecutionConfigView
 from flowactors.api.sources import MalformedRecord
 from flowactors.api.windowed import AllWindowedStream, WindowedStream
-from flowactors.checkpoint.config import CheckpointConfig, RestartStrategies
+from flowactors.checkpoint.config import CheckpointConfig, RestartStrategies, RestartStrategy
 from flowactors.checkpoint.coordinator import CheckpointStats
 from flowactors.errors import (
     CheckpointError,
@@ -39,11 +53,12 @@ from flowactors.errors import (
     JobCancelledError,
     JobFailedError,
     MalformedRecordError,
+    StateError,
 )
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import RuntimeContext
 from flowactors.runtime.executor import JobExecutionResult, JobMetrics, JobStatus, TaskMetrics
-from flowactors.runtime.timers import TimeDomain, TimerService
+from flowactors.runtime.timers import TimeDomain
 from flowactors.state.descriptors import (
     AggregatingStateDescriptor,
     ListStateDescriptor,
@@ -57,22 +72,25 @@ from flowactors.time.watermarks import WatermarkGenerator, WatermarkOutput, Wate
 __version__ = "0.1.0"
 
 __all__ = [
-    "RestartStrategies",
-    "CorruptCheckpointError",
-    "CheckpointStats",
-    "CheckpointError",
-    "CheckpointConfig",
-    "ConnectedStreams",
     "AggregateFunction",
     "AggregatingStateDescriptor",
     "AllWindowedStream",
+    "CheckpointConfig",
+    "CheckpointConfigView",
+    "CheckpointError",
+    "CheckpointStats",
     "CoFlatMapFunction",
     "CoMapFunction",
     "CoProcessFunction",
+    "Collector",
+    "ConnectedStreams",
     "ConnectorError",
+    "Context",
+    "CorruptCheckpointError",
     "DataStream",
     "DataStreamSink",
     "ExecutionConfig",
+    "ExecutionConfigView",
     "FilterFunction",
     "FlatMapFunction",
     "FlowactorsError",
@@ -85,22 +103,30 @@ __all__ = [
     "JobFailedError",
     "JobMetrics",
     "JobStatus",
+    "JoinContext",
     "KeyedCoProcessFunction",
+    "KeyedContext",
     "KeyedProcessFunction",
+    "KeyedStateStore",
     "KeyedStream",
     "ListStateDescriptor",
     "MalformedRecord",
     "MalformedRecordError",
     "MapFunction",
     "MapStateDescriptor",
+    "OnTimerContext",
     "OutputTag",
     "ProcessAllWindowFunction",
     "ProcessFunction",
     "ProcessJoinFunction",
+    "ProcessWindowContext",
     "ProcessWindowFunction",
     "ReduceFunction",
     "ReducingStateDescriptor",
+    "RestartStrategies",
+    "RestartStrategy",
     "RuntimeContext",
+    "StateError",
     "StateTtlConfig",
     "StreamExecutionEnvironment",
     "TaskMetrics",
@@ -113,3 +139,5 @@ __all__ = [
     "WindowedStream",
     "__version__",
 ]
+
+adopt(globals(), __name__)

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from flowactors.api.functions import KeyedCoProcessFunction, per_subtask
+from flowactors.api.functions import (
+    CoFlatMapFunction,
+    CoMapFunction,
+    CoProcessFunction,
+    KeyedCoProcessFunction,
+    ProcessJoinFunction,
+    per_subtask,
+)
 from flowactors.errors import InvalidGraphError
 from flowactors.runtime.graph import Input, Transformation
 from flowactors.runtime.two_input import (
@@ -27,10 +34,11 @@ from flowactors.time import to_millis
 
 if TYPE_CHECKING:
     from flowactors.api.datastream import DataStream, KeyedStream
-    from flowactors.api.functions import OutputTag
+    from flowactors.api.output_tag import OutputTag
 
 T1 = TypeVar("T1")
 T2 = TypeVar("T2")
+R = TypeVar("R")
 
 
 def _keyed_inputs(inputs: list[Input], selector: Callable[[Any], Any], index: int) -> list[Input]:
@@ -79,18 +87,24 @@ class ConnectedStreams(Generic[T1, T2]):
     def _build(self, name: str, factory: Callable[[], Any]) -> DataStream[Any]:
         return self._first._derive(Transformation(name, factory, self._inputs()))
 
-    def process(self, fn: Any) -> DataStream[Any]:
+    def process(
+        self, fn: CoProcessFunction[T1, T2, R] | KeyedCoProcessFunction[Any, T1, T2, R]
+    ) -> DataStream[R]:
         """``CoProcessFunction`` (or ``KeyedCoProcessFunction`` when keyed)."""
         if isinstance(fn, KeyedCoProcessFunction) and self._keys is None:
             raise InvalidGraphError("a KeyedCoProcessFunction needs keyed connected streams")
         make, keys = per_subtask(fn), self._keys
         return self._build("CoProcess", lambda: CoOperator(CO_PROCESS, make(), keys))
 
-    def flat_map(self, fn: Any) -> DataStream[Any]:
+    def flat_map(self, fn: CoFlatMapFunction[T1, T2, R]) -> DataStream[R]:
         """``CoFlatMapFunction``: ``flat_map1(value, out)`` / ``flat_map2(value, out)``."""
         make, keys = per_subtask(fn), self._keys
         return self._build("CoFlatMap", lambda: CoOperator(CO_FLAT_MAP, make(), keys))
 
+    @overload
+    def map(self, fn1: CoMapFunction[T1, T2, R]) -> DataStream[R]: ...
+    @overload
+    def map(self, fn1: Callable[[T1], R], fn2: Callable[[T2], R]) -> DataStream[R]: ...
     def map(self, fn1: Any, fn2: Callable[[T2], Any] | None = None) -> DataStream[Any]:
         """``map(CoMapFunction)`` or ``map(fn1, fn2)``: one output per input record."""
         keys = self._keys
@@ -156,7 +170,7 @@ class IntervalJoined(Generic[T1, T2]):
         self._late_tags = (self._late_tags[0], tag)
         return self
 
-    def process(self, fn: Any) -> DataStream[Any]:
+    def process(self, fn: ProcessJoinFunction[T1, T2, R]) -> DataStream[R]:
         """``ProcessJoinFunction.process_element(left, right, ctx, out)`` per pair."""
         if self._lower + (0 if self._lower_inclusive else 1) > self._upper - (
             0 if self._upper_inclusive else 1

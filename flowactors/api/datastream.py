@@ -14,12 +14,21 @@ returns a new stream; nothing runs until the environment executes it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 from flowactors.api.aggregations import Aggregation, field_aggregation
 from flowactors.api.connected import ConnectedStreams, IntervalJoin
-from flowactors.api.functions import Function, per_subtask
+from flowactors.api.functions import (
+    FilterFunction,
+    FlatMapFunction,
+    Function,
+    KeyedProcessFunction,
+    MapFunction,
+    ProcessFunction,
+    ReduceFunction,
+    per_subtask,
+)
 from flowactors.api.sinks import CollectSink, PrintSink, StreamSink, TextFileSink
 from flowactors.api.windowed import AllWindowedStream, WindowedStream
 from flowactors.errors import InvalidGraphError
@@ -47,7 +56,7 @@ from flowactors.windows.assigners import WindowAssigner
 
 if TYPE_CHECKING:
     from flowactors.api.environment import StreamExecutionEnvironment
-    from flowactors.api.functions import OutputTag
+    from flowactors.api.output_tag import OutputTag
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -101,17 +110,17 @@ class DataStream(Generic[T]):
 
     # -- per-operator settings ---------------------------------------------
 
-    def name(self, name: str) -> DataStream[T]:
+    def name(self, name: str) -> Self:
         """Name the operator that produced this stream (shown in logs, metrics and errors)."""
         self._op().name = name
         return self
 
-    def uid(self, uid: str) -> DataStream[T]:
+    def uid(self, uid: str) -> Self:
         """A stable id for the operator's state in checkpoints and savepoints."""
         self._op().uid = uid
         return self
 
-    def set_parallelism(self, parallelism: int) -> DataStream[T]:
+    def set_parallelism(self, parallelism: int) -> Self:
         t = self._op()
         _check_parallelism(parallelism)
         if t.max_parallelism is not None and parallelism > t.max_parallelism:
@@ -127,22 +136,39 @@ class DataStream(Generic[T]):
 
     # -- transformations ---------------------------------------------------
 
-    def map(self, fn: Callable[[T], U] | Callable[[T], Awaitable[U]] | Any) -> DataStream[U]:
+    @overload
+    def map(self, fn: MapFunction[T, U]) -> DataStream[U]: ...
+    @overload
+    def map(self, fn: Callable[[T], Awaitable[U]]) -> DataStream[U]: ...
+    @overload
+    def map(self, fn: Callable[[T], U]) -> DataStream[U]: ...
+    def map(self, fn: Any) -> DataStream[Any]:
         """One output per record. ``fn`` may be ``async def`` (awaited one at a time)."""
-        make = per_subtask(fn)
-        return self._then("Map", lambda: MapOperator(make()))
+        return self._per_record("map", fn)
 
-    def flat_map(self, fn: Callable[[T], Iterable[U]] | Any) -> DataStream[U]:
+    @overload
+    def flat_map(self, fn: FlatMapFunction[T, U]) -> DataStream[U]: ...
+    @overload
+    def flat_map(self, fn: Callable[[T], AsyncIterable[U]]) -> DataStream[U]: ...
+    @overload
+    def flat_map(self, fn: Callable[[T], Awaitable[Iterable[U] | None]]) -> DataStream[U]: ...
+    @overload
+    def flat_map(self, fn: Callable[[T], Iterable[U] | None]) -> DataStream[U]: ...
+    def flat_map(self, fn: Any) -> DataStream[Any]:
         """Zero or more outputs per record: ``fn`` returns an iterable (or async iterable)."""
-        make = per_subtask(fn)
-        return self._then("FlatMap", lambda: FlatMapOperator(make()))
+        return self._per_record("flat_map", fn)
 
-    def filter(self, fn: Callable[[T], bool] | Any) -> DataStream[T]:
-        """Keep the records for which ``fn`` is true."""
-        make = per_subtask(fn)
-        return self._then("Filter", lambda: FilterOperator(make()))
+    def filter(self, fn: FilterFunction[T] | Callable[[T], object]) -> DataStream[T]:
+        """Keep the records for which ``fn`` is true (or returns a truthy awaitable result)."""
+        return self._per_record("filter", fn)
 
-    def process(self, fn: Any) -> DataStream[Any]:
+    def _per_record(self, kind: str, fn: Any) -> DataStream[Any]:
+        """``map``, ``flat_map`` or ``filter`` (a keyed stream runs function classes keyed)."""
+        make = per_subtask(fn)
+        name, operator = _PER_RECORD[kind]
+        return self._then(name, lambda: operator(make()))
+
+    def process(self, fn: ProcessFunction[T, U]) -> DataStream[U]:
         """``fn.process_element(value, ctx, out)`` per record; side outputs via ``ctx.output``."""
         make = per_subtask(fn)
         return self._then("Process", lambda: ProcessOperator(make()))
@@ -284,6 +310,13 @@ class DataStream(Generic[T]):
             await client.cancel()
 
 
+_PER_RECORD: dict[str, tuple[str, Callable[[Any], StreamOperator]]] = {
+    "map": ("Map", MapOperator),
+    "flat_map": ("FlatMap", FlatMapOperator),
+    "filter": ("Filter", FilterOperator),
+}
+
+
 class DataStreamSink:
     """The end of a stream; set the sink operator's name, uid and parallelism."""
 
@@ -320,33 +353,24 @@ class KeyedStream(DataStream[T], Generic[K, T]):
         super().__init__(env, inputs)
         self.key_selector = key_selector
 
+    @overload
+    def process(self, fn: KeyedProcessFunction[K, T, U]) -> DataStream[U]: ...
+    @overload
+    def process(self, fn: ProcessFunction[T, U]) -> DataStream[U]: ...
     def process(self, fn: Any) -> DataStream[Any]:
         """``KeyedProcessFunction``: per record with keyed state, timers and side outputs."""
         make = per_subtask(fn)
         key = self.key_selector
         return self._then("KeyedProcess", lambda: KeyedProcessOperator(make(), key))
 
-    def map(self, fn: Any) -> DataStream[Any]:
-        """As ``DataStream.map``; a ``MapFunction`` may use keyed state of the current key."""
+    def _per_record(self, kind: str, fn: Any) -> DataStream[Any]:
+        """Function classes (``MapFunction``...) on a keyed stream may use keyed state: the
+        current key is set before every call. Plain callables run as on any stream."""
         if not isinstance(fn, Function):
-            return super().map(fn)
-        return self._keyed_function("map", "Map", fn)
-
-    def flat_map(self, fn: Any) -> DataStream[Any]:
-        """As ``DataStream.flat_map``; a ``FlatMapFunction`` may use keyed state."""
-        if not isinstance(fn, Function):
-            return super().flat_map(fn)
-        return self._keyed_function("flat_map", "FlatMap", fn)
-
-    def filter(self, fn: Any) -> DataStream[T]:
-        """As ``DataStream.filter``; a ``FilterFunction`` may use keyed state."""
-        if not isinstance(fn, Function):
-            return super().filter(fn)
-        return self._keyed_function("filter", "Filter", fn)
-
-    def _keyed_function(self, kind: str, name: str, fn: Any) -> DataStream[Any]:
+            return super()._per_record(kind, fn)
         make = per_subtask(fn)
         key = self.key_selector
+        name = _PER_RECORD[kind][0]
         return self._then(name, lambda: KeyedFunctionOperator(kind, make(), key))
 
     def interval_join(self, other: KeyedStream[Any, U]) -> IntervalJoin[T, U]:
@@ -359,7 +383,10 @@ class KeyedStream(DataStream[T], Generic[K, T]):
         """Cut each key's records into windows (tumbling, sliding, session, global)."""
         return WindowedStream(self, assigner)
 
-    def reduce(self, fn: Callable[[T, T], T] | Any) -> DataStream[T]:
+    def reduce(
+        self,
+        fn: ReduceFunction[T] | Callable[[T, T], T] | Callable[[T, T], Awaitable[T]],
+    ) -> DataStream[T]:
         """Running reduce per key: emits ``fn(previous_result, record)`` for every record."""
         make = per_subtask(fn)
         key = self.key_selector

@@ -1,4 +1,4 @@
-"""Base classes for user functions, and :class:`OutputTag`.
+"""Base classes for user functions.
 
 Plain callables serve wherever a function needs no setup or state; subclass
 these when it does. Every class has ``open(ctx)`` and ``close()``, called once
@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, TypeVar
 
+from flowactors.api.contexts import (
+    Collector,
+    Context,
+    JoinContext,
+    KeyedContext,
+    OnTimerContext,
+    ProcessWindowContext,
+)
 from flowactors.errors import InvalidGraphError
 from flowactors.runtime.context import RuntimeContext
+
+#: What a user method returns: nothing, or an awaitable (``async def``) the runtime awaits.
+MaybeAwaitable = Awaitable[None] | None
 
 IN = TypeVar("IN")
 OUT = TypeVar("OUT")
@@ -24,7 +35,6 @@ K = TypeVar("K")
 ACC = TypeVar("ACC")
 IN2 = TypeVar("IN2")
 T = TypeVar("T")
-T_contra = TypeVar("T_contra", contravariant=True)
 
 
 def per_subtask(fn: T) -> Callable[[], T]:
@@ -40,44 +50,13 @@ def per_subtask(fn: T) -> Callable[[], T]:
     return lambda: copy.deepcopy(fn)
 
 
-class OutputTag(Generic[T]):
-    """Names a side output. Two tags with the same name are the same side output.
-
-    >>> late = OutputTag("late")
-    >>> late == OutputTag("late")
-    True
-    """
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        if not name:
-            raise ValueError("an OutputTag needs a non-empty name")
-        self.name = name
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OutputTag) and other.name == self.name
-
-    def __hash__(self) -> int:
-        return hash(("OutputTag", self.name))
-
-    def __repr__(self) -> str:
-        return f"OutputTag({self.name!r})"
-
-
-class Collector(Protocol[T_contra]):
-    """``out`` in process functions."""
-
-    def collect(self, value: T_contra) -> None: ...
-
-
 class Function:
     """Lifecycle shared by all function classes."""
 
-    def open(self, ctx: RuntimeContext) -> Any:
+    def open(self, ctx: RuntimeContext) -> MaybeAwaitable:
         """Called once per subtask before the first record (may be ``async def``)."""
 
-    def close(self) -> Any:
+    def close(self) -> MaybeAwaitable:
         """Called once per subtask at the end, also after a failure (may be ``async def``)."""
 
 
@@ -105,7 +84,7 @@ class ProcessFunction(Function, ABC, Generic[IN, OUT]):
     """Per record with a context: ``ctx.timestamp()``, ``ctx.output(tag, v)``; emit with ``out``."""
 
     @abstractmethod
-    def process_element(self, value: IN, ctx: Any, out: Collector[OUT]) -> Any: ...
+    def process_element(self, value: IN, ctx: Context, out: Collector[OUT]) -> MaybeAwaitable: ...
 
 
 class KeyedProcessFunction(Function, ABC, Generic[K, IN, OUT]):
@@ -118,9 +97,13 @@ class KeyedProcessFunction(Function, ABC, Generic[K, IN, OUT]):
     """
 
     @abstractmethod
-    def process_element(self, value: IN, ctx: Any, out: Collector[OUT]) -> Any: ...
+    def process_element(
+        self, value: IN, ctx: KeyedContext[K], out: Collector[OUT]
+    ) -> MaybeAwaitable: ...
 
-    def on_timer(self, timestamp: int, ctx: Any, out: Collector[OUT]) -> Any:
+    def on_timer(
+        self, timestamp: int, ctx: OnTimerContext[K], out: Collector[OUT]
+    ) -> MaybeAwaitable:
         """A timer registered for the current key fired (may be ``async def``)."""
 
 
@@ -150,9 +133,15 @@ class ProcessWindowFunction(Function, ABC, Generic[IN, OUT, K]):
     """
 
     @abstractmethod
-    def process(self, key: K, context: Any, elements: Iterable[IN], out: Collector[OUT]) -> Any: ...
+    def process(
+        self,
+        key: K,
+        context: ProcessWindowContext[Any],
+        elements: Iterable[IN],
+        out: Collector[OUT],
+    ) -> MaybeAwaitable: ...
 
-    def clear(self, context: Any) -> Any:
+    def clear(self, context: ProcessWindowContext[Any]) -> MaybeAwaitable:
         """The window is being dropped: clear what ``window_state()`` holds."""
 
 
@@ -160,9 +149,11 @@ class ProcessAllWindowFunction(Function, ABC, Generic[IN, OUT]):
     """``ProcessWindowFunction`` for ``window_all`` (there is no key)."""
 
     @abstractmethod
-    def process(self, context: Any, elements: Iterable[IN], out: Collector[OUT]) -> Any: ...
+    def process(
+        self, context: ProcessWindowContext[Any], elements: Iterable[IN], out: Collector[OUT]
+    ) -> MaybeAwaitable: ...
 
-    def clear(self, context: Any) -> Any:
+    def clear(self, context: ProcessWindowContext[Any]) -> MaybeAwaitable:
         """The window is being dropped."""
 
 
@@ -178,32 +169,38 @@ class CoFlatMapFunction(Function, ABC, Generic[IN, IN2, OUT]):
     """Two inputs, one output; on connected keyed streams it may use keyed state."""
 
     @abstractmethod
-    def flat_map1(self, value: IN, out: Collector[OUT]) -> Any: ...
+    def flat_map1(self, value: IN, out: Collector[OUT]) -> MaybeAwaitable: ...
 
     @abstractmethod
-    def flat_map2(self, value: IN2, out: Collector[OUT]) -> Any: ...
+    def flat_map2(self, value: IN2, out: Collector[OUT]) -> MaybeAwaitable: ...
 
 
 class CoProcessFunction(Function, ABC, Generic[IN, IN2, OUT]):
     """Two inputs with a context (``ctx.timestamp()``, ``ctx.output``)."""
 
     @abstractmethod
-    def process_element1(self, value: IN, ctx: Any, out: Collector[OUT]) -> Any: ...
+    def process_element1(self, value: IN, ctx: Context, out: Collector[OUT]) -> MaybeAwaitable: ...
 
     @abstractmethod
-    def process_element2(self, value: IN2, ctx: Any, out: Collector[OUT]) -> Any: ...
+    def process_element2(self, value: IN2, ctx: Context, out: Collector[OUT]) -> MaybeAwaitable: ...
 
 
 class KeyedCoProcessFunction(Function, ABC, Generic[K, IN, IN2, OUT]):
     """Two keyed inputs with keyed state and timers (as ``KeyedProcessFunction``)."""
 
     @abstractmethod
-    def process_element1(self, value: IN, ctx: Any, out: Collector[OUT]) -> Any: ...
+    def process_element1(
+        self, value: IN, ctx: KeyedContext[K], out: Collector[OUT]
+    ) -> MaybeAwaitable: ...
 
     @abstractmethod
-    def process_element2(self, value: IN2, ctx: Any, out: Collector[OUT]) -> Any: ...
+    def process_element2(
+        self, value: IN2, ctx: KeyedContext[K], out: Collector[OUT]
+    ) -> MaybeAwaitable: ...
 
-    def on_timer(self, timestamp: int, ctx: Any, out: Collector[OUT]) -> Any:
+    def on_timer(
+        self, timestamp: int, ctx: OnTimerContext[K], out: Collector[OUT]
+    ) -> MaybeAwaitable:
         """A timer registered for the current key fired."""
 
 
@@ -211,7 +208,9 @@ class ProcessJoinFunction(Function, ABC, Generic[IN, IN2, OUT]):
     """Called for every pair of an interval join: ``ctx.left_timestamp()`` etc."""
 
     @abstractmethod
-    def process_element(self, left: IN, right: IN2, ctx: Any, out: Collector[OUT]) -> Any: ...
+    def process_element(
+        self, left: IN, right: IN2, ctx: JoinContext, out: Collector[OUT]
+    ) -> MaybeAwaitable: ...
 
 
 __all__ = [
@@ -224,12 +223,10 @@ __all__ = [
     "CoFlatMapFunction",
     "AggregateFunction",
     "KeyedProcessFunction",
-    "Collector",
     "FilterFunction",
     "FlatMapFunction",
     "Function",
     "MapFunction",
-    "OutputTag",
     "ProcessFunction",
     "ReduceFunction",
 ]

@@ -18,10 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 from flowactors.api.aggregations import Aggregation, field_aggregation
-from flowactors.api.functions import AggregateFunction, OutputTag, per_subtask
+from flowactors.api.functions import (
+    AggregateFunction,
+    ProcessAllWindowFunction,
+    ProcessWindowFunction,
+    ReduceFunction,
+    per_subtask,
+)
+from flowactors.api.output_tag import OutputTag
 from flowactors.errors import InvalidGraphError
 from flowactors.runtime.graph import Input, Transformation
 from flowactors.runtime.window_contents import (
@@ -44,6 +51,13 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 K = TypeVar("K")
+R = TypeVar("R")
+U = TypeVar("U")
+IN = TypeVar("IN")
+OUT = TypeVar("OUT")
+
+#: What gets a fired window's elements (or pre-aggregated result) of type ``IN``, emits ``OUT``.
+WindowFunction = ProcessWindowFunction[IN, OUT, Any] | ProcessAllWindowFunction[IN, OUT]
 
 
 def _no_key(value: Any) -> None:
@@ -71,12 +85,12 @@ class _Windowed(Generic[T]):
         self._late_tag: Any = None
         self._evictor: Evictor | None = None
 
-    def trigger(self, trigger: Trigger) -> _Windowed[T]:
+    def trigger(self, trigger: Trigger) -> Self:
         """Replace the assigner's default trigger."""
         self._trigger = trigger
         return self
 
-    def allowed_lateness(self, lateness: timedelta | int) -> _Windowed[T]:
+    def allowed_lateness(self, lateness: timedelta | int) -> Self:
         """Keep windows this long after their end; late elements fire them again."""
         ms = to_millis(lateness)
         if ms < 0:
@@ -84,7 +98,7 @@ class _Windowed(Generic[T]):
         self._lateness = ms
         return self
 
-    def evictor(self, evictor: Evictor) -> _Windowed[T]:
+    def evictor(self, evictor: Evictor) -> Self:
         """Remove elements from each window before or after its function runs.
 
         The window then keeps its elements even for ``reduce`` and ``aggregate``
@@ -105,7 +119,7 @@ class _Windowed(Generic[T]):
         self._evictor = evictor
         return self
 
-    def side_output_late_data(self, tag: OutputTag[T]) -> _Windowed[T]:
+    def side_output_late_data(self, tag: OutputTag[T]) -> Self:
         """Send elements that arrive after their windows were dropped to ``tag``."""
         self._late_tag = tag
         return self
@@ -158,16 +172,32 @@ class _Windowed(Generic[T]):
         )
         return self._stream._derive(t)
 
-    def reduce(self, fn: Callable[[T, T], T] | Any, window_fn: Any = None) -> DataStream[Any]:
+    @overload
+    def reduce(
+        self, fn: ReduceFunction[T] | Callable[[T, T], T], window_fn: None = None
+    ) -> DataStream[T]: ...
+    @overload
+    def reduce(
+        self, fn: ReduceFunction[T] | Callable[[T, T], T], window_fn: WindowFunction[T, U]
+    ) -> DataStream[U]: ...
+    def reduce(self, fn: Any, window_fn: Any = None) -> DataStream[Any]:
         """Reduce each window incrementally; ``window_fn`` (a ProcessWindowFunction)
         then gets the one result with the window."""
         return self._build("Window(Reduce)", ReduceContents, fn, window_fn)
 
+    @overload
+    def aggregate(
+        self, fn: AggregateFunction[T, Any, R], window_fn: None = None
+    ) -> DataStream[R]: ...
+    @overload
+    def aggregate(
+        self, fn: AggregateFunction[T, Any, R], window_fn: WindowFunction[R, U]
+    ) -> DataStream[U]: ...
     def aggregate(self, fn: Any, window_fn: Any = None) -> DataStream[Any]:
         """Aggregate each window incrementally with an ``AggregateFunction``."""
         return self._build("Window(Aggregate)", AggregateContents, fn, window_fn)
 
-    def process(self, fn: Any) -> DataStream[Any]:
+    def process(self, fn: WindowFunction[T, U]) -> DataStream[U]:
         """Keep every element; ``fn.process(...)`` sees them all when the window fires."""
         return self._build("Window(Process)", lambda _: ListContents(), None, fn)
 

@@ -6,7 +6,7 @@
 >>> config.replace(batch_size=0)
 Traceback (most recent call last):
     ...
-flowactors.errors.InvalidGraphError: batch_size must be an int >= 1, got 0
+flowactors.InvalidGraphError: batch_size must be an int >= 1, got 0
 """
 
 from __future__ import annotations

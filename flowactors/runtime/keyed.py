@@ -26,7 +26,7 @@ from flowactors.runtime.operators import (
     is_async_callable,
     user_method,
 )
-from flowactors.runtime.timers import InternalTimerService, TimeDomain, TimerService
+from flowactors.runtime.timers import InternalTimerService, KeyedTimerService, TimeDomain
 from flowactors.state.backend import HeapKeyedStateBackend
 from flowactors.state.keygroups import check_keys, key_group_range
 
@@ -40,7 +40,7 @@ class KeyedContext:
 
     def __init__(self, operator: KeyedOperator) -> None:
         self._operator = operator
-        self._timer_service = TimerService(operator.timers, operator.backend)
+        self._timer_service = KeyedTimerService(operator.timers, operator.backend)
         self._timestamp: int | None = None
         self._domain: TimeDomain | None = None
 
@@ -51,7 +51,7 @@ class KeyedContext:
     def get_current_key(self) -> Any:
         return self._operator.backend.current_key
 
-    def timer_service(self) -> TimerService:
+    def timer_service(self) -> KeyedTimerService:
         return self._timer_service
 
     def current_watermark(self) -> int:

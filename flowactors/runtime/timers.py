@@ -130,7 +130,7 @@ class InternalTimerService:
         return len(self.event) + len(self.processing)
 
 
-class TimerService:
+class KeyedTimerService:
     """``ctx.timer_service()``: timers of the current key."""
 
     __slots__ = ("_backend", "_timers")

@@ -1,5 +1,6 @@
 """Keyed state: descriptors, time-to-live, and the state handles user code gets."""
 
+from flowactors._public import adopt
 from flowactors.errors import StateError
 from flowactors.state.backend import (
     AggregatingState,
@@ -37,3 +38,5 @@ __all__ = [
     "ValueState",
     "ValueStateDescriptor",
 ]
+
+adopt(globals(), __name__)

@@ -30,6 +30,7 @@ class StateTtlConfig:
     as the state has entries (amortised constant cost per access). Time is
     processing time, as in Flink.
 
+    >>> from datetime import timedelta
     >>> builder = StateTtlConfig.new_builder(timedelta(minutes=5))
     >>> builder.update_ttl_on_read_and_write().build().ttl_ms
     300000

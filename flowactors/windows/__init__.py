@@ -10,6 +10,7 @@ which elements it keeps; all follow Flink's classes of the same names.
 [TimeWindow(start=60000, end=120000)]
 """
 
+from flowactors._public import adopt
 from flowactors.windows.assigners import (
     GLOBAL_WINDOW,
     DynamicEventTimeSessionWindows,
@@ -83,3 +84,5 @@ __all__ = [
     "WindowAssigner",
     "WindowStagger",
 ]
+
+adopt(globals(), __name__)

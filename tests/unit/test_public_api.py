@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import flowactors
 import flowactors.spi
 import flowactors.state
@@ -9,22 +11,25 @@ import flowactors.testing
 import flowactors.windows
 
 EXPECTED = {
-    "RestartStrategies",
-    "CorruptCheckpointError",
-    "CheckpointStats",
-    "CheckpointError",
-    "CheckpointConfig",
     "AggregateFunction",
     "AggregatingStateDescriptor",
     "AllWindowedStream",
+    "CheckpointConfig",
+    "CheckpointConfigView",
+    "CheckpointError",
+    "CheckpointStats",
     "CoFlatMapFunction",
     "CoMapFunction",
     "CoProcessFunction",
+    "Collector",
     "ConnectedStreams",
     "ConnectorError",
+    "Context",
+    "CorruptCheckpointError",
     "DataStream",
     "DataStreamSink",
     "ExecutionConfig",
+    "ExecutionConfigView",
     "FilterFunction",
     "FlatMapFunction",
     "FlowactorsError",
@@ -37,22 +42,30 @@ EXPECTED = {
     "JobFailedError",
     "JobMetrics",
     "JobStatus",
+    "JoinContext",
     "KeyedCoProcessFunction",
+    "KeyedContext",
     "KeyedProcessFunction",
+    "KeyedStateStore",
     "KeyedStream",
     "ListStateDescriptor",
     "MalformedRecord",
     "MalformedRecordError",
     "MapFunction",
     "MapStateDescriptor",
+    "OnTimerContext",
     "OutputTag",
     "ProcessAllWindowFunction",
     "ProcessFunction",
     "ProcessJoinFunction",
+    "ProcessWindowContext",
     "ProcessWindowFunction",
     "ReduceFunction",
     "ReducingStateDescriptor",
+    "RestartStrategies",
+    "RestartStrategy",
     "RuntimeContext",
+    "StateError",
     "StateTtlConfig",
     "StreamExecutionEnvironment",
     "TaskMetrics",
@@ -124,3 +137,31 @@ def test_error_tree() -> None:
     ):
         assert issubclass(getattr(flowactors, name), flowactors.FlowactorsError)
     assert issubclass(flowactors.InvalidGraphError, ValueError)
+
+
+def test_all_is_sorted() -> None:
+    for module in (flowactors, flowactors.spi, flowactors.state, flowactors.testing):
+        assert module.__all__ == sorted(module.__all__), module.__name__
+
+
+def test_public_classes_name_their_public_module() -> None:
+    for name in flowactors.__all__:
+        obj = getattr(flowactors, name)
+        if isinstance(obj, type):
+            assert obj.__module__ == "flowactors", name
+    assert repr(flowactors.OutputTag("late")) == "OutputTag('late')"
+    assert str(flowactors.JobFailedError).startswith("<class 'flowactors.JobFailedError'")
+
+
+def test_public_objects_pickle_under_their_public_names() -> None:
+    tag = flowactors.OutputTag[int]("late")
+    descriptor = flowactors.ValueStateDescriptor("count", default=0)
+    error = flowactors.JobFailedError("job", "map", 1, ValueError("bad"))
+    for obj in (tag, descriptor):
+        data = pickle.dumps(obj)
+        assert b"\x8c\nflowactors\x94" in data  # the module name, alone
+        assert b"flowactors.api" not in data and b"flowactors.state" not in data
+    assert pickle.loads(pickle.dumps(tag)) == tag
+    assert pickle.loads(pickle.dumps(descriptor)).name == "count"
+    restored = pickle.loads(pickle.dumps(error))
+    assert isinstance(restored, flowactors.JobFailedError) and str(restored) == str(error)
