@@ -216,6 +216,7 @@ class JobMonitor:
         self._probed: JobExecution | None = None
         self._sources_running: set[int] = set()
         self._sampler: asyncio.Task[None] | None = None
+        self.is_ready()  # probe the sources now: the first readiness check may find them done
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -234,6 +235,7 @@ class JobMonitor:
     async def _sample_loop(self) -> None:
         while True:
             self._sample_checkpoints()
+            self.is_ready()  # after a restart, probe the new tasks
             await asyncio.sleep(SAMPLE_INTERVAL_S)
 
     # -- pieces ------------------------------------------------------------------
