@@ -72,8 +72,11 @@ def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
 
 
 def build_counting_job(
-    env: StreamExecutionEnvironment, rate: float | None = 2000.0, sink: Sink[Any] | None = None
-) -> KeepingSink | None:
+    env: StreamExecutionEnvironment,
+    rate: float | None = 2000.0,
+    sink: Sink[Any] | None = None,
+    sink_parallelism: int | None = None,
+) -> None:
     strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
         lambda event, ts: int(time.time() * 1000)
     )
@@ -89,8 +92,8 @@ def build_counting_job(
         .name("Sums")
         .uid("sums")
         .sink_to(sink or KeepingSink(), name="Keep")
+        .set_parallelism(sink_parallelism or env.get_parallelism())
     )
-    return sink if isinstance(sink, KeepingSink) else None
 
 
 async def start_counting_job(
