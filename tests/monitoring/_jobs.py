@@ -125,7 +125,7 @@ class _GatedReader(SourceReader[int]):
     def __init__(self, source: GatedSource, context: SourceReaderContext) -> None:
         self.source = source
         self.context = context
-        self.position = 0
+        self.position = context.restored_state[0] if context.restored_state else 0
 
     async def start(self) -> None:
         await self.source.gate.wait()  # "connecting to the broker"
@@ -142,6 +142,9 @@ class _GatedReader(SourceReader[int]):
 
     async def is_available(self) -> None:
         await asyncio.sleep(0.05)
+
+    def snapshot_state(self, checkpoint_id: int) -> list[Any]:
+        return [self.position]
 
     async def close(self) -> None:
         clear_consumer_lag(self.context)
