@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         "FLOWACTORS_MONITOR_TOKEN enables POST /api/savepoints",
     )
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one object a line, with job, operator and subtask",
+    )
 
     checkpoints = commands.add_parser("checkpoints", help="list or inspect checkpoints")
     cp_commands = checkpoints.add_subparsers(dest="checkpoints_command", required=True)

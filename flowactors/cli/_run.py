@@ -30,6 +30,7 @@ from flowactors import (
     StreamExecutionEnvironment,
 )
 from flowactors.api.environment import run_blocking
+from flowactors.monitoring.logs import JsonFormatter, TaskContextFilter
 
 log = logging.getLogger("flowactors.cli")
 
@@ -64,16 +65,20 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(TaskContextFilter())
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:
         build = load_build(args.target)
         monitor = parse_address(args.monitor) if args.monitor else None

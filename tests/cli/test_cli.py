@@ -241,3 +241,14 @@ async def test_checkpoints_list_and_inspect_a_real_storage(tmp_path: Path) -> No
     broken = flowactors("checkpoints", "inspect", str(savepoint), check=False)
     assert broken.returncode == 1
     assert "verification: FAILED" in broken.stdout and "checksum" in broken.stdout
+
+
+def test_run_logs_json_lines_with_the_job(tmp_path: Path) -> None:
+    port = free_port()
+    process = start_run("--monitor", f"127.0.0.1:{port}", "--log-format", "json")
+    wait_for(lambda: process.poll() is not None or ready(port))
+    code, _, stderr = stop(process)
+    assert code == 0, stderr
+    records = [json.loads(line) for line in stderr.splitlines()]
+    assert all({"time", "level", "logger", "message", "job"} <= set(r) for r in records)
+    assert any(r["job"] == "counts" and "cancelled" in r["message"] for r in records), records
