@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo quickstart kafka-example test lint format bench bench-all bench-kafka venv clean \
-	chromium test-monitoring web-view-screenshot
+	chromium test-monitoring web-view-screenshot bench-monitoring
 
 $(STAMP): pyproject.toml connectors/kafka/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ bench-all: bench  ## plus checkpoint costs and long ride alerts (benchmarks/*.js
 
 kafka-example: $(STAMP)  ## long ride alerts from a Kafka topic to another, exactly once (starts a broker)
 	$(BIN)/python -m examples.kafka_long_ride_alerts
+
+bench-monitoring: $(STAMP)  ## throughput with and without a scraped monitoring server
+	$(BIN)/python -m benchmarks.monitoring_cost --events 10000000 --interval 1.0
 
 bench-kafka: $(STAMP)  ## Kafka connector against raw aiokafka (starts a broker)
 	$(BIN)/python -m benchmarks.kafka_bench
