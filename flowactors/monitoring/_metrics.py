@@ -89,12 +89,12 @@ class JobCollector(Collector):
         state_labels = [*SUBTASK_LABELS]
         state_entries = GaugeMetricFamily(
             "flowactors_keyed_state_entries",
-            "Keyed state entries of a subtask (estimated for RocksDB)",
+            "Keyed state entries of a subtask (state in memory)",
             labels=state_labels,
         )
         state_bytes = GaugeMetricFamily(
             "flowactors_keyed_state_bytes",
-            "Estimated bytes of keyed state of a subtask (RocksDB only)",
+            "Bytes of RocksDB files and memtables of a subtask's keyed state",
             labels=state_labels,
         )
         completed = CounterMetricFamily(

@@ -9,8 +9,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from flowactors import RestartStrategies, StreamExecutionEnvironment
 from flowactors.monitoring import JobCollector, JobMonitor
-from tests.monitoring._jobs import KEYS, start_counting_job, wait_until
+from flowactors.state import RocksDBStateBackend
+from tests.monitoring._jobs import (
+    KEYS,
+    KeepingSink,
+    build_counting_job,
+    start_counting_job,
+    wait_until,
+)
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, list[Sample]]:
@@ -84,7 +92,8 @@ async def test_families_of_a_running_job_have_plausible_values(tmp_path: Path) -
     seen = families["flowactors_user_records_seen"]
     assert {s.name for s in seen} == {"flowactors_user_records_seen_total"}
     assert {s.labels["uid"] for s in seen} == {"counted"}
-    assert sum(s.value for s in seen) == produced  # the map sees every record
+    read = sum(s.value for s in by_operator(records_in, source))
+    assert sum(s.value for s in seen) == read  # the chained map sees every record read
     assert {s.labels["uid"] for s in families["flowactors_user_last_key"]} == {"counted"}
     assert "flowactors_user_numKeyedStateEntries" not in families
 
@@ -106,3 +115,63 @@ async def test_no_label_holds_a_record_key(tmp_path: Path) -> None:
     for samples in families.values():
         for s in samples:
             assert set(s.labels) <= allowed, s
+
+
+class FailOnce:
+    """Fails the job at the first record it sees in the first attempt only."""
+
+    failed = False
+
+    def __call__(self, value: tuple[int, int]) -> tuple[int, int]:
+        if not FailOnce.failed:
+            FailOnce.failed = True
+            raise RuntimeError("injected failure")
+        return value
+
+
+async def test_a_restart_is_counted_and_the_monitor_follows_the_new_run(tmp_path: Path) -> None:
+    FailOnce.failed = False
+    env = StreamExecutionEnvironment(parallelism=2)
+    env.enable_checkpointing(100, storage=tmp_path / "checkpoints")
+    env.set_restart_strategy(RestartStrategies.fixed_delay(3, 200))
+    (
+        env.from_generator(lambda i: (i % KEYS, 1), rate=1000)
+        .map(FailOnce())
+        .key_by(lambda t: t[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .uid("sums")
+        .sink_to(KeepingSink())
+    )
+    client = await env.execute_async("restarting")
+    monitor = JobMonitor(client)
+    registry = CollectorRegistry()
+    registry.register(JobCollector(monitor))
+    monitor.start()
+    try:
+        await wait_until(lambda: client.attempts == 1 and monitor.is_ready())
+        await wait_until(lambda: monitor.snapshot().checkpoints_completed >= 2)
+        families = scrape(registry)
+    finally:
+        await monitor.stop()
+        await client.cancel()
+    assert families["flowactors_job_restarts"][0].value == 1.0
+    assert families["flowactors_job_running"][0].value == 1.0
+    assert sum(s.value for s in families["flowactors_records_in"]) > 0  # the new run's counters
+
+
+async def test_rocksdb_state_is_measured_in_bytes_without_a_scan(tmp_path: Path) -> None:
+    env = StreamExecutionEnvironment(parallelism=1)
+    env.set_state_backend(RocksDBStateBackend(local_dir=tmp_path / "rocks"))
+    build_counting_job(env, rate=None)
+    client = await env.execute_async("rocks")
+    registry = CollectorRegistry()
+    registry.register(JobCollector(JobMonitor(client)))
+    try:
+        await wait_until(lambda: client.metrics().tasks[0].records_in > 20_000)
+        families = scrape(registry)
+    finally:
+        await client.cancel()
+    assert families["flowactors_keyed_state_entries"] == []  # no cheap exact count
+    (size,) = families["flowactors_keyed_state_bytes"]
+    assert size.labels["subtask"] == "0"
+    assert size.value > 0  # the memtable holds the updates of the 10 keys
