@@ -5,7 +5,8 @@ it takes a savepoint under ``<dir>/savepoints/`` and stops right after it (the
 path is printed on stdout: ``--from-savepoint`` resumes from it exactly where
 the job stopped), without, it cancels the job. Either way the exit code is 0
 and no traceback is printed. A second signal while stopping cancels at once.
-A job that fails exits with 1 and its error on stderr.
+A job that fails exits with 1 and its error on stderr. On a terminal, one
+status line shows the records read so far, the rate and the time elapsed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from flowactors import (
     FlowactorsError,
@@ -126,7 +127,46 @@ async def _run(
             await server.stop()
 
 
+async def _progress(client: JobClient, out: TextIO, interval: float = 1.0) -> None:
+    """Rewrite one status line on a terminal: records read, rate, elapsed time."""
+    from flowactors.monitoring import JobMonitor
+
+    monitor = JobMonitor(client)
+    started = time.monotonic()
+    last_count, last_time = 0, started
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            snap = monitor.snapshot()
+            sources = {v.id for v in snap.vertices if v.is_source}
+            count = sum(s.records_in for s in snap.subtasks if s.vertex in sources)
+            now = time.monotonic()
+            rate = (count - last_count) / (now - last_time) if count >= last_count else 0.0
+            last_count, last_time = count, now
+            elapsed = int(now - started)
+            out.write(
+                f"\r{client.job_name}: {snap.status.value.lower()} · {count:,} records read · "
+                f"{rate:,.0f} records/s · {elapsed // 60:02d}:{elapsed % 60:02d} elapsed\033[K"
+            )
+            out.flush()
+    finally:
+        out.write("\n")
+        out.flush()
+
+
 async def _supervise(client: JobClient, checkpoint_dir: Path | None) -> int:
+    progress = None
+    if sys.stderr.isatty():
+        progress = asyncio.ensure_future(_progress(client, sys.stderr))
+    try:
+        return await _supervise_signals(client, checkpoint_dir)
+    finally:
+        if progress is not None:
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
+
+
+async def _supervise_signals(client: JobClient, checkpoint_dir: Path | None) -> int:
     loop = asyncio.get_running_loop()
     signals = asyncio.Queue[int]()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -6,6 +6,7 @@ import ast
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -252,3 +253,39 @@ def test_run_logs_json_lines_with_the_job(tmp_path: Path) -> None:
     records = [json.loads(line) for line in stderr.splitlines()]
     assert all({"time", "level", "logger", "message", "job"} <= set(r) for r in records)
     assert any(r["job"] == "counts" and "cancelled" in r["message"] for r in records), records
+
+
+def test_run_shows_progress_on_a_terminal() -> None:
+    import pty
+
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "COUNTS_RATE": "2000", "COUNTS_EVENTS": "5000"}
+    process = subprocess.Popen(
+        [SCRIPT, "run", "examples.counts:build", "--log-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    output = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(primary)
+        assert process.wait(timeout=30) == 0
+    text = output.decode()
+    lines = [line for line in text.split("\r") if "records read" in line]
+    assert len(lines) >= 2, text  # 5000 events at 2000/s: a line every second
+    assert "counts: running · " in lines[0] and "records/s · 00:0" in lines[0]
+    counts = [
+        int(re.search(r"([\d,]+) records read", line).group(1).replace(",", "")) for line in lines
+    ]  # type: ignore[union-attr]
+    assert counts == sorted(counts) and 0 < counts[-1] <= 5000
