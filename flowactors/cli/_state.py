@@ -6,11 +6,13 @@ of operator ``U`` in a checkpoint or savepoint, one object per line —
 window. Files are verified against their checksums first. Values are decoded
 with pickle (the default checkpoint serializer), so the classes they hold must
 be importable (the current directory is), and the storage must be trusted.
-Values JSON cannot hold are printed as their ``repr``; tuples become lists.
+Windows (and other named tuples and dataclasses) become objects, other tuples
+lists, and values JSON cannot hold their ``repr``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -21,8 +23,27 @@ from flowactors.checkpoint.config import PICKLE
 from flowactors.checkpoint.storage import CheckpointError, CompletedCheckpoint, FileInfo
 
 
+def _plain(value: Any) -> Any:
+    """Named tuples (windows) and dataclasses as objects, other tuples as lists."""
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {
+            k if isinstance(k, str) else json.dumps(_plain(k)): _plain(v) for k, v in value.items()
+        }
+    return value
+
+
+def _key(k: Any) -> str:
+    return k if isinstance(k, str) else json.dumps(_plain(k), default=repr)
+
+
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=repr))
+    return json.loads(json.dumps(_plain(value), default=repr))
 
 
 def read_state(path: str, uid: str, state: str) -> int:

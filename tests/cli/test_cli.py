@@ -13,12 +13,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowactors import StreamExecutionEnvironment
+from flowactors import StreamExecutionEnvironment, WatermarkStrategy
+from flowactors.windows import TumblingEventTimeWindows
 from tests.monitoring._jobs import GatedSource, KeepingSink, wait_until
 
 pytestmark = pytest.mark.slow
@@ -289,3 +291,41 @@ def test_run_shows_progress_on_a_terminal() -> None:
         int(re.search(r"([\d,]+) records read", line).group(1).replace(",", "")) for line in lines
     ]  # type: ignore[union-attr]
     assert counts == sorted(counts) and 0 < counts[-1] <= 5000
+
+
+async def test_state_read_shows_window_contents_with_their_window(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    gate.set()
+    sink = KeepingSink()
+    env = StreamExecutionEnvironment(parallelism=1)
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+        lambda x, ts: x * 10  # 0..990 ms: all in the first second, which never closes
+    )
+    (
+        env.from_source(GatedSource(gate, count=100), name="Numbers")
+        .assign_timestamps_and_watermarks(strategy)
+        .key_by(lambda x: x % 3)
+        .window(TumblingEventTimeWindows.of(timedelta(seconds=1)))
+        .reduce(lambda a, b: a + b)
+        .uid("window-sums")
+        .sink_to(sink)
+    )
+    client = await env.execute_async("windows")
+    try:
+        await wait_until(lambda: client.metrics().tasks[0].records_in >= 100)
+        savepoint = await client.trigger_savepoint(tmp_path / "savepoint")
+    finally:
+        await client.cancel()
+    assert sink.records == []
+    result = flowactors(
+        "state", "read", savepoint, "--uid", "window-sums", "--state", "window-contents"
+    )
+    got = sorted((json.loads(line) for line in result.stdout.splitlines()), key=lambda r: r["key"])
+    assert got == [
+        {
+            "key": k,
+            "namespace": {"start": 0, "end": 1000},
+            "value": sum(x for x in range(100) if x % 3 == k),
+        }
+        for k in range(3)
+    ]
