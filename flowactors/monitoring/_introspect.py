@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ RATE_WINDOW_S = 1.0
 SAMPLE_INTERVAL_S = 0.1
 #: Completed checkpoints and savepoints kept in the history.
 HISTORY = 50
+#: Upper bounds (seconds) of the checkpoint duration histogram's buckets.
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 #: User metrics the runtime registers itself; reported as built-in families instead.
 _BUILTIN_USER_METRICS = frozenset({"numKeyedStateEntries"})
 
@@ -119,6 +122,10 @@ class JobSnapshot:
     rates: dict[int, tuple[float, float]]
     checkpoints: tuple[CheckpointRecord, ...]
     checkpoints_completed: int
+    #: Durations of completed checkpoints: cumulative counts per bucket of
+    #: :data:`DURATION_BUCKETS` (then +Inf), and their sum in seconds.
+    checkpoint_duration_buckets: tuple[int, ...]
+    checkpoint_duration_sum_s: float
     #: Seconds since the last completed checkpoint (``None``: none yet).
     last_checkpoint_age_s: float | None
     ready: bool
@@ -213,6 +220,8 @@ class JobMonitor:
         self._vertex_of_uid = {v.operators[0].uid: v.id for v in self.vertices}
         self._history: deque[CheckpointRecord] = deque(maxlen=HISTORY)
         self._completed = 0
+        self._duration_counts = [0] * (len(DURATION_BUCKETS) + 1)
+        self._duration_sum = 0.0
         self._seen_coordinator: CheckpointCoordinator | None = None
         self._seen_stats: object = None
         self._seen_completed = 0
@@ -269,6 +278,13 @@ class JobMonitor:
         if is_checkpoint:
             self._completed += 1
             self._last_checkpoint_wall = now
+            seconds = stats.duration_ms / 1000.0
+            self._duration_sum += seconds
+            bucket = next(
+                (i for i, bound in enumerate(DURATION_BUCKETS) if seconds <= bound),
+                len(DURATION_BUCKETS),
+            )
+            self._duration_counts[bucket] += 1
         self._history.append(
             CheckpointRecord(
                 checkpoint_id=stats.checkpoint_id,
@@ -387,6 +403,8 @@ class JobMonitor:
             rates=self._rates(time.monotonic(), counts),
             checkpoints=tuple(self._history),
             checkpoints_completed=self._completed,
+            checkpoint_duration_buckets=tuple(itertools.accumulate(self._duration_counts)),
+            checkpoint_duration_sum_s=self._duration_sum,
             last_checkpoint_age_s=self._checkpoint_age(),
             ready=self.is_ready(),
         )

@@ -18,10 +18,15 @@ import re
 import time
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-from flowactors.monitoring._introspect import JobMonitor, JobSnapshot
+from flowactors.monitoring._introspect import DURATION_BUCKETS, JobMonitor, JobSnapshot
 from flowactors.monitoring.lag import consumer_lags
 from flowactors.runtime.executor import JobStatus
 from flowactors.time import MAX_WATERMARK
@@ -38,7 +43,7 @@ class JobCollector(Collector):
 
     >>> from prometheus_client import CollectorRegistry
     >>> registry = CollectorRegistry()
-    >>> registry.register(JobCollector(client))  # doctest: +SKIP
+    >>> registry.register(JobCollector(JobMonitor(client)))  # doctest: +SKIP
     """
 
     def __init__(self, monitor: JobMonitor) -> None:
@@ -102,6 +107,11 @@ class JobCollector(Collector):
             "Checkpoints completed since monitoring started",
             labels=job_labels,
         )
+        histogram = HistogramMetricFamily(
+            "flowactors_checkpoint_duration_seconds",
+            "Trigger to completion of checkpoints (savepoints excluded)",
+            labels=job_labels,
+        )
         duration = GaugeMetricFamily(
             "flowactors_last_checkpoint_duration_seconds",
             "Trigger to completion of the last completed checkpoint or savepoint",
@@ -139,6 +149,7 @@ class JobCollector(Collector):
             state_entries,
             state_bytes,
             completed,
+            histogram,
             duration,
             size,
             pause,
@@ -189,6 +200,12 @@ class JobCollector(Collector):
                         )
                     family.add_metric([*labels, uid], value)  # type: ignore[attr-defined]
         completed.add_metric([job], snap.checkpoints_completed)
+        bounds = [*(repr(b) for b in DURATION_BUCKETS), "+Inf"]
+        histogram.add_metric(
+            [job],
+            list(zip(bounds, snap.checkpoint_duration_buckets)),
+            snap.checkpoint_duration_sum_s,
+        )
         if snap.checkpoints:
             last = snap.checkpoints[-1]
             duration.add_metric([job], last.duration_s)

@@ -85,6 +85,15 @@ async def test_families_of_a_running_job_have_plausible_values(tmp_path: Path) -
     assert families["flowactors_job_restarts"][0].value == 0.0
     assert families["flowactors_checkpoints_completed"][0].value >= 2
     assert 0.0 < families["flowactors_last_checkpoint_duration_seconds"][0].value < 10.0
+    histogram = {s.name: s for s in families["flowactors_checkpoint_duration_seconds"]}
+    completed = families["flowactors_checkpoints_completed"][0].value
+    assert histogram["flowactors_checkpoint_duration_seconds_count"].value == completed
+    buckets = [
+        s for s in families["flowactors_checkpoint_duration_seconds"] if s.name.endswith("_bucket")
+    ]
+    assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == completed
+    assert [b.value for b in buckets] == sorted(b.value for b in buckets)  # cumulative
+    assert 0.0 < histogram["flowactors_checkpoint_duration_seconds_sum"].value < 10.0 * completed
     assert families["flowactors_last_checkpoint_size_bytes"][0].value > 0
     assert 0.0 <= families["flowactors_last_checkpoint_sync_pause_seconds"][0].value < 1.0
     assert 0.0 <= families["flowactors_last_checkpoint_age_seconds"][0].value < 5.0
@@ -111,7 +120,7 @@ async def test_no_label_holds_a_record_key(tmp_path: Path) -> None:
         families = scrape(registry)
     finally:
         await client.cancel()
-    allowed = {"job", "operator", "subtask", "uid", "topic", "partition"}
+    allowed = {"job", "operator", "subtask", "uid", "topic", "partition", "le"}
     for samples in families.values():
         for s in samples:
             assert set(s.labels) <= allowed, s
