@@ -3,7 +3,9 @@
 The first SIGTERM or SIGINT stops the job gracefully: with ``--checkpoint-dir``
 it takes a savepoint under ``<dir>/savepoints/`` and stops right after it (the
 path is printed on stdout: ``--from-savepoint`` resumes from it exactly where
-the job stopped), without, it cancels the job. Either way the exit code is 0
+the job stopped), without, it cancels the job. When no savepoint can be taken
+(some bounded sources already finished) it cancels, with a warning: the
+newest checkpoint in the directory is where a restart resumes. Either way the exit code is 0
 and no traceback is printed. A second signal while stopping cancels at once.
 A job that fails exits with 1 and its error on stderr. On a terminal, one
 status line shows the records read so far, the rate and the time elapsed.
@@ -94,6 +96,25 @@ async def _run(
     build: Callable[[StreamExecutionEnvironment], Any],
     monitor: tuple[str, int] | None,
 ) -> int:
+    # Signals are taken from here on, so that one arriving while the job is being
+    # built still stops it cleanly once it runs.
+    loop = asyncio.get_running_loop()
+    signals = asyncio.Queue[int]()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
+    try:
+        return await _build_and_run(args, build, monitor, signals)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _build_and_run(
+    args: argparse.Namespace,
+    build: Callable[[StreamExecutionEnvironment], Any],
+    monitor: tuple[str, int] | None,
+    signals: asyncio.Queue[int],
+) -> int:
     env = StreamExecutionEnvironment(parallelism=args.parallelism)
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
     if checkpoint_dir is not None:
@@ -121,7 +142,7 @@ async def _run(
             raise
         log.info("monitoring job %r on %s", job_name, server.url)
     try:
-        return await _supervise(client, checkpoint_dir)
+        return await _supervise(client, checkpoint_dir, signals)
     finally:
         if server is not None:
             await server.stop()
@@ -154,23 +175,23 @@ async def _progress(client: JobClient, out: TextIO, interval: float = 1.0) -> No
         out.flush()
 
 
-async def _supervise(client: JobClient, checkpoint_dir: Path | None) -> int:
+async def _supervise(
+    client: JobClient, checkpoint_dir: Path | None, signals: asyncio.Queue[int]
+) -> int:
     progress = None
     if sys.stderr.isatty():
         progress = asyncio.ensure_future(_progress(client, sys.stderr))
     try:
-        return await _supervise_signals(client, checkpoint_dir)
+        return await _supervise_signals(client, checkpoint_dir, signals)
     finally:
         if progress is not None:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
 
 
-async def _supervise_signals(client: JobClient, checkpoint_dir: Path | None) -> int:
-    loop = asyncio.get_running_loop()
-    signals = asyncio.Queue[int]()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, signals.put_nowait, sig)
+async def _supervise_signals(
+    client: JobClient, checkpoint_dir: Path | None, signals: asyncio.Queue[int]
+) -> int:
     finished = asyncio.ensure_future(client.wait())
     stop = asyncio.ensure_future(signals.get())
     try:
@@ -194,8 +215,6 @@ async def _supervise_signals(client: JobClient, checkpoint_dir: Path | None) -> 
         return stopping.result()
     finally:
         stop.cancel()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         if not finished.done():
             await client.cancel()
         await asyncio.gather(finished, return_exceptions=True)
@@ -223,9 +242,12 @@ async def _stop(client: JobClient, checkpoint_dir: Path | None) -> int:
     try:
         path = await client.stop_with_savepoint(target)
     except FlowactorsError as exc:
-        print(f"flowactors run: no savepoint ({exc}); cancelling", file=sys.stderr)
+        # Stopping was asked for and happens; only the savepoint is missing (a job
+        # whose bounded sources partly finished cannot take one). A restart with
+        # the same --checkpoint-dir resumes from the newest checkpoint instead.
+        log.warning("job %r: no savepoint (%s); cancelling it", client.job_name, exc)
         await client.cancel()
-        return 1
+        return 0
     print(f"savepoint: {path}", flush=True)
     log.info("job %r stopped with savepoint %s", client.job_name, path)
     return 0

@@ -307,16 +307,18 @@ class JobMonitor:
         return max(0.0, time.time() - self._last_checkpoint_wall)
 
     def _probe_sources(self, execution: JobExecution) -> bool:
-        """True once every source subtask of ``execution`` has entered its loop."""
+        """True once every source subtask of ``execution`` has entered its loop (or
+        finished its input), and none has failed or been cancelled."""
         if self._probed is not execution:
             self._probed = execution
             self._sources_running = set()
             for task in execution.tasks:
                 if task.is_source:
                     task.post_control(self._probe(task))
+        # A bounded source that read all its input and finished did start: it counts.
         sources = [t for t in execution.tasks if t.is_source]
-        return all(id(t) in self._sources_running and t.ended_at is None for t in sources) and bool(
-            sources
+        return bool(sources) and all(
+            t.finished or (id(t) in self._sources_running and t.ended_at is None) for t in sources
         )
 
     def _probe(self, task: StreamTask) -> Any:
@@ -326,7 +328,7 @@ class JobMonitor:
         return probe
 
     def is_ready(self) -> bool:
-        """The job runs and every source subtask is reading."""
+        """The job runs and every source subtask is reading (or read all it had)."""
         execution = self._execution
         if execution is None or self.client.status is not JobStatus.RUNNING:
             return False

@@ -329,3 +329,31 @@ async def test_state_read_shows_window_contents_with_their_window(tmp_path: Path
         }
         for k in range(3)
     ]
+
+
+def test_sigterm_when_no_savepoint_can_be_taken_still_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    storage = tmp_path / "checkpoints"
+    process = subprocess.Popen(
+        [
+            SCRIPT,
+            "run",
+            "tests.cli._jobs:partly_bounded",
+            "--checkpoint-dir",
+            str(storage),
+            "--monitor",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: process.poll() is not None or ready(port))
+    time.sleep(0.3)  # the three-element source has long finished
+    code, stdout, stderr = stop(process)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert "savepoint:" not in stdout
+    assert "no savepoint" in stderr and "finished tasks" in stderr
+    assert not (storage / "savepoints").exists() or not any((storage / "savepoints").iterdir())
