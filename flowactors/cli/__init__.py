@@ -4,13 +4,16 @@
 
     flowactors run module:build [--parallelism N] [--checkpoint-dir D]
                    [--from-savepoint P] [--monitor HOST:PORT]
+    flowactors savepoint HOST:PORT DIR
     flowactors checkpoints list DIR
     flowactors checkpoints inspect PATH
     flowactors state read PATH --uid U --state S
 
 ``run`` imports ``module``, calls ``build(env)`` on a fresh environment and
-runs the job until its input ends or a signal stops it (:mod:`._run`). The
-checkpoint commands only read (:mod:`._checkpoints`, :mod:`._state`).
+runs the job until its input ends or a signal stops it (:mod:`._run`);
+``savepoint`` asks a running job's monitoring server for one
+(:mod:`._savepoint`). The checkpoint commands only read
+(:mod:`._checkpoints`, :mod:`._state`).
 """
 
 from __future__ import annotations
@@ -68,6 +71,16 @@ def _parser() -> argparse.ArgumentParser:
         help="json: one object a line, with job, operator and subtask",
     )
 
+    savepoint = commands.add_parser(
+        "savepoint",
+        help="take a savepoint of a running job through its monitoring server",
+        description="POST /api/savepoints to a job's monitoring server; the bearer token is "
+        "read from FLOWACTORS_MONITOR_TOKEN. The job keeps running.",
+    )
+    savepoint.add_argument("address", metavar="HOST:PORT", help="or a URL")
+    savepoint.add_argument("directory", metavar="DIR", help="an empty or new directory")
+    savepoint.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS")
+
     checkpoints = commands.add_parser("checkpoints", help="list or inspect checkpoints")
     cp_commands = checkpoints.add_subparsers(dest="checkpoints_command", required=True)
     listing = cp_commands.add_parser(
@@ -112,6 +125,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from flowactors.cli._run import run
 
         return run(args)
+    if args.command == "savepoint":
+        from flowactors.cli._savepoint import trigger_savepoint
+
+        return trigger_savepoint(args.address, args.directory, args.timeout)
     if args.command == "checkpoints":
         from flowactors.cli._checkpoints import inspect_checkpoint, list_checkpoints
 

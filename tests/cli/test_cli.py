@@ -357,3 +357,50 @@ def test_sigterm_when_no_savepoint_can_be_taken_still_stops_cleanly(tmp_path: Pa
     assert "savepoint:" not in stdout
     assert "no savepoint" in stderr and "finished tasks" in stderr
     assert not (storage / "savepoints").exists() or not any((storage / "savepoints").iterdir())
+
+
+def test_savepoint_command_asks_a_running_job_with_its_token(tmp_path: Path) -> None:
+    port = free_port()
+    storage = tmp_path / "checkpoints"
+    env = {**os.environ, "COUNTS_RATE": "2000", "FLOWACTORS_MONITOR_TOKEN": "t0ken"}
+    process = subprocess.Popen(
+        [
+            *(SCRIPT, "run", "examples.counts:build", "--checkpoint-dir", str(storage)),
+            *("--monitor", f"127.0.0.1:{port}"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: process.poll() is not None or ready(port))
+        address = f"127.0.0.1:{port}"
+        refused = subprocess.run(
+            [SCRIPT, "savepoint", address, str(tmp_path / "refused")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if k != "FLOWACTORS_MONITOR_TOKEN"},
+            check=False,
+        )
+        assert refused.returncode == 1
+        assert "401" in refused.stderr and "FLOWACTORS_MONITOR_TOKEN" in refused.stderr
+        taken = subprocess.run(
+            [SCRIPT, "savepoint", address, str(tmp_path / "taken")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+        assert taken.returncode == 0, taken.stderr
+        assert taken.stdout.strip() == str(tmp_path / "taken")
+        assert process.poll() is None  # the job goes on
+    finally:
+        code, _, stderr = stop(process)
+    assert code == 0, stderr
+    counts = counts_of(str(tmp_path / "taken"))
+    assert sum(counts.values()) == generated(str(tmp_path / "taken")) > 0
+    assert not (tmp_path / "refused").exists()
