@@ -148,6 +148,7 @@ async def test_the_page_draws_the_running_job(tmp_path: Path) -> None:
     for v in drawn.values():
         assert 0.0 <= float(v["attrs"]["data-backpressure"]) <= 1.0
     assert page.checkpoint_rows >= 3
+    assert re.search(r"subtask 1: in [\d,]+, out [\d,]+, backpressure \d+%", dom)  # tooltips
 
     png = screenshot.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
