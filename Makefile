@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo quickstart kafka-example test lint format bench bench-all bench-kafka venv clean
+.PHONY: demo quickstart kafka-example test lint format bench bench-all bench-kafka venv clean \
+	chromium test-monitoring web-view-screenshot bench-monitoring
 
 $(STAMP): pyproject.toml connectors/kafka/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +34,20 @@ format: $(STAMP)
 	$(BIN)/ruff format $(LINTED)
 	$(BIN)/ruff check --fix $(LINTED)
 
-test: lint  ## lint, then the whole test suite (tests/kafka starts a Kafka broker itself)
+test: lint chromium  ## lint, then the whole test suite (tests/kafka starts a Kafka broker itself)
 	$(BIN)/pytest flowactors tests
+
+# The web view is tested in a real headless Chromium: Debian's package, installed when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+test-monitoring: $(STAMP) chromium  ## the monitoring and CLI tests only
+	$(BIN)/pytest -q tests/monitoring tests/cli
+
+web-view-screenshot: $(STAMP) chromium  ## refresh docs/web-view.png from a running job
+	FLOWACTORS_SCREENSHOT=docs/web-view.png $(BIN)/pytest -q tests/monitoring/test_web_view.py
 
 bench: $(STAMP)  ## the throughput runner (prints a table, writes benchmarks/results.json)
 	$(BIN)/python -m benchmarks.run
@@ -45,6 +58,9 @@ bench-all: bench  ## plus checkpoint costs and long ride alerts (benchmarks/*.js
 
 kafka-example: $(STAMP)  ## long ride alerts from a Kafka topic to another, exactly once (starts a broker)
 	$(BIN)/python -m examples.kafka_long_ride_alerts
+
+bench-monitoring: $(STAMP)  ## throughput with and without a scraped monitoring server
+	$(BIN)/python -m benchmarks.monitoring_cost --events 10000000 --interval 1.0
 
 bench-kafka: $(STAMP)  ## Kafka connector against raw aiokafka (starts a broker)
 	$(BIN)/python -m benchmarks.kafka_bench

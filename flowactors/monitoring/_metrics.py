@@ -1,0 +1,221 @@
+"""A Prometheus collector that reads a job's counters when it is scraped.
+
+Nothing is counted for Prometheus on the hot path: :class:`JobCollector`
+turns one :meth:`JobMonitor.snapshot` into metric families per scrape. Labels
+are ``job``, ``operator`` (the job vertex: a chain of operators, named
+``"A -> B"`` when chained, as in Flink's web UI) and ``subtask``; state and
+user metrics add the operator's ``uid``, consumer lag adds ``topic`` and
+``partition``. No label ever holds a record key.
+
+Durations are in seconds and sizes in bytes (Prometheus conventions); the
+watermark is an event-time timestamp, so it keeps the library's unit:
+``flowactors_watermark_ms``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from flowactors.monitoring._introspect import DURATION_BUCKETS, JobMonitor, JobSnapshot
+from flowactors.monitoring.lag import consumer_lags
+from flowactors.runtime.executor import JobStatus
+from flowactors.time import MAX_WATERMARK
+
+SUBTASK_LABELS = ["job", "operator", "subtask"]
+
+
+def _user_name(name: str) -> str:
+    return "flowactors_user_" + (re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "metric")
+
+
+class JobCollector(Collector):
+    """The metric families of one job, for any ``prometheus_client`` registry.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry = CollectorRegistry()
+    >>> registry.register(JobCollector(JobMonitor(client)))  # doctest: +SKIP
+    """
+
+    def __init__(self, monitor: JobMonitor) -> None:
+        self.monitor = monitor
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families(None)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(self.monitor.snapshot())
+
+    def _families(self, snap: JobSnapshot | None) -> Iterator[Metric]:
+        job_labels = ["job"]
+        running = GaugeMetricFamily(
+            "flowactors_job_running", "1 while the job runs, else 0", labels=job_labels
+        )
+        restarts = CounterMetricFamily(
+            "flowactors_job_restarts", "Restarts of the job after failures", labels=job_labels
+        )
+        in_flight = GaugeMetricFamily(
+            "flowactors_in_flight_records",
+            "Records queued in mailboxes and output buffers",
+            labels=job_labels,
+        )
+        records_in = CounterMetricFamily(
+            "flowactors_records_in", "Records a subtask took in", labels=SUBTASK_LABELS
+        )
+        records_out = CounterMetricFamily(
+            "flowactors_records_out",
+            "Records a subtask sent downstream",
+            labels=SUBTASK_LABELS,
+        )
+        backpressure = GaugeMetricFamily(
+            "flowactors_backpressure_ratio",
+            "Share of its lifetime a subtask waited for room downstream (0 to 1)",
+            labels=SUBTASK_LABELS,
+        )
+        watermark = GaugeMetricFamily(
+            "flowactors_watermark_ms",
+            "Current watermark of a subtask (its input; a source's output), epoch milliseconds",
+            labels=SUBTASK_LABELS,
+        )
+        watermark_lag = GaugeMetricFamily(
+            "flowactors_watermark_lag_seconds",
+            "Wall clock minus a subtask's current watermark",
+            labels=SUBTASK_LABELS,
+        )
+        state_labels = [*SUBTASK_LABELS]
+        state_entries = GaugeMetricFamily(
+            "flowactors_keyed_state_entries",
+            "Keyed state entries of a subtask (state in memory)",
+            labels=state_labels,
+        )
+        state_bytes = GaugeMetricFamily(
+            "flowactors_keyed_state_bytes",
+            "Bytes of RocksDB files and memtables of a subtask's keyed state",
+            labels=state_labels,
+        )
+        completed = CounterMetricFamily(
+            "flowactors_checkpoints_completed",
+            "Checkpoints completed since monitoring started",
+            labels=job_labels,
+        )
+        histogram = HistogramMetricFamily(
+            "flowactors_checkpoint_duration_seconds",
+            "Trigger to completion of checkpoints (savepoints excluded)",
+            labels=job_labels,
+        )
+        duration = GaugeMetricFamily(
+            "flowactors_last_checkpoint_duration_seconds",
+            "Trigger to completion of the last completed checkpoint or savepoint",
+            labels=job_labels,
+        )
+        size = GaugeMetricFamily(
+            "flowactors_last_checkpoint_size_bytes",
+            "Bytes of state the last completed checkpoint or savepoint refers to",
+            labels=job_labels,
+        )
+        pause = GaugeMetricFamily(
+            "flowactors_last_checkpoint_sync_pause_seconds",
+            "Longest synchronous pause of a subtask in the last checkpoint or savepoint",
+            labels=job_labels,
+        )
+        age = GaugeMetricFamily(
+            "flowactors_last_checkpoint_age_seconds",
+            "Seconds since the last checkpoint completed",
+            labels=job_labels,
+        )
+        lag = GaugeMetricFamily(
+            "flowactors_consumer_lag_records",
+            "Records a source reader is behind the end of its partition",
+            labels=[*SUBTASK_LABELS, "topic", "partition"],
+        )
+        builtin = [
+            running,
+            restarts,
+            in_flight,
+            records_in,
+            records_out,
+            backpressure,
+            watermark,
+            watermark_lag,
+            state_entries,
+            state_bytes,
+            completed,
+            histogram,
+            duration,
+            size,
+            pause,
+            age,
+            lag,
+        ]
+        if snap is None:
+            yield from builtin
+            return
+
+        job = snap.job
+        running.add_metric([job], 1.0 if snap.status is JobStatus.RUNNING else 0.0)
+        restarts.add_metric([job], snap.restarts)
+        in_flight.add_metric([job], snap.in_flight_records)
+        names = {v.id: v.name for v in snap.vertices}
+        now_ms = time.time() * 1000.0
+        user: dict[str, Metric] = {}
+        for s in snap.subtasks:
+            labels = [job, names[s.vertex], str(s.subtask)]
+            records_in.add_metric(labels, s.records_in)
+            records_out.add_metric(labels, s.records_out)
+            backpressure.add_metric(labels, s.backpressure_ratio)
+            if s.watermark is not None:
+                watermark.add_metric(labels, s.watermark)
+                if s.watermark < MAX_WATERMARK:
+                    watermark_lag.add_metric(labels, max(0.0, now_ms - s.watermark) / 1000.0)
+            if s.keyed_state_entries is not None:
+                state_entries.add_metric(labels, s.keyed_state_entries)
+            if s.keyed_state_bytes is not None:
+                state_bytes.add_metric(labels, s.keyed_state_bytes)
+            for metrics, counter in ((s.counters, True), (s.gauges, False)):
+                for (uid, name), value in metrics.items():
+                    family_name = _user_name(name)
+                    family = user.get(family_name)
+                    if family is None:
+                        family = user[family_name] = (
+                            CounterMetricFamily(
+                                family_name,
+                                f"User counter {name!r}",
+                                labels=[*SUBTASK_LABELS, "uid"],
+                            )
+                            if counter
+                            else GaugeMetricFamily(
+                                family_name,
+                                f"User gauge {name!r}",
+                                labels=[*SUBTASK_LABELS, "uid"],
+                            )
+                        )
+                    family.add_metric([*labels, uid], value)  # type: ignore[attr-defined]
+        completed.add_metric([job], snap.checkpoints_completed)
+        bounds = [*(repr(b) for b in DURATION_BUCKETS), "+Inf"]
+        histogram.add_metric(
+            [job],
+            list(zip(bounds, snap.checkpoint_duration_buckets)),
+            snap.checkpoint_duration_sum_s,
+        )
+        if snap.checkpoints:
+            last = snap.checkpoints[-1]
+            duration.add_metric([job], last.duration_s)
+            size.add_metric([job], last.size_bytes)
+            pause.add_metric([job], last.sync_pause_s)
+        if snap.last_checkpoint_age_s is not None:
+            age.add_metric([job], snap.last_checkpoint_age_s)
+        source_vertex = {v.operators[0].name: v.name for v in snap.vertices if v.is_source}
+        for (source, subtask, topic, partition), value in consumer_lags(job).items():
+            operator = source_vertex.get(source, source)
+            lag.add_metric([job, operator, str(subtask), topic, str(partition)], value)
+        yield from builtin
+        yield from user.values()

@@ -1,0 +1,18 @@
+"""The public surface of flowactors.monitoring."""
+
+import flowactors.monitoring as monitoring
+
+
+def test_all_is_the_curated_surface() -> None:
+    assert sorted(monitoring.__all__) == [
+        "JobCollector",
+        "JobMonitor",
+        "MonitoringServer",
+        "aiohttp_routes",
+        "asgi_app",
+        "clear_consumer_lag",
+        "job_json",
+        "report_consumer_lag",
+    ]
+    for name in monitoring.__all__:
+        assert getattr(monitoring, name).__module__.startswith("flowactors.monitoring")
