@@ -20,12 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from flowactors.checkpoint.config import PICKLE
-from flowactors.checkpoint.storage import (
-    METADATA,
-    CheckpointError,
-    CompletedCheckpoint,
-    FileInfo,
-)
+from flowactors.checkpoint.storage import METADATA, CompletedCheckpoint
+from flowactors.errors import CheckpointError
+from flowactors.state.files import FileInfo
 
 #: Operator-state entries shown per operator by ``inspect``.
 MAX_ENTRIES = 50

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from flowactors.checkpoint.config import PICKLE
-from flowactors.checkpoint.storage import CheckpointError, CompletedCheckpoint, FileInfo
+from flowactors.checkpoint.storage import CompletedCheckpoint
+from flowactors.errors import CheckpointError
+from flowactors.state.files import FileInfo
 
 
 def _plain(value: Any) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from flowactors.checkpoint.storage import CheckpointError
+from flowactors.errors import CheckpointError
 from flowactors.monitoring._introspect import JobMonitor, JobSnapshot
 from flowactors.monitoring._metrics import JobCollector
 from flowactors.time import MAX_WATERMARK
