@@ -41,7 +41,7 @@ from examples.taxi import (
 from examples.taxi.generator import _a_long, _Gaussians
 from flowactors import StreamExecutionEnvironment
 from flowactors.spi import Boundedness, Sink, SinkWriter, SinkWriterContext
-from tests.conftest import flowactors_tasks
+from tests.support.tasks import flowactors_tasks
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "taxi_reference.json.gz"
 RIDES = 2000

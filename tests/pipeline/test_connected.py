@@ -24,15 +24,7 @@ from flowactors import (
     WatermarkStrategy,
 )
 from flowactors.api.datastream import DataStream
-from tests.pipeline.test_event_time import (
-    Emit,
-    Scripted,
-    Sleep,
-    Stamp,
-    one_by_one,
-    per_key,
-    punctuated,
-)
+from tests.support.scripted import Emit, Scripted, Sleep, Stamp, one_by_one, per_key, punctuated
 
 
 def stamped(env: StreamExecutionEnvironment, records: list[Any], time: Any) -> DataStream[Any]:

@@ -19,7 +19,7 @@ from flowactors import (
     RuntimeContext,
     StreamExecutionEnvironment,
 )
-from tests.conftest import flowactors_tasks
+from tests.support.tasks import flowactors_tasks
 
 
 def boom(x: int) -> int:

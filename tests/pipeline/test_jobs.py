@@ -14,7 +14,7 @@ from flowactors import (
     StreamExecutionEnvironment,
 )
 from flowactors.spi import Sink, SinkWriter, SinkWriterContext
-from tests.conftest import flowactors_tasks
+from tests.support.tasks import flowactors_tasks
 
 
 class SlowSink(Sink[Any]):

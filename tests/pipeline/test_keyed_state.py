@@ -28,7 +28,7 @@ from flowactors import (
     ValueStateDescriptor,
 )
 from flowactors.state.backend import HeapKeyedStateBackend
-from tests.conftest import flowactors_tasks
+from tests.support.tasks import flowactors_tasks
 
 KEYS = [f"k{i}" for i in range(23)]
 N = 2300

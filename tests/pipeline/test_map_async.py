@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 
 from flowactors import InvalidGraphError, JobFailedError, StreamExecutionEnvironment
-from tests.conftest import flowactors_tasks
+from tests.support.tasks import flowactors_tasks
 
 
 class Probe:

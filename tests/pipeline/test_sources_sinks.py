@@ -15,7 +15,7 @@ from flowactors import (
     OutputTag,
     StreamExecutionEnvironment,
 )
-from tests.conftest import flowactors_tasks
+from tests.support.tasks import flowactors_tasks
 
 
 async def test_from_collection_keeps_order_and_accepts_iterators() -> None:

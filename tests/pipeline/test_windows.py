@@ -31,15 +31,7 @@ from flowactors.windows import (
     TumblingEventTimeWindows,
     TumblingProcessingTimeWindows,
 )
-from tests.pipeline.test_event_time import (
-    Emit,
-    Scripted,
-    Sleep,
-    Stamp,
-    one_by_one,
-    per_key,
-    punctuated,
-)
+from tests.support.scripted import Emit, Scripted, Sleep, Stamp, one_by_one, per_key, punctuated
 
 
 class Event(NamedTuple):

@@ -8,7 +8,7 @@ import pytest
 
 from flowactors import ProcessWindowFunction, StreamExecutionEnvironment
 from flowactors.windows import EventTimeSessionWindows
-from tests.pipeline.test_event_time import Scripted, one_by_one, punctuated
+from tests.support.scripted import Scripted, one_by_one, punctuated
 
 
 class Visit(NamedTuple):

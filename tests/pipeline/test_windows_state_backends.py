@@ -15,7 +15,7 @@ from flowactors.windows import (
     TimeEvictor,
     TumblingEventTimeWindows,
 )
-from tests.pipeline.test_event_time import Emit, Scripted, one_by_one, punctuated
+from tests.support.scripted import Emit, Scripted, one_by_one, punctuated
 
 
 async def run(backend: Any) -> list[Any]:

@@ -13,7 +13,7 @@ from flowactors.windows import (
     EventTimeSessionWindows,
     GlobalWindows,
 )
-from tests.pipeline.test_event_time import Scripted, one_by_one, punctuated
+from tests.support.scripted import Scripted, one_by_one, punctuated
 
 
 class Event(NamedTuple):
