@@ -26,17 +26,28 @@ a private event loop, so tests need no asyncio plumbing.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
+from flowactors.checkpoint.config import PICKLE
+from flowactors.checkpoint.snapshot import RestoreView, merge_subtask_part, write_subtask_snapshot
+from flowactors.checkpoint.storage import (
+    CompletedCheckpoint,
+    metadata_for,
+    write_metadata_atomically,
+)
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.keyed import KeyedOperator, KeyedProcessOperator
 from flowactors.runtime.operators import Output, StreamOperator, Timestamps, Values
 from flowactors.runtime.stateless import ProcessOperator
 from flowactors.runtime.two_input import CO_PROCESS, CoOperator
+from flowactors.runtime.valve import WatermarkValve
 from flowactors.runtime.window_contents import (
     AggregateContents,
     EvictingContents,
@@ -53,6 +64,8 @@ from flowactors.windows.evictors import Evictor
 from flowactors.windows.triggers import Trigger
 
 R = TypeVar("R")
+
+_UID = "test"
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,22 @@ class _SideOutputs(dict[Any, Output]):
         return out
 
 
+class OperatorSnapshot:
+    """A harness's snapshot of its operator: a complete checkpoint on disk, for
+    :meth:`restore` into a new harness (at another parallelism or subtask too)."""
+
+    def __init__(self, checkpoint_id: int) -> None:
+        self._directory = tempfile.TemporaryDirectory(prefix="flowactors-harness-")
+        self.checkpoint_id = checkpoint_id
+
+    @property
+    def path(self) -> Path:
+        return Path(self._directory.name)
+
+    def discard(self) -> None:
+        self._directory.cleanup()
+
+
 class _Harness:
     def __init__(
         self,
@@ -125,7 +154,7 @@ class _Harness:
             OperatorContext(
                 job_name="test",
                 operator_name=type(operator).__name__,
-                uid="test",
+                uid=_UID,
                 subtask_index=subtask_index,
                 parallelism=parallelism,
                 max_parallelism=max_parallelism,
@@ -139,6 +168,9 @@ class _Harness:
         operator.side_outputs = _SideOutputs(self._side)
         self._opened = False
         self._closed = False
+        self._checkpoints = itertools.count(1)
+        self._parallelism = parallelism
+        self._subtask = subtask_index
 
     def _run(self, coro: Coroutine[Any, Any, R]) -> R:
         if not self._opened:
@@ -152,6 +184,39 @@ class _Harness:
     def open(self) -> None:
         """Open the operator (done automatically by the first call that needs it)."""
         self._run(asyncio.sleep(0))
+
+    # -- snapshots ---------------------------------------------------------
+
+    def snapshot(self) -> OperatorSnapshot:
+        """Snapshot the operator as a checkpoint would (keyed state, timers, operator
+        state), into a checkpoint written to disk."""
+        checkpoint_id = next(self._checkpoints)
+        taken = OperatorSnapshot(checkpoint_id)
+        op = self.operator
+        self._run(op.prepare_snapshot_pre_barrier(checkpoint_id))
+        state = op.snapshot_state(checkpoint_id)
+        try:
+            parts = self._run(
+                write_subtask_snapshot(taken.path, self._subtask, [(_UID, state)], PICKLE)
+            )
+        finally:
+            if state is not None:
+                op.snapshot_finished(checkpoint_id)
+        operators: dict[str, dict[str, Any]] = {}
+        for uid, part in parts.items():
+            merge_subtask_part(operators, uid, part, self._parallelism)
+        write_metadata_atomically(
+            taken.path, metadata_for("test", checkpoint_id, "checkpoint", operators)
+        )
+        return taken
+
+    def restore(self, snapshot: OperatorSnapshot) -> None:
+        """Start from ``snapshot`` (of this or another harness); call before any input."""
+        if self._opened:
+            raise RuntimeError("restore() must come before the operator is opened")
+        checkpoint = CompletedCheckpoint.load(snapshot.path)
+        view = RestoreView(checkpoint, _UID, self._subtask, self._parallelism, PICKLE)
+        self._loop.run_until_complete(self.operator.initialize_state(view))
 
     # -- input -------------------------------------------------------------
 
@@ -186,6 +251,10 @@ class _Harness:
     def get_side_output(self, tag: Any) -> list[Any]:
         """Values sent to side output ``tag``."""
         return [e.value for e in self._side.get(tag, []) if isinstance(e, StreamRecord)]
+
+    def get_side_output_records(self, tag: Any) -> list[StreamRecord]:
+        """Records (with their timestamps) sent to side output ``tag``."""
+        return [e for e in self._side.get(tag, []) if isinstance(e, StreamRecord)]
 
     def clear_output(self) -> None:
         self._output.clear()
@@ -264,22 +333,55 @@ class KeyedTwoInputStreamOperatorTestHarness(_Harness):
 
     def __init__(
         self,
-        function: Any,
-        key_selector_1: Callable[[Any], Any],
-        key_selector_2: Callable[[Any], Any],
+        function_or_operator: Any,
+        key_selector_1: Callable[[Any], Any] | None = None,
+        key_selector_2: Callable[[Any], Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            CoOperator(CO_PROCESS, function, (key_selector_1, key_selector_2)), **kwargs
-        )
+        if isinstance(function_or_operator, StreamOperator):
+            op = function_or_operator
+        elif key_selector_1 is None or key_selector_2 is None:
+            raise TypeError("a function needs both key selectors")
+        else:
+            op = CoOperator(CO_PROCESS, function_or_operator, (key_selector_1, key_selector_2))
+        super().__init__(op, **kwargs)
+        self._valve = WatermarkValve([0, 1])
 
     def process_element1(self, value: Any, timestamp: int | None = None) -> None:
-        op: CoOperator = self.operator  # type: ignore[assignment]
-        self._run(op.process_batch([value], None if timestamp is None else [timestamp]))
+        self._run(self.operator.process_batch([value], None if timestamp is None else [timestamp]))
 
     def process_element2(self, value: Any, timestamp: int | None = None) -> None:
-        op: CoOperator = self.operator  # type: ignore[assignment]
-        self._run(op.process_batch2([value], None if timestamp is None else [timestamp]))
+        second = self.operator.process_batch2  # type: ignore[attr-defined]
+        self._run(second([value], None if timestamp is None else [timestamp]))
+
+    def process_watermark1(self, timestamp: int) -> None:
+        """The first input's watermark; the operator sees the minimum of both inputs."""
+        self._input_watermark(0, timestamp)
+
+    def process_watermark2(self, timestamp: int) -> None:
+        self._input_watermark(1, timestamp)
+
+    def process_watermark_status1(self, idle: bool) -> None:
+        """The first input becomes idle (it holds no time back) or active again."""
+        self._input_status(0, idle)
+
+    def process_watermark_status2(self, idle: bool) -> None:
+        self._input_status(1, idle)
+
+    def _input_watermark(self, side: int, timestamp: int) -> None:
+        self._valve.set_watermark(side, int(timestamp))
+        self._advance()
+
+    def _input_status(self, side: int, idle: bool) -> None:
+        self._valve.set_idle(side, idle)
+        self._advance()
+
+    def _advance(self) -> None:
+        watermark, idle = self._valve.advance()
+        if idle is not None:
+            self._run(self.operator.process_watermark_status(idle))
+        if watermark is not None:
+            self._run(self.operator.process_watermark(watermark))
 
 
 class WindowOperatorTestHarness(KeyedOneInputStreamOperatorTestHarness):
@@ -342,6 +444,7 @@ __all__ = [
     "KeyedOneInputStreamOperatorTestHarness",
     "KeyedTwoInputStreamOperatorTestHarness",
     "OneInputStreamOperatorTestHarness",
+    "OperatorSnapshot",
     "StreamRecord",
     "Watermark",
     "WindowOperatorTestHarness",

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from flowactors.checkpoint.barrier import CheckpointBarrier
 from flowactors.checkpoint.config import CheckpointConfig, Serializer
+from flowactors.checkpoint.snapshot import merge_subtask_part
 from flowactors.checkpoint.storage import (
     CheckpointStorage,
     CompletedCheckpoint,
@@ -213,15 +214,7 @@ class CheckpointCoordinator:
         pending.expected.discard(id(task))
         pending.max_pause = max(pending.max_pause, pause_s)
         for uid, part in meta.items():
-            merged = pending.operators.setdefault(uid, {"parallelism": self.parallelism.get(uid)})
-            if "keyed" in part:
-                merged.setdefault("keyed", {}).update(part["keyed"])
-                merged["max_parallelism"] = part["max_parallelism"]
-            if "operator_state" in part:
-                merged.setdefault("operator_state", []).extend(part["operator_state"])
-            if "rocksdb" in part:
-                merged.setdefault("rocksdb", []).extend(part["rocksdb"])
-                merged["max_parallelism"] = part["max_parallelism"]
+            merge_subtask_part(pending.operators, uid, part, self.parallelism.get(uid))
         if not pending.expected:
             self._complete(pending)
 

@@ -129,6 +129,21 @@ async def write_subtask_snapshot(
     return meta
 
 
+def merge_subtask_part(
+    operators: dict[str, dict[str, Any]], uid: str, part: dict[str, Any], parallelism: int | None
+) -> None:
+    """Add one subtask's metadata part of operator ``uid`` to a checkpoint's operators."""
+    merged = operators.setdefault(uid, {"parallelism": parallelism})
+    if "keyed" in part:
+        merged.setdefault("keyed", {}).update(part["keyed"])
+        merged["max_parallelism"] = part["max_parallelism"]
+    if "operator_state" in part:
+        merged.setdefault("operator_state", []).extend(part["operator_state"])
+    if "rocksdb" in part:
+        merged.setdefault("rocksdb", []).extend(part["rocksdb"])
+        merged["max_parallelism"] = part["max_parallelism"]
+
+
 async def _group_by_key_group(snapshot: KeyedSnapshot) -> dict[int, KeyGroupState]:
     groups: dict[int, KeyGroupState] = {}
     cache: dict[Any, int] = {}

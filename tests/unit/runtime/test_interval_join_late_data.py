@@ -16,11 +16,7 @@ class Pair(ProcessJoinFunction[Click, Click, tuple[int, int]]):
         out.collect((left[1], right[1]))
 
 
-class JoinHarness(KeyedTwoInputStreamOperatorTestHarness):
-    """The two-input harness around a ready-made interval join operator."""
-
-    def __init__(self, operator: IntervalJoinOperator) -> None:
-        super(KeyedTwoInputStreamOperatorTestHarness, self).__init__(operator)
+JoinHarness = KeyedTwoInputStreamOperatorTestHarness
 
 
 LEFT_LATE: OutputTag[Click] = OutputTag("left-late")
@@ -49,7 +45,7 @@ def test_late_elements_go_to_their_sides_output() -> None:
         assert h.extract_output_values() == [(100, 105), (200, 205)]
         assert h.get_side_output(LEFT_LATE) == [("k", 150)]
         assert h.get_side_output(RIGHT_LATE) == [("k", 199)]
-        assert [r for r in h._side[LEFT_LATE] if isinstance(r, StreamRecord)] == [
+        assert h.get_side_output_records(LEFT_LATE) == [
             StreamRecord(("k", 150), 150)  # with its own timestamp
         ]
         assert operator.late_records_dropped == 0
