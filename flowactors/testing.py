@@ -58,7 +58,7 @@ from flowactors.runtime.window_contents import (
 from flowactors.runtime.window_operator import WindowOperator
 from flowactors.state.keygroups import DEFAULT_MAX_PARALLELISM
 from flowactors.time import to_millis
-from flowactors.time.clock import ManualProcessingTimeService
+from flowactors.time.clock import ManualClock, ManualProcessingTimeService
 from flowactors.windows.assigners import WindowAssigner
 from flowactors.windows.evictors import Evictor
 from flowactors.windows.triggers import Trigger
@@ -443,6 +443,7 @@ class WindowOperatorTestHarness(KeyedOneInputStreamOperatorTestHarness):
 __all__ = [
     "KeyedOneInputStreamOperatorTestHarness",
     "KeyedTwoInputStreamOperatorTestHarness",
+    "ManualClock",
     "OneInputStreamOperatorTestHarness",
     "OperatorSnapshot",
     "StreamRecord",

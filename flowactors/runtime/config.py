@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowactors.errors import InvalidGraphError
+from flowactors.time.clock import Clock
 
 __all__ = ["ExecutionConfig"]
 
@@ -35,6 +36,8 @@ class ExecutionConfig:
     - ``chaining``: run chained operators in one actor (off only to debug).
     - ``state_backend``: where keyed state lives; ``None`` keeps it in memory, a
       ``flowactors.state.RocksDBStateBackend`` keeps it on disk.
+    - ``clock``: where processing time comes from; ``None`` is the wall clock,
+      ``flowactors.testing.ManualClock`` lets a test move it.
 
     Change a copy with :meth:`replace` (a misspelt setting is a ``TypeError``);
     ``env.get_config()`` offers Flink's setters over the environment's config.
@@ -46,6 +49,7 @@ class ExecutionConfig:
     auto_watermark_interval_ms: int = 200
     chaining: bool = True
     state_backend: Any = None
+    clock: Clock | None = None
 
     def __post_init__(self) -> None:
         _positive("batch_size", self.batch_size)

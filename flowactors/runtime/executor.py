@@ -29,7 +29,7 @@ from flowactors.runtime.operators import StreamOperator
 from flowactors.runtime.runner import Runner
 from flowactors.runtime.task import BatchHandler, StreamTask
 from flowactors.runtime.writer import Channel, Partitioning, PartitionSpec, RecordWriter
-from flowactors.time.clock import SystemProcessingTimeService
+from flowactors.time.clock import SystemClock
 
 log = logging.getLogger("flowactors.runtime")
 
@@ -128,13 +128,14 @@ class JobExecution:
                 base += _channels_per_receiver(plan, edge)
             num_channels[chain.head] = base
 
+        clock = config.clock or SystemClock()
         for chain in plan.chains:
             ci = chain_index[id(chain)]
             for s in range(chain.parallelism):
                 ops: list[StreamOperator] = []
                 mailbox = Mailbox(num_channels[chain.head], config.mailbox_capacity)
                 task = StreamTask(chain.name, s, ops, mailbox, config)
-                task.processing_time = SystemProcessingTimeService(task.post_control)
+                task.processing_time = clock.service(task.post_control)
                 for t in chain.members:
                     try:
                         op = t.factory()

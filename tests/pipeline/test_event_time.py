@@ -7,6 +7,7 @@ from contextlib import aclosing
 from typing import Any, ClassVar
 
 from flowactors import (
+    ExecutionConfig,
     KeyedCoProcessFunction,
     KeyedProcessFunction,
     OutputTag,
@@ -20,8 +21,10 @@ from flowactors import (
     WatermarkOutput,
     WatermarkStrategy,
 )
+from flowactors.testing import ManualClock
 from flowactors.time import MAX_WATERMARK, MIN_WATERMARK
 from flowactors.windows import TumblingEventTimeWindows
+from tests.support.controlled import Controlled, collecting, settle
 from tests.support.scripted import (
     Emit,
     EveryEvent,
@@ -343,40 +346,52 @@ class Delay(KeyedProcessFunction[str, str, tuple[Any, ...]]):
         )
 
 
-def delay_source() -> Scripted:
-    return Scripted([Emit(["a", "b", "a"]), Sleep(0.3), Emit(["c"]), Sleep(0.3)])
+async def run_delay(parallelism: int) -> list[Any]:
+    """Delay's timers on a manual clock: a and b at 1000 (due 1050), c at 1050 (due 1100)."""
+    clock = ManualClock(start=1_000)
+    env = StreamExecutionEnvironment(parallelism=parallelism, config=ExecutionConfig(clock=clock))
+    source = Controlled()
+    client, out = await collecting(env.from_source(source).key_by(lambda x: x).process(Delay()))
+    source.feed(["a", "b", "a"])
+    await settle(client, source)
+    await clock.advance_to(1_050)
+    source.feed(["c"])
+    await settle(client, source)
+    await clock.advance_to(1_100)
+    source.end()
+    await client.wait()
+    return out
 
 
 async def test_processing_time_timers_fire_while_the_job_runs(parallelism: int) -> None:
-    env = StreamExecutionEnvironment(parallelism=parallelism)
-    out = await (
-        env.from_source(delay_source())
-        .key_by(lambda x: x)
-        .process(Delay())
-        .process(Stamp())
-        .execute_and_collect()
-    )
+    out = await run_delay(parallelism)
     pt = TimeDomain.PROCESSING_TIME
-    assert sorted((r[0][:4], r[1]) for r in out) == [
-        (("a", pt, True, True), None),  # records a processing-time timer makes have none
-        (("b", pt, True, True), None),
-        (("c", pt, True, True), None),
+    assert sorted(out) == [
+        ("a", pt, True, True, 1050, 1050),
+        ("b", pt, True, True, 1050, 1050),
+        ("c", pt, True, True, 1100, 1100),
     ]
 
 
-async def test_processing_time_timer_context_timestamp_is_the_timer_time() -> None:
-    # Flink's OnTimerContext.timestamp() is the timer's time in both domains (only the
-    # timestamp of the records emitted is erased for processing-time timers).
-    env = StreamExecutionEnvironment()
-    out = await (
-        env.from_source(delay_source()).key_by(lambda x: x).process(Delay())
-    ).execute_and_collect()
-    assert len(out) == 3
-    assert [r[4] for r in out] == [r[5] for r in out]
+async def test_records_a_processing_time_timer_makes_carry_no_timestamp() -> None:
+    # Flink's OnTimerContext.timestamp() is the timer's time in both domains (above);
+    # only the timestamp of the records emitted is erased for processing-time timers.
+    clock = ManualClock(start=1_000)
+    env = StreamExecutionEnvironment(config=ExecutionConfig(clock=clock))
+    source = Controlled()
+    stream = env.from_source(source).key_by(lambda x: x).process(Delay()).process(Stamp())
+    client, out = await collecting(stream)
+    source.feed(["a"])
+    await settle(client, source)
+    await clock.advance_to(2_000)
+    source.end()
+    await client.wait()
+    assert [stamp for _, stamp in out] == [None]
 
 
 async def test_deleted_processing_time_timer_does_not_fire() -> None:
-    env = StreamExecutionEnvironment()
+    clock = ManualClock()
+    env = StreamExecutionEnvironment(config=ExecutionConfig(clock=clock))
 
     class SetAndCancel(KeyedProcessFunction[str, str, str]):
         def open(self, ctx: RuntimeContext) -> None:
@@ -394,10 +409,15 @@ async def test_deleted_processing_time_timer_does_not_fire() -> None:
         def on_timer(self, timestamp: int, ctx: Any, out: Any) -> None:
             out.collect(ctx.get_current_key())
 
-    source = Scripted([Emit(["set-a", "set-b"]), Emit(["cancel-a"]), Sleep(0.3)])
-    out = await (
-        env.from_source(source).key_by(lambda x: x[-1]).process(SetAndCancel())
-    ).execute_and_collect()
+    source = Controlled()
+    stream = env.from_source(source).key_by(lambda x: x[-1]).process(SetAndCancel())
+    client, out = await collecting(stream)
+    source.feed(["set-a", "set-b"])
+    source.feed(["cancel-a"])
+    await settle(client, source)
+    await clock.advance_to(50)
+    source.end()
+    await client.wait()
     assert out == ["b"]
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from flowactors import (
     AggregateFunction,
+    ExecutionConfig,
     InvalidGraphError,
     OutputTag,
     ProcessAllWindowFunction,
@@ -20,6 +21,7 @@ from flowactors import (
     WatermarkStrategy,
 )
 from flowactors.api.datastream import DataStream
+from flowactors.testing import ManualClock
 from flowactors.time import MAX_WATERMARK
 from flowactors.windows import (
     CountTrigger,
@@ -31,7 +33,8 @@ from flowactors.windows import (
     TumblingEventTimeWindows,
     TumblingProcessingTimeWindows,
 )
-from tests.support.scripted import Emit, Scripted, Sleep, Stamp, one_by_one, per_key, punctuated
+from tests.support.controlled import Controlled, collecting, settle
+from tests.support.scripted import Emit, Scripted, Stamp, one_by_one, per_key, punctuated
 
 
 class Event(NamedTuple):
@@ -829,22 +832,25 @@ async def test_sliding_windows_with_lateness(parallelism: int) -> None:
 
 
 async def test_tumbling_processing_time_windows_fire(parallelism: int) -> None:
-    env = StreamExecutionEnvironment(parallelism=parallelism)
-    source = Scripted(
-        [
-            Emit([("a", 1), ("a", 2), ("b", 4)]),
-            Sleep(0.25),  # longer than a window: the first burst's windows fire
-            Emit([("a", 8), ("b", 16), ("b", 32)]),
-            Sleep(0.25),
-        ]
-    )
-    out = await (
+    clock = ManualClock()
+    env = StreamExecutionEnvironment(parallelism=parallelism, config=ExecutionConfig(clock=clock))
+    source = Controlled()
+    client, out = await collecting(
         env.from_source(source)
         .key_by(lambda r: r[0])
         .window(TumblingProcessingTimeWindows.of(100))
         .reduce(lambda x, y: (x[0], x[1] + y[1]))
-        .execute_and_collect()
     )
+    source.feed([("a", 1), ("a", 2), ("b", 4)])  # at 0: into [0, 100)
+    await settle(client, source)
+    await clock.advance_to(100)  # the first windows fire
+    await settle(client, source)
+    assert per_key(out) == {"a": [("a", 3)], "b": [("b", 4)]}
+    source.feed([("a", 8), ("b", 16), ("b", 32)])  # at 100: into [100, 200)
+    await settle(client, source)
+    await clock.advance_to(200)
+    source.end()
+    await client.wait()
     assert per_key(out) == {"a": [("a", 3), ("a", 8)], "b": [("b", 4), ("b", 48)]}
 
 
