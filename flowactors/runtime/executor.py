@@ -22,8 +22,9 @@ from flowactors.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
 from flowactors.errors import CheckpointError, InvalidGraphError, JobFailedError
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import OperatorContext
-from flowactors.runtime.failures import TaskFailure
+from flowactors.runtime.failures import TaskFailure, key_by_name
 from flowactors.runtime.graph import Edge, Plan, Transformation
+from flowactors.runtime.keyed import KeySelectorCheck
 from flowactors.runtime.mailbox import Mailbox
 from flowactors.runtime.operators import StreamOperator
 from flowactors.runtime.runner import Runner
@@ -179,7 +180,15 @@ class JobExecution:
             for s, up_op in enumerate(up_ops):
                 out = up_op.output if edge.input.tag is None else up_op.side_output(edge.input.tag)
                 if edge.chained:
-                    out.operators.append(self.operators[down][s])
+                    target = self.operators[down][s]
+                    spec = edge.input.partition
+                    if edge.kind is Partitioning.HASH and not target.keyed and spec is not None:
+                        assert spec.key_selector is not None
+                        check = KeySelectorCheck(spec.key_selector, down.name)
+                        check.output.operators.append(target)
+                        check.output.seal()
+                        target = check
+                    out.operators.append(target)
                     continue
                 down_chain = plan.chain_of[down]
                 dci = chain_index[id(down_chain)]
@@ -203,7 +212,9 @@ class JobExecution:
                     batch_size=config.batch_size,
                     sender_index=s,
                     max_parallelism=self.max_parallelism,
-                    operator_name=down.name if edge.kind is Partitioning.HASH else up.name,
+                    operator_name=(
+                        key_by_name(down.name) if edge.kind is Partitioning.HASH else up.name
+                    ),
                 )
                 out.writers.append(writer)
                 tasks[(chain_index[id(plan.chain_of[up])], s)].writers.append(writer)

@@ -9,7 +9,16 @@ public :class:`~flowactors.errors.JobFailedError`.
 
 from __future__ import annotations
 
-__all__ = ["OperatorFailure", "TaskFailure"]
+__all__ = ["OperatorFailure", "TaskFailure", "key_by_name"]
+
+
+def key_by_name(operator: str) -> str:
+    """What a key selector's failure is attributed to: the ``key_by`` into ``operator``.
+
+    The same whether the key is computed by the sending task (a hash edge) or by the
+    keyed operator itself (chained at parallelism 1).
+    """
+    return f"key_by -> {operator}"
 
 
 class OperatorFailure(Exception):

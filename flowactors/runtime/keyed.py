@@ -16,7 +16,7 @@ from flowactors.checkpoint.snapshot import KeyedSnapshot, OperatorSnapshot, Rest
 from flowactors.errors import CheckpointError, InvalidKeyError
 from flowactors.runtime.collector import Collector, SideOutputs
 from flowactors.runtime.context import OperatorContext
-from flowactors.runtime.failures import OperatorFailure
+from flowactors.runtime.failures import OperatorFailure, key_by_name
 from flowactors.runtime.invoke import RecordScope, call_per_record, listed, resolve
 from flowactors.runtime.operators import (
     StreamOperator,
@@ -65,6 +65,29 @@ class KeyedContext:
         self._operator.side.add(tag, value, self._timestamp)
 
 
+class KeySelectorCheck(StreamOperator):
+    """A ``key_by`` chained (at parallelism 1) into an operator that does not use keys.
+
+    It evaluates the key selector as a hash edge would, so a selector that fails (or
+    returns an unhashable key) fails the job here too, attributed to ``key_by``, and
+    passes the batch on unchanged.
+    """
+
+    def __init__(self, key_selector: Callable[[Any], Any], downstream: str) -> None:
+        super().__init__()
+        self.key_selector = key_selector
+        self.downstream = downstream
+
+    async def process_batch(
+        self, values: Values, timestamps: Timestamps, keys: Values | None = None
+    ) -> None:
+        try:
+            check_keys(list(map(self.key_selector, values)), self.key_selector, self.downstream)
+        except Exception as exc:
+            raise OperatorFailure(key_by_name(self.downstream), exc) from exc
+        await self.output.emit(values, timestamps)
+
+
 class KeyedOperator(StreamOperator):
     """Base of operators with keyed state and timers."""
 
@@ -101,19 +124,19 @@ class KeyedOperator(StreamOperator):
             try:
                 keys = list(map(self.key_selector, values))
             except Exception as exc:
-                raise self.failure(exc) from exc
+                raise OperatorFailure(key_by_name(self.name), exc) from exc
         self.batch_keys = keys
         return keys
 
     def failure(self, cause: BaseException) -> OperatorFailure:
         # An unhashable key surfaces as a TypeError from the first dict it meets;
-        # name the key instead.
+        # name the key, and blame the key selector.
         if isinstance(cause, TypeError) and self.batch_keys:
             try:
                 check_keys(self.batch_keys, self.key_selector, self.ctx.operator_name)
             except InvalidKeyError as key_error:
                 key_error.__cause__ = cause
-                return super().failure(key_error)
+                return OperatorFailure(key_by_name(self.name), key_error)
         return super().failure(cause)
 
     # -- checkpoints ---------------------------------------------------------
@@ -347,13 +370,9 @@ class KeyedReduceOperator(KeyedOperator):
                         v = fn(acc, v)
                     state[k] = v
                     append(v)
-        except TypeError as exc:
-            all_keys = keys if keys is not None else list(map(self.key_selector, values))
-            try:
-                check_keys(all_keys, self.key_selector, self.ctx.operator_name)
-            except InvalidKeyError as key_error:
-                raise self.failure(key_error) from exc
-            raise self.failure(exc) from exc
         except Exception as exc:
+            if keys is None:
+                # Keys were computed in the loop: was it the key selector that failed?
+                self.keys_of(values, None)  # raises, attributed to key_by, if it was
             raise self.failure(exc) from exc
         await self.output.emit(out, timestamps)

@@ -77,19 +77,34 @@ async def test_unhashable_key(parallelism: int) -> None:
     stream.name("merge").print()
     with pytest.raises(JobFailedError) as info:
         await asyncio.wait_for(env.execute(), 10)
-    assert info.value.operator == "merge"
+    assert info.value.operator == "key_by -> merge"
     assert isinstance(info.value.cause, InvalidKeyError)
     assert "returned an unhashable value of type list: [1, 2]" in str(info.value.cause)
     assert "use a tuple instead of a list" in str(info.value.cause)
 
 
-async def test_key_selector_that_raises() -> None:
-    env = StreamExecutionEnvironment(parallelism=2)
-    env.from_collection([{"id": 1}, {}]).key_by(lambda r: r["id"]).sum("id").name("by id").print()
+@pytest.mark.parametrize("downstream", ["keyed", "plain"])
+async def test_key_selector_that_raises_fails_alike_at_every_parallelism(
+    parallelism: int, downstream: str
+) -> None:
+    # At parallelism 1 the key_by is chained; above it the sender computes the key.
+    env = StreamExecutionEnvironment(parallelism=parallelism)
+    keyed = env.from_collection([{"id": 1}, {}]).key_by(lambda r: r["id"])
+    result = keyed.sum("id") if downstream == "keyed" else keyed.map(lambda r: r)
+    result.name("by id").print()
     with pytest.raises(JobFailedError) as info:
         await asyncio.wait_for(env.execute(), 10)
-    assert info.value.operator == "by id"
+    assert info.value.operator == "key_by -> by id"
     assert isinstance(info.value.cause, KeyError)
+
+
+async def test_unhashable_key_into_a_plain_operator_fails_at_parallelism_1() -> None:
+    env = StreamExecutionEnvironment(parallelism=1)
+    env.from_collection([{"id": [1]}]).key_by(lambda r: r["id"]).map(str).name("show").print()
+    with pytest.raises(JobFailedError) as info:
+        await asyncio.wait_for(env.execute(), 10)
+    assert info.value.operator == "key_by -> show"
+    assert isinstance(info.value.cause, InvalidKeyError)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
