@@ -62,7 +62,12 @@ async def run_job(rides: int, parallelism: int) -> dict[str, Any]:
     samples: list[tuple[float, int]] = []
     while client.status.value in ("CREATED", "RUNNING"):
         metrics = client.metrics()
-        entries = sum(int(t.user_metrics.get("numKeyedStateEntries", 0)) for t in metrics.tasks)
+        entries = sum(
+            int(value)
+            for t in metrics.tasks
+            for name, value in t.user_metrics.items()
+            if name.endswith(".numKeyedStateEntries")
+        )
         samples.append((round(time.perf_counter() - start, 2), entries))
         try:
             await asyncio.wait_for(client.wait(), 0.5)

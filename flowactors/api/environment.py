@@ -89,7 +89,7 @@ class JobClient:
     def checkpoint_stats(self) -> CheckpointStats | None:
         """Duration, size and longest synchronous pause of the last completed snapshot."""
         coordinator = self._execution.coordinator
-        return None if coordinator is None else coordinator.last_stats
+        return None if coordinator is None else coordinator.stats()
 
     async def trigger_savepoint(self, path: str | os.PathLike[str]) -> str:
         """Take a savepoint into directory ``path`` (created; must be empty); return it.

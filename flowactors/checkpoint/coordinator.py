@@ -16,7 +16,9 @@ choice; ``stop=True`` makes the sources end after the savepoint barrier.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +77,11 @@ class CheckpointStats:
     size_bytes: int
     #: Bytes this checkpoint wrote (an incremental checkpoint reuses the rest).
     written_bytes: int
+    #: When it completed (epoch milliseconds).
+    completed_at_ms: int = 0
+    #: When a checkpoint last failed (epoch milliseconds), and why; ``None`` if none has.
+    last_failed_at_ms: int | None = None
+    last_failure: str | None = None
 
 
 @dataclass
@@ -112,6 +119,8 @@ class CheckpointCoordinator:
         self.failures = 0
         self.completed = 0
         self.last_stats: CheckpointStats | None = None
+        #: (epoch ms, reason) of the last checkpoint that failed.
+        self.last_failure: tuple[int, str] | None = None
         self.last_completed_at = 0.0
         self._failure: asyncio.Future[None] | None = None
 
@@ -250,7 +259,12 @@ class CheckpointCoordinator:
             for part in op.get("rocksdb", [])
         )
         self.last_stats = CheckpointStats(
-            n, (loop.time() - pending.started) * 1000, pending.max_pause * 1000, size, written
+            n,
+            (loop.time() - pending.started) * 1000,
+            pending.max_pause * 1000,
+            size,
+            written,
+            completed_at_ms=int(time.time() * 1000),
         )
         if not pending.is_savepoint:
             self.failures = 0
@@ -282,9 +296,19 @@ class CheckpointCoordinator:
             pending.timeout.cancel()
         self._record_failure(pending, reason)
 
+    def stats(self) -> CheckpointStats | None:
+        """The last completed checkpoint's costs, and when one last failed."""
+        if self.last_stats is None:
+            return None
+        if self.last_failure is None:
+            return self.last_stats
+        at, reason = self.last_failure
+        return dataclasses.replace(self.last_stats, last_failed_at_ms=at, last_failure=reason)
+
     def _record_failure(self, pending: _Pending, reason: str) -> None:
         n = pending.checkpoint_id
         kind = "savepoint" if pending.is_savepoint else "checkpoint"
+        self.last_failure = (int(time.time() * 1000), f"{kind} {n}: {reason}")
         log.warning("%s %d of job %r aborted: %s", kind, n, self.job_name, reason)
         if not pending.is_savepoint and self.storage is not None:
             self.storage.discard(n)

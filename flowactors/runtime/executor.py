@@ -54,7 +54,9 @@ class TaskMetrics:
     records_out: int
     #: Share of the task's lifetime spent waiting for room in a downstream mailbox.
     backpressure_ratio: float
+    #: The task's event time (a source task's: the watermark its chain emitted).
     watermark: int
+    #: Metrics of the chain's operators, each scoped ``"<operator>.<metric>"``.
     user_metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -375,7 +377,8 @@ class JobExecution:
             lifetime = max(end - task.started_at, 1e-9) if task.started_at else 1e-9
             user: dict[str, float] = {}
             for op in task.operators:
-                user.update(op.ctx.metric_group.values())
+                for name, value in op.ctx.metric_group.values().items():
+                    user[f"{op.name}.{name}"] = value
             records_in = task.records_in or getattr(task.head, "records_out", 0)
             tasks.append(
                 TaskMetrics(
@@ -384,7 +387,7 @@ class JobExecution:
                     records_in=records_in,
                     records_out=task.records_out(),
                     backpressure_ratio=min(1.0, task.backpressured_seconds() / lifetime),
-                    watermark=task.input_watermark,
+                    watermark=task.watermark,
                     user_metrics=user,
                 )
             )

@@ -134,6 +134,8 @@ class SinkOperator(StreamOperator):
         self.sink = sink
         self.writer: SinkWriter[Any] | None = None
         self.restored: tuple[list[Any], list[Any]] | None = None
+        #: Records handed to the writer (a sink's output).
+        self.records_written = 0
 
     async def initialize_state(self, restore: RestoreView) -> None:
         if restore.has_state:
@@ -161,6 +163,7 @@ class SinkOperator(StreamOperator):
         self, values: Values, timestamps: Timestamps, keys: Values | None = None
     ) -> None:
         assert self.writer is not None
+        self.records_written += len(values)
         with self.attributing_failures():
             await self.writer.write(values, timestamps)
 

@@ -396,7 +396,17 @@ class StreamTask:
         return sum(w.backpressured_seconds for w in self.writers)
 
     def records_out(self) -> int:
-        return sum(w.records_out for w in self.writers)
+        """Records sent to other tasks, and records a sink at the end of the chain wrote."""
+        sent = sum(w.records_out for w in self.writers)
+        return sent + sum(getattr(op, "records_written", 0) for op in self.operators)
+
+    @property
+    def watermark(self) -> int:
+        """The task's event time: its input watermark, or for a source the watermark its
+        chain emitted."""
+        if self.is_source:
+            return max(op.current_watermark for op in self.operators)
+        return self.input_watermark
 
 
 async def _first_of(*awaitables: Awaitable[Any], timeout: float = float("inf")) -> None:
