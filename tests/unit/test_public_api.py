@@ -140,8 +140,22 @@ def test_error_tree() -> None:
 
 
 def test_all_is_sorted() -> None:
-    for module in (flowactors, flowactors.spi, flowactors.state, flowactors.testing):
+    for module in (
+        flowactors,
+        flowactors.spi,
+        flowactors.state,
+        flowactors.testing,
+        flowactors.windows,
+    ):
         assert module.__all__ == sorted(module.__all__), module.__name__
+
+
+def test_classes_of_the_public_subpackages_name_them() -> None:
+    for module in (flowactors.windows, flowactors.state):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type) and name not in flowactors.__all__:
+                assert obj.__module__ == module.__name__, f"{module.__name__}.{name}"
 
 
 def test_public_classes_name_their_public_module() -> None:
