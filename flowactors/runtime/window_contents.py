@@ -78,6 +78,17 @@ class WindowContents(ABC):
         """The entry of a window whose first element is ``value`` (incremental only)."""
         raise NotImplementedError
 
+    def _append(self, table: Any, slot: tuple[Any, Any], item: Any) -> None:
+        """Append to the list kept for ``slot`` (copied first while a snapshot holds it)."""
+        items = table.get(slot)
+        if items is None:
+            table[slot] = [item]
+        elif self.backend.snapshots_in_flight:
+            table[slot] = [*items, item]
+        else:
+            items.append(item)
+            table[slot] = items  # a no-op in memory; stores it on disk
+
 
 class ReduceContents(WindowContents):
     """The running value: ``reduce(acc, value)`` per element (``async def`` allowed)."""
@@ -164,14 +175,7 @@ class ListContents(WindowContents):
     async def add(
         self, table: Any, slot: tuple[Any, Any], value: Any, timestamp: int | None
     ) -> None:
-        elements = table.get(slot)
-        if elements is None:
-            table[slot] = [value]
-        elif self.backend.snapshots_in_flight:
-            table[slot] = [*elements, value]
-        else:
-            elements.append(value)
-            table[slot] = elements  # a no-op in memory; stores it on disk
+        self._append(table, slot, value)
 
     async def merge(self, a: Any, b: Any) -> Any:
         return a + b
@@ -204,15 +208,7 @@ class EvictingContents(WindowContents):
     async def add(
         self, table: Any, slot: tuple[Any, Any], value: Any, timestamp: int | None
     ) -> None:
-        record = TimestampedValue(value, timestamp)
-        records = table.get(slot)
-        if records is None:
-            table[slot] = [record]
-        elif self.backend.snapshots_in_flight:
-            table[slot] = [*records, record]
-        else:
-            records.append(record)
-            table[slot] = records  # a no-op in memory; stores it on disk
+        self._append(table, slot, TimestampedValue(value, timestamp))
 
     async def merge(self, a: Any, b: Any) -> Any:
         return a + b

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from flowactors.state.descriptors import ReducingStateDescriptor, ValueStateDescriptor
 from flowactors.time import to_millis
@@ -193,7 +193,59 @@ def _min(a: int, b: int) -> int:
     return a if a <= b else b
 
 
-class ContinuousEventTimeTrigger(Trigger):
+class _ContinuousTrigger(Trigger):
+    """What the continuous triggers share: one pending fire time per window, kept in
+    trigger state (``"fire-time"``, reduced with ``min`` so merged sessions keep the
+    earliest), armed at the next multiple of the interval (never past the window's
+    end). The subclasses name the time domain."""
+
+    def __init__(self, interval_ms: int) -> None:
+        if interval_ms <= 0:
+            raise ValueError("interval must be positive")
+        self.interval = interval_ms
+        self.state: ReducingStateDescriptor[int] = ReducingStateDescriptor("fire-time", _min)
+
+    @classmethod
+    def of(cls, interval: timedelta | int) -> Self:
+        return cls(to_millis(interval))
+
+    def _register(self, ctx: TriggerContext, timestamp: int) -> None:
+        raise NotImplementedError
+
+    def _delete(self, ctx: TriggerContext, timestamp: int) -> None:
+        raise NotImplementedError
+
+    def _arm(self, time: int, window: Any, ctx: TriggerContext, fire_time: Any) -> None:
+        next_fire = min(time + self.interval, window.max_timestamp())
+        fire_time.add(next_fire)
+        self._register(ctx, next_fire)
+
+    def _fire_if_due(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        fire_time = ctx.get_partitioned_state(self.state)
+        if fire_time.get() == time:
+            fire_time.clear()
+            self._arm(time, window, ctx, fire_time)
+            return TriggerResult.FIRE
+        return TriggerResult.CONTINUE
+
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        ctx.merge_partitioned_state(self.state)
+        next_fire = ctx.get_partitioned_state(self.state).get()
+        if next_fire is not None:
+            self._register(ctx, next_fire)
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        fire_time = ctx.get_partitioned_state(self.state)
+        pending = fire_time.get()
+        if pending is not None:
+            self._delete(ctx, pending)
+            fire_time.clear()
+
+
+class ContinuousEventTimeTrigger(_ContinuousTrigger):
     """Fires at every multiple of ``interval`` of event time while the window is open,
     and at the window's end (Flink's trigger of the same name).
 
@@ -220,15 +272,11 @@ class ContinuousEventTimeTrigger(Trigger):
     >>> h.close()
     """
 
-    def __init__(self, interval_ms: int) -> None:
-        if interval_ms <= 0:
-            raise ValueError("interval must be positive")
-        self.interval = interval_ms
-        self.state: ReducingStateDescriptor[int] = ReducingStateDescriptor("fire-time", _min)
+    def _register(self, ctx: TriggerContext, timestamp: int) -> None:
+        ctx.register_event_time_timer(timestamp)
 
-    @classmethod
-    def of(cls, interval: timedelta | int) -> ContinuousEventTimeTrigger:
-        return cls(to_millis(interval))
+    def _delete(self, ctx: TriggerContext, timestamp: int) -> None:
+        ctx.delete_event_time_timer(timestamp)
 
     def on_element(
         self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
@@ -248,36 +296,11 @@ class ContinuousEventTimeTrigger(Trigger):
     def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
         if time == window.max_timestamp():
             return TriggerResult.FIRE
-        fire_time = ctx.get_partitioned_state(self.state)
-        if fire_time.get() == time:
-            fire_time.clear()
-            self._arm(time, window, ctx, fire_time)
-            return TriggerResult.FIRE
-        return TriggerResult.CONTINUE  # e.g. the cleanup timer after the allowed lateness
-
-    def _arm(self, time: int, window: Any, ctx: TriggerContext, fire_time: Any) -> None:
-        next_fire = min(time + self.interval, window.max_timestamp())
-        fire_time.add(next_fire)
-        ctx.register_event_time_timer(next_fire)
-
-    def can_merge(self) -> bool:
-        return True
-
-    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
-        ctx.merge_partitioned_state(self.state)
-        next_fire = ctx.get_partitioned_state(self.state).get()
-        if next_fire is not None:
-            ctx.register_event_time_timer(next_fire)
-
-    def clear(self, window: Any, ctx: TriggerContext) -> None:
-        fire_time = ctx.get_partitioned_state(self.state)
-        pending = fire_time.get()
-        if pending is not None:
-            ctx.delete_event_time_timer(pending)
-            fire_time.clear()
+        # Not a pending fire time: e.g. the cleanup timer after the allowed lateness.
+        return self._fire_if_due(time, window, ctx)
 
 
-class ContinuousProcessingTimeTrigger(Trigger):
+class ContinuousProcessingTimeTrigger(_ContinuousTrigger):
     """Fires at every multiple of ``interval`` of processing time while the window is open
     (Flink's trigger of the same name).
 
@@ -300,15 +323,11 @@ class ContinuousProcessingTimeTrigger(Trigger):
     >>> h.close()
     """
 
-    def __init__(self, interval_ms: int) -> None:
-        if interval_ms <= 0:
-            raise ValueError("interval must be positive")
-        self.interval = interval_ms
-        self.state: ReducingStateDescriptor[int] = ReducingStateDescriptor("fire-time", _min)
+    def _register(self, ctx: TriggerContext, timestamp: int) -> None:
+        ctx.register_processing_time_timer(timestamp)
 
-    @classmethod
-    def of(cls, interval: timedelta | int) -> ContinuousProcessingTimeTrigger:
-        return cls(to_millis(interval))
+    def _delete(self, ctx: TriggerContext, timestamp: int) -> None:
+        ctx.delete_processing_time_timer(timestamp)
 
     def on_element(
         self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
@@ -320,33 +339,7 @@ class ContinuousProcessingTimeTrigger(Trigger):
         return TriggerResult.CONTINUE
 
     def on_processing_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
-        fire_time = ctx.get_partitioned_state(self.state)
-        if fire_time.get() == time:
-            fire_time.clear()
-            self._arm(time, window, ctx, fire_time)
-            return TriggerResult.FIRE
-        return TriggerResult.CONTINUE
-
-    def _arm(self, time: int, window: Any, ctx: TriggerContext, fire_time: Any) -> None:
-        next_fire = min(time + self.interval, window.max_timestamp())
-        fire_time.add(next_fire)
-        ctx.register_processing_time_timer(next_fire)
-
-    def can_merge(self) -> bool:
-        return True
-
-    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
-        ctx.merge_partitioned_state(self.state)
-        next_fire = ctx.get_partitioned_state(self.state).get()
-        if next_fire is not None:
-            ctx.register_processing_time_timer(next_fire)
-
-    def clear(self, window: Any, ctx: TriggerContext) -> None:
-        fire_time = ctx.get_partitioned_state(self.state)
-        pending = fire_time.get()
-        if pending is not None:
-            ctx.delete_processing_time_timer(pending)
-            fire_time.clear()
+        return self._fire_if_due(time, window, ctx)
 
 
 class ProcessingTimeoutTrigger(Trigger):
