@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from flowactors import (
-    AggregateFunction,
     KeyedCoProcessFunction,
     KeyedProcessFunction,
     OutputTag,
@@ -31,6 +30,7 @@ from flowactors.windows import (
     GlobalWindows,
     TumblingEventTimeWindows,
 )
+from tests.support.functions import Average
 
 
 class Timeout(KeyedProcessFunction[str, tuple[str, int], str]):
@@ -148,20 +148,6 @@ def test_process_function_side_outputs_and_timestamps() -> None:
         assert h.get_side_output(errors) == ["bad@2: x"]
 
 
-class Avg(AggregateFunction[tuple[str, int], tuple[int, int], float]):
-    def create_accumulator(self) -> tuple[int, int]:
-        return (0, 0)
-
-    def add(self, value: tuple[str, int], acc: tuple[int, int]) -> tuple[int, int]:
-        return (acc[0] + value[1], acc[1] + 1)
-
-    def get_result(self, acc: tuple[int, int]) -> float:
-        return acc[0] / acc[1]
-
-    def merge(self, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-        return (a[0] + b[0], a[1] + b[1])
-
-
 def test_tumbling_window_with_lateness_and_late_side_output() -> None:
     late: OutputTag[Any] = OutputTag("late")
     with WindowOperatorTestHarness(
@@ -193,7 +179,7 @@ def test_session_windows_merge_out_of_order_arrivals() -> None:
     with WindowOperatorTestHarness(
         EventTimeSessionWindows.with_gap(10),
         key_selector=lambda v: v[0],
-        aggregate=Avg(),
+        aggregate=Average(),
         window_fn=lambda key, ctx, results, out: out.collect(
             (key, ctx.window.start, ctx.window.end, next(iter(results)))
         ),

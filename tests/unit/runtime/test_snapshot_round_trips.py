@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from flowactors import (
-    AggregateFunction,
     Collector,
     KeyedContext,
     KeyedCoProcessFunction,
@@ -34,6 +33,7 @@ from flowactors.testing import (
     WindowOperatorTestHarness,
 )
 from flowactors.windows import CountTrigger, EventTimeSessionWindows, TumblingEventTimeWindows
+from tests.support.functions import Average
 
 Harness = Any
 
@@ -219,20 +219,6 @@ def test_interval_join_buffers() -> None:
     original, restored = round_trip(make, before, after)
     assert sorted(original.extract_output_values()) == [(10, 14), (13, 12), (13, 14)]
     assert_same(original, restored)
-
-
-class Average(AggregateFunction[tuple[str, int], tuple[int, int], float]):
-    def create_accumulator(self) -> tuple[int, int]:
-        return (0, 0)
-
-    def add(self, value: tuple[str, int], acc: tuple[int, int]) -> tuple[int, int]:
-        return (acc[0] + value[1], acc[1] + 1)
-
-    def get_result(self, acc: tuple[int, int]) -> float:
-        return acc[0] / acc[1]
-
-    def merge(self, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-        return (a[0] + b[0], a[1] + b[1])
 
 
 class Listing(ProcessWindowFunction[tuple[str, int], tuple[str, list[int]], str]):
