@@ -44,7 +44,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
+from flowactors_kafka import DeliveryGuarantee, KafkaSink, KafkaSource
 
 from flowactors import StreamExecutionEnvironment
 
@@ -160,30 +160,26 @@ def job(
     env = StreamExecutionEnvironment(parallelism=parallelism)
     if guarantee == "exactly-once":
         env.enable_checkpointing(1000, storage=storage, resume="none")
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(inp)
-        .set_value_only_deserializer("json")
-        .set_bounded(KafkaOffsetsInitializer.latest())
-        .set_properties(FETCH)
-        .build()
+    source = KafkaSource(
+        bootstrap_servers=bootstrap,
+        topics=[inp],
+        value_deserializer="json",
+        bounded="latest",
+        properties=FETCH,
     )
-    sink = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            topic=out, value_serializer="json", key_serializer=lambda r: str(r["k"]).encode()
-        )
-        .set_delivery_guarantee(guarantee)
+    sink = KafkaSink(
+        bootstrap_servers=bootstrap,
+        topic=out,
+        value_serializer="json",
+        key_serializer=lambda r: str(r["k"]).encode(),
+        delivery_guarantee=DeliveryGuarantee(guarantee),
+        transactional_id_prefix=unique("txn") if guarantee == "exactly-once" else None,
     )
-    if guarantee == "exactly-once":
-        sink.set_transactional_id_prefix(unique("txn"))
     (
         env.from_source(source, name="input")
         .key_by(lambda r: r["k"])
         .reduce(lambda a, b: {"k": a["k"], "v": a["v"] + b["v"]})
-        .sink_to(sink.build(), name="output")
+        .sink_to(sink, name="output")
     )
     return env
 

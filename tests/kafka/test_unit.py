@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import flowactors_kafka
 import pytest
-from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource, partition_owner
+from flowactors_kafka import (
+    KafkaOffsetsInitializer,
+    KafkaSink,
+    KafkaSource,
+    TopicPartition,
+    partition_owner,
+)
 from flowactors_kafka._client import client_options
-from flowactors_kafka._source import KafkaSourceReader
+from flowactors_kafka._reader import KafkaSourceReader
 
-from flowactors import ConnectorError
+from flowactors import ConnectorError, OutputTag
 from flowactors.spi import SourceReaderContext
 
 PACKAGE = Path(flowactors_kafka.__file__).parent
@@ -94,8 +103,7 @@ def reader(subtask: int, parallelism: int, restored: list[Any] | None) -> KafkaS
 
 def snapshot(subtask: int, parallelism: int, partitions: range) -> list[Any]:
     r = reader(subtask, parallelism, None)
-    from flowactors_kafka import TopicPartition
-    from flowactors_kafka._source import _Split
+    from flowactors_kafka._reader import _Split
 
     for p in partitions:
         if partition_owner("t", p, parallelism) == subtask:
@@ -190,7 +198,7 @@ def test_builders_validate() -> None:
 
 
 def test_a_failed_send_fails_every_later_call() -> None:
-    from flowactors_kafka._sink import Broken
+    from flowactors_kafka._writer import Broken
 
     broken = Broken("sink")
     broken.check()
@@ -199,3 +207,217 @@ def test_a_failed_send_fails_every_later_call() -> None:
     with pytest.raises(ConnectorError, match="lost to an earlier failure") as info:
         broken.check()
     assert info.value.retriable and "sending failed" in str(info.value)
+
+
+# -- keyword constructors -------------------------------------------------------------------
+
+
+def test_source_keywords_build_the_same_settings_as_the_builder() -> None:
+    import orjson
+
+    tag: OutputTag[Any] = OutputTag("bad")
+    src = KafkaSource(
+        bootstrap_servers=["a:1", "b:2"],
+        topics="rides",
+        group_id="g",
+        starting_offsets={("rides", 0): 5},
+        bounded="latest",
+        value_deserializer=orjson.loads,
+        properties={"max.poll.records": "50"},
+        partition_discovery_interval=timedelta(seconds=2),
+        malformed_record_output=tag,
+        startup_timeout=timedelta(seconds=3),
+        poll_timeout=250,
+        commit_offsets_on_checkpoint=False,
+    )
+    built = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(["a:1", "b:2"])
+        .set_topics("rides")
+        .set_group_id("g")
+        .set_starting_offsets(KafkaOffsetsInitializer.offsets({TopicPartition("rides", 0): 5}))
+        .set_bounded(KafkaOffsetsInitializer.latest())
+        .set_value_only_deserializer("json")
+        .set_property("max.poll.records", "50")
+        .set_partition_discovery_interval(2000)
+        .set_malformed_record_output(tag)
+        .set_startup_timeout(3)
+        .set_poll_timeout(250)
+        .set_commit_offsets_on_checkpoint(False)
+        .build()
+    )
+    for s in (src.settings, built.settings):
+        assert s.bootstrap_servers == "a:1,b:2" and s.topics == ["rides"]
+        assert s.starting.kind == "offsets"
+        assert s.starting.fixed_offsets == {TopicPartition("rides", 0): 5}
+        assert repr(s.stopping) == "KafkaOffsetsInitializer.latest()"
+        assert s.value_fn is orjson.loads and s.consumer_options == {"max_poll_records": 50}
+        assert s.discovery_interval_ms == 2000 and s.startup_timeout_s == 3.0
+        assert s.poll_timeout_ms == 250 and s.commit_offsets_on_checkpoint is False
+        assert s.malformed_output is tag
+    assert src.boundedness.value == "bounded"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("earliest", "KafkaOffsetsInitializer.earliest()"),
+        ("latest", "KafkaOffsetsInitializer.latest()"),
+        ("committed", "KafkaOffsetsInitializer.committed(KafkaOffsetsInitializer.earliest())"),
+        (1_700_000_000_000, "KafkaOffsetsInitializer.timestamp(1700000000000)"),
+    ],
+)
+def test_starting_offsets_by_name_and_timestamp(spec: Any, expected: str) -> None:
+    src = KafkaSource(
+        bootstrap_servers="b:1",
+        topics=["t"],
+        group_id="g",
+        starting_offsets=spec,
+        value_deserializer="str",
+    )
+    assert repr(src.settings.starting) == expected
+
+
+def test_keys_and_values_or_whole_records() -> None:
+    class Rec:
+        topic, partition, offset, timestamp, headers = "t", 0, 7, 1, []
+        key, value = b"k", b'{"a": 1}'
+
+    kv = KafkaSource(
+        bootstrap_servers="b:1", topics=["t"], key_deserializer="str", value_deserializer="json"
+    )
+    assert kv.settings.value_fn is None and kv.settings.decode(Rec()) == ("k", {"a": 1})
+    whole = KafkaSource(
+        bootstrap_servers="b:1", topics=["t"], deserializer=lambda r: (r.topic, r.offset)
+    )
+    assert whole.settings.decode(Rec()) == ("t", 7)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"topics": ["t"]}, ValueError, "needs a deserializer"),
+        ({"value_deserializer": "json"}, ValueError, "topics=.* or topic_pattern"),
+        (
+            {"topics": ["t"], "topic_pattern": "t.*", "value_deserializer": "json"},
+            ValueError,
+            "exactly one",
+        ),
+        ({"topics": [], "value_deserializer": "json"}, ValueError, "at least one topic"),
+        ({"topic_pattern": "(", "value_deserializer": "json"}, ValueError, "not a regex"),
+        (
+            {"topics": ["t"], "value_deserializer": "yaml"},
+            ValueError,
+            "unknown deserializer 'yaml'",
+        ),
+        (
+            {"topics": ["t"], "deserializer": len, "value_deserializer": "json"},
+            ValueError,
+            "whole record",
+        ),
+        (
+            {"topics": ["t"], "value_deserializer": "json", "starting_offsets": "first"},
+            ValueError,
+            "starting_offsets must be",
+        ),
+        (
+            {"topics": ["t"], "value_deserializer": "json", "starting_offsets": "committed"},
+            ValueError,
+            "group_id=",
+        ),
+        (
+            {"topics": ["t"], "value_deserializer": "json", "starting_offsets": {("t", 0): -1}},
+            ValueError,
+            "offset of",
+        ),
+        (
+            {"topics": ["t"], "value_deserializer": "json", "poll_timeout": 0},
+            ValueError,
+            "poll_timeout must be at least 1 ms",
+        ),
+        (
+            {"topics": ["t"], "value_deserializer": "json", "startup_timeout": 2.5},
+            TypeError,
+            "timedelta or an int",
+        ),
+        (
+            {
+                "topics": ["t"],
+                "value_deserializer": "json",
+                "dead_letter_topic": "d",
+                "malformed_record_output": OutputTag("x"),
+            },
+            ValueError,
+            "not both",
+        ),
+        (
+            {"topics": ["t"], "value_deserializer": "json", "starting_ofsets": "latest"},
+            TypeError,
+            "starting_ofsets",
+        ),
+    ],
+)
+def test_source_refuses_bad_arguments_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        KafkaSource(bootstrap_servers="b:1", **kwargs)
+
+
+def test_sink_keywords() -> None:
+    import orjson
+
+    sink = KafkaSink(
+        bootstrap_servers="b:1",
+        topic="out",
+        value_serializer=orjson.dumps,
+        key_serializer="str",
+        delivery_guarantee="exactly-once",
+        transactional_id_prefix="job-1",
+        properties={"linger.ms": "5"},
+        startup_timeout=timedelta(seconds=4),
+        transaction_pool_size=5,
+    )
+    s = sink.settings
+    assert s.guarantee.value == "exactly-once" and s.transactional_id_prefix == "job-1"
+    assert s.value_serializer is orjson.dumps and s.key_serializer is not None
+    assert s.key_serializer("x") == b"x"
+    assert s.producer_options == {
+        "linger_ms": 5,
+        "transaction_timeout_ms": 900_000,
+        "max_batch_size": 256 * 1024,
+    }
+    assert s.startup_timeout_s == 4.0 and s.transaction_pool_size == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"delivery_guarantee": "twice"}, ValueError, "delivery_guarantee must be"),
+        ({"delivery_guarantee": "exactly-once"}, ValueError, "transactional_id_prefix=..."),
+        ({"transactional_id_prefix": "a b"}, ValueError, "without whitespace"),
+        ({"partitioner": "random"}, ValueError, "partitioner must be"),
+        ({"transaction_pool_size": 2}, ValueError, "at least 3"),
+        ({"value_serializer": "xml"}, ValueError, "unknown serializer 'xml'"),
+        ({"topic": ""}, ValueError, "topic must be a non-empty name"),
+        ({"delivery_guarante": "none"}, TypeError, "delivery_guarante"),
+    ],
+)
+def test_sink_refuses_bad_arguments_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    args: dict[str, Any] = {"topic": "o", "value_serializer": "json", **kwargs}
+    with pytest.raises(error, match=message):
+        KafkaSink(bootstrap_servers="b:1", **args)
+
+
+def test_constructors_are_typed_for_mypy_strict() -> None:
+    cases = Path(__file__).with_name("_typing_cases.py")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(cases)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2] / "connectors" / "kafka",
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -67,7 +67,7 @@ from flowactors_kafka._client import (
     wait_all,
     wait_for_topic,
 )
-from flowactors_kafka._sink import Broken, RecordEncoder, _SinkSettings
+from flowactors_kafka._writer import Broken, RecordEncoder, _SinkSettings
 
 log = logging.getLogger("flowactors_kafka")
 
