@@ -421,3 +421,117 @@ def test_constructors_are_typed_for_mypy_strict() -> None:
         timeout=110,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- properties the source and the sink own ------------------------------------------------
+
+
+def source(**kwargs: Any) -> KafkaSource[Any]:
+    args: dict[str, Any] = {"topics": ["t"], "value_deserializer": "json", **kwargs}
+    return KafkaSource(bootstrap_servers="b:1", **args)
+
+
+def sink(**kwargs: Any) -> KafkaSink[Any]:
+    args: dict[str, Any] = {"topic": "o", "value_serializer": "json", **kwargs}
+    return KafkaSink(bootstrap_servers="b:1", **args)
+
+
+def test_group_id_property_is_the_group_id() -> None:
+    assert source(properties={"group.id": "g"}).settings.group_id == "g"
+    assert source(group_id="g", properties={"group_id": "g"}).settings.group_id == "g"
+    with pytest.raises(ValueError, match=r"group.id='h' contradicts group_id='g'"):
+        source(group_id="g", properties={"group.id": "h"})
+    # the mapped group serves starting from committed offsets too
+    mapped = source(starting_offsets="committed", properties={"group.id": "g"})
+    assert mapped.settings.group_id == "g"
+
+
+def test_auto_offset_reset_is_the_fallback_of_committed_offsets() -> None:
+    s = source(
+        group_id="g", starting_offsets="committed", properties={"auto.offset.reset": "latest"}
+    )
+    assert repr(s.settings.starting) == (
+        "KafkaOffsetsInitializer.committed(KafkaOffsetsInitializer.latest())"
+    )
+    with pytest.raises(ValueError, match=r"has no effect: .*use starting_offsets='latest'"):
+        source(properties={"auto.offset.reset": "latest"})
+    with pytest.raises(ValueError, match="contradicts starting_offsets"):
+        source(
+            group_id="g",
+            starting_offsets=KafkaOffsetsInitializer.committed("earliest"),
+            properties={"auto.offset.reset": "latest"},
+        )
+    with pytest.raises(ValueError, match="'none' is not supported"):
+        source(group_id="g", starting_offsets="committed", properties={"auto.offset.reset": "none"})
+
+
+def test_auto_commit_is_refused_and_its_absence_accepted() -> None:
+    with pytest.raises(ValueError, match=r"enable.auto.commit=true .*commit_offsets_on_checkpoint"):
+        source(properties={"enable.auto.commit": "true"})
+    assert source(properties={"enable.auto.commit": False}).settings.consumer_options == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("value.deserializer", "pass value_deserializer="),
+        ("key.deserializer", "pass key_deserializer="),
+        ("session.timeout.ms", "assigns partitions to its subtasks itself"),
+        ("partition.assignment.strategy", "no consumer-group membership"),
+        ("group.instance.id", "no consumer-group membership"),
+        ("transactional.id", "sink setting"),
+        ("linger.ms", "no dead_letter_topic"),
+        ("bootstrap.servers", "contradicts bootstrap_servers='b:1'"),
+    ],
+)
+def test_source_refuses_properties_it_owns(key: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        source(properties={key: "x:1"})
+
+
+def test_producer_properties_go_to_the_dead_letter_producer() -> None:
+    s = source(dead_letter_topic="dlq", properties={"linger.ms": "5", "fetch.max.bytes": "1000"})
+    assert s.settings.producer_options == {"linger_ms": 5}
+    assert s.settings.consumer_options == {"fetch_max_bytes": 1000}
+    assert source(properties={"bootstrap.servers": "b:1"}).settings.consumer_options == {}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "properties", "message"),
+    [
+        ({}, {"transactional.id": "t"}, "pass transactional_id_prefix="),
+        ({}, {"value.serializer": "x"}, "pass value_serializer="),
+        ({}, {"key.serializer": "x"}, "pass key_serializer="),
+        ({}, {"partitioner.class": "x"}, "pass partitioner="),
+        ({}, {"isolation.level": "read_committed"}, "a sink does not read"),
+        ({}, {"group.id": "g"}, "a sink does not read"),
+        ({}, {"fetch.max.bytes": "1"}, "a sink only produces"),
+        (
+            {},
+            {"transaction.timeout.ms": "60000"},
+            "only applies to delivery_guarantee='exactly-once'",
+        ),
+        ({"delivery_guarantee": "at-least-once"}, {"acks": 1}, "needs acks=all"),
+        (
+            {"delivery_guarantee": "exactly-once", "transactional_id_prefix": "p"},
+            {"enable.idempotence": "false"},
+            "idempotent producer",
+        ),
+        ({}, {"bootstrap.servers": "elsewhere:1"}, "contradicts bootstrap_servers"),
+    ],
+)
+def test_sink_refuses_properties_it_owns(
+    kwargs: dict[str, Any], properties: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        sink(properties=properties, **kwargs)
+
+
+def test_sink_accepts_properties_that_agree() -> None:
+    s = sink(
+        delivery_guarantee="exactly-once",
+        transactional_id_prefix="p",
+        properties={"acks": "all", "transaction.timeout.ms": "60000", "enable.idempotence": "true"},
+    )
+    assert s.settings.producer_options["transaction_timeout_ms"] == 60000
+    assert sink(properties={"acks": 0}).settings.producer_options["acks"] == 0

@@ -16,7 +16,7 @@ from typing_extensions import TypeVar
 
 from flowactors.spi import Sink, SinkWriter, SinkWriterContext
 from flowactors_kafka import _config
-from flowactors_kafka._client import client_options
+from flowactors_kafka._properties import sink_properties
 from flowactors_kafka._serialization import SerializerName, serializer
 from flowactors_kafka._transactions import ExactlyOnceWriter
 from flowactors_kafka._writer import DeliveryGuarantee, KafkaWriter, Partitioner, _SinkSettings
@@ -105,7 +105,9 @@ class KafkaSink(Sink[T]):
                 f"transaction_pool_size must be at least 3 (the open transaction, one awaiting "
                 f"its checkpoint, one just committed), got {transaction_pool_size}"
             )
-        options = client_options(dict(properties or {}), "producer")
+        options = sink_properties(
+            dict(properties or {}), bootstrap_servers=servers, guarantee=guarantee.value
+        )
         if guarantee is DeliveryGuarantee.EXACTLY_ONCE:
             if transactional_id_prefix is None:
                 raise ValueError(
@@ -115,8 +117,6 @@ class KafkaSink(Sink[T]):
             # Flink's default is 1 h; Kafka's brokers refuse more than transaction.max.timeout.ms
             # (15 min by default), so that is the default here.
             options.setdefault("transaction_timeout_ms", 900_000)
-        else:
-            options.pop("transaction_timeout_ms", None)
         options.setdefault("max_batch_size", 256 * 1024)
         options.setdefault("linger_ms", 0)
         self.settings = _SinkSettings(

@@ -17,8 +17,9 @@ from typing_extensions import TypeVar
 from flowactors import OutputTag
 from flowactors.spi import Boundedness, Source, SourceReader, SourceReaderContext
 from flowactors_kafka import _config
-from flowactors_kafka._client import KafkaRecord, client_options
+from flowactors_kafka._client import KafkaRecord
 from flowactors_kafka._offsets import KafkaOffsetsInitializer, OffsetsSpec, offsets_of
+from flowactors_kafka._properties import source_properties
 from flowactors_kafka._reader import KafkaSourceReader, _Settings
 from flowactors_kafka._serialization import Deserializer, DeserializerName, deserializer
 
@@ -145,7 +146,16 @@ class KafkaSource(Source[T]):
             raise TypeError(
                 f"malformed_record_output must be an OutputTag, got {malformed_record_output!r}"
             )
-        starting = offsets_of(starting_offsets, "starting_offsets")
+        props = dict(properties or {})
+        mapped = source_properties(
+            props,
+            bootstrap_servers=servers,
+            group_id=group_id,
+            starting=offsets_of(starting_offsets, "starting_offsets"),
+            starting_named=isinstance(starting_offsets, str) and starting_offsets == "committed",
+            dead_letters=dead_letter_topic is not None,
+        )
+        group_id, starting = mapped.group_id, mapped.starting
         stopping = None if bounded is None else offsets_of(bounded, "bounded")
         if group_id is None and "committed" in (
             starting.kind,
@@ -154,7 +164,6 @@ class KafkaSource(Source[T]):
             raise ValueError(
                 "KafkaSource: committed offsets need a consumer group: pass group_id=..."
             )
-        props = dict(properties or {})
         self.settings: _Settings[T] = _Settings(
             bootstrap_servers=servers,
             topics=topic_list,
@@ -164,8 +173,8 @@ class KafkaSource(Source[T]):
             stopping=stopping,
             decode=decode,
             value_fn=value_fn,
-            consumer_options=client_options(props, "consumer"),
-            producer_options=client_options(props, "producer"),
+            consumer_options=mapped.consumer_options,
+            producer_options=mapped.producer_options,
             discovery_interval_ms=_config.millis(
                 partition_discovery_interval, "partition_discovery_interval"
             ),

@@ -23,7 +23,13 @@ from flowactors_kafka._client.admin import create_topic, wait_for_topic
 from flowactors_kafka._client.connect import close_fully, connect_with_retry
 from flowactors_kafka._client.consumer import Consumer
 from flowactors_kafka._client.errors import is_kafka_error, translate_error
-from flowactors_kafka._client.options import admin_options, client_options, consumer_options_of
+from flowactors_kafka._client.options import (
+    admin_options,
+    client_options,
+    consumer_options_of,
+    normalize_key,
+    role_of,
+)
 from flowactors_kafka._client.producer import Producer, RecordBatch, wait_all
 from flowactors_kafka._client.records import (
     Headers,
@@ -50,6 +56,8 @@ __all__ = [
     "create_topic",
     "default_partition",
     "is_kafka_error",
+    "normalize_key",
+    "role_of",
     "translate_error",
     "wait_all",
     "wait_for_topic",

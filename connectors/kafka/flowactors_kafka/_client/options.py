@@ -20,7 +20,8 @@ _ALIASES = {
     "sasl_password": "sasl_plain_password",
     "sasl_mechanisms": "sasl_mechanism",
 }
-#: Arguments the connector sets itself (through the builders), never through properties.
+#: Arguments the connector sets itself, never through properties (those a user may mean are
+#: mapped or refused with a better message by :mod:`flowactors_kafka._properties` first).
 _MANAGED = {
     "loop",
     "bootstrap_servers",
@@ -45,30 +46,48 @@ _PRODUCER_PARAMS = _parameters(aiokafka.AIOKafkaProducer)
 _CLIENT_PARAMS = _parameters(AIOKafkaClient)
 
 
-def client_options(properties: Mapping[str, Any], role: str) -> dict[str, Any]:
+def normalize_key(raw_key: str) -> str:
+    """The aiokafka argument name for a property key (``"batch.size"`` -> ``"max_batch_size"``)."""
+    key = raw_key.replace(".", "_").replace("-", "_")
+    return _ALIASES.get(key, key)
+
+
+def role_of(key: str) -> str | None:
+    """``"consumer"``, ``"producer"`` or ``"both"`` for a normalized key; None if unknown."""
+    consumer, producer = key in _CONSUMER_PARAMS, key in _PRODUCER_PARAMS
+    if consumer and producer:
+        return "both"
+    return "consumer" if consumer else "producer" if producer else None
+
+
+def client_options(
+    properties: Mapping[str, Any], role: str, *, foreign: str | None = None
+) -> dict[str, Any]:
     """aiokafka keyword arguments for ``role`` ("consumer" or "producer") from user properties.
 
     Keys may be aiokafka's argument names (``ssl_context``, ``sasl_mechanism``) or Kafka's
     dotted names (``security.protocol``, ``isolation.level``, ``max.poll.records``).
     Strings as Java properties files hold them (``"500"``, ``"true"``) become ints and bools
     where aiokafka does not expect a string. Unknown keys raise
-    ``ValueError`` (a typo must not be silently ignored).
+    ``ValueError`` (a typo must not be silently ignored). A key of the other role only is
+    skipped when ``foreign`` is None (a client of that role takes it), else refused with
+    ``foreign`` as the explanation.
     """
     params = _CONSUMER_PARAMS if role == "consumer" else _PRODUCER_PARAMS
     out: dict[str, Any] = {}
     for raw_key, value in properties.items():
-        key = raw_key.replace(".", "_").replace("-", "_")
-        key = _ALIASES.get(key, key)
+        key = normalize_key(raw_key)
         if key in _MANAGED:
             raise ValueError(
-                f"Kafka property {raw_key!r} is set by the connector (use the builder's setters)"
+                f"Kafka property {raw_key!r} is set by the connector (use the constructor's "
+                "arguments)"
             )
         if key not in params:
-            # A property of the other role (e.g. a producer setting given to a source that
-            # also writes dead letters) is ignored for this one, not rejected.
             other = _PRODUCER_PARAMS if role == "consumer" else _CONSUMER_PARAMS
             if key in other:
-                continue
+                if foreign is None:
+                    continue
+                raise ValueError(f"Kafka property {raw_key!r} is not a {role} setting: {foreign}")
             raise ValueError(f"unknown Kafka property {raw_key!r} (aiokafka has no {key!r})")
         default = params[key].default
         if isinstance(value, str) and not isinstance(default, str):
