@@ -535,3 +535,44 @@ def test_sink_accepts_properties_that_agree() -> None:
     )
     assert s.settings.producer_options["transaction_timeout_ms"] == 60000
     assert sink(properties={"acks": 0}).settings.producer_options["acks"] == 0
+
+
+# -- fatal or retriable ----------------------------------------------------------------------
+
+
+def test_only_errors_no_retry_can_heal_are_fatal() -> None:
+    import ssl
+
+    import aiokafka.errors as e
+    from flowactors_kafka._client import translate_error
+
+    retriable = [
+        e.KafkaConnectionError("Unable to bootstrap"),
+        e.KafkaTimeoutError(),
+        e.NotLeaderForPartitionError(),
+        e.RequestTimedOutError(),
+        e.ProducerFenced(),  # a restart from the last checkpoint writes the records again
+        e.InvalidProducerEpoch(),
+        e.KafkaError("the producer was closed after a failure"),
+        ConnectionResetError("reset by peer"),
+        TimeoutError(),
+    ]
+    for exc in retriable:
+        assert translate_error(exc, "x").retriable is True, exc
+    verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    verify.verify_message = "self-signed certificate in certificate chain"
+    fatal = {
+        verify: "not trusted by ssl_cafile='ca.pem': self-signed certificate",
+        e.SaslAuthenticationFailed(): "check sasl_mechanism",
+        e.TopicAuthorizationFailedError(): "grant the client's principal",
+        e.MessageSizeTooLargeError(): "max.message.bytes",
+        e.UnsupportedVersionError(): "fix the settings",
+        e.InvalidTransactionTimeout(): "transaction.max.timeout.ms",
+    }
+    for exc, hint in fatal.items():
+        err = translate_error(exc, "x", trust="ssl_cafile='ca.pem'")
+        assert err.retriable is False and hint in str(err), str(err)
+        assert err.__cause__ is exc
+    # The TLS error behind aiokafka's generic bootstrap error decides.
+    err = translate_error(e.KafkaConnectionError("Unable to bootstrap"), "x", also=[verify])
+    assert err.retriable is False and "not trusted by the client" in str(err)

@@ -264,7 +264,7 @@ class KafkaSourceReader(SourceReader[T]):
             if self._loop.time() >= deadline:
                 raise ConnectorError(
                     f"Kafka source: topic(s) {missing} do not exist on {s.bootstrap_servers} "
-                    f"(waited {s.startup_timeout_s:g} s)",
+                    f"(waited {s.startup_timeout_s:g} s); create them, or fix the topic names",
                     retriable=False,
                 )
             await asyncio.sleep(0.2)

@@ -141,9 +141,10 @@ class RecordEncoder:
                 futures.append(await producer.send_batch(batch, topic, part))
                 batch = batches[part] = producer.create_batch()
                 if batch.append(0, ts, key, payload, headers) is None:
-                    raise ValueError(
-                        f"a record for {topic} is larger than the batch size "
-                        f"({s.producer_options.get('max_batch_size')} bytes): raise batch.size"
+                    raise ConnectorError(
+                        f"Kafka: a record for {topic} does not fit in a record batch "
+                        f"({s.producer_options.get('max_batch_size')} bytes): raise batch.size",
+                        retriable=False,
                     )
             batch.count += 1
         for part, batch in batches.items():

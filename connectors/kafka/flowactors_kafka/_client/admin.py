@@ -12,7 +12,7 @@ import aiokafka.errors as kafka_errors
 from flowactors import ConnectorError
 from flowactors_kafka._client.connect import _quietly, connect_with_retry
 from flowactors_kafka._client.errors import _translated, translate_error
-from flowactors_kafka._client.options import admin_options, client_options
+from flowactors_kafka._client.options import admin_options, client_options, trust_of
 
 
 async def _topics(client: Any) -> set[str]:
@@ -29,7 +29,8 @@ async def wait_for_topic(
     while topic not in await topics():
         if time.monotonic() >= deadline:
             raise ConnectorError(
-                f"Kafka: topic {topic!r} does not exist on {servers} (waited {timeout_s:g} s)",
+                f"Kafka: topic {topic!r} does not exist on {servers} (waited {timeout_s:g} s); "
+                "create it, or fix the topic's name",
                 retriable=False,
             )
         await asyncio.sleep(0.2)
@@ -61,6 +62,7 @@ async def create_topic(
         what="Kafka admin client",
         bootstrap_servers=bootstrap_servers,
         timeout_s=timeout_s,
+        trust=trust_of(options),
     )
     try:
         response = await admin.create_topics(

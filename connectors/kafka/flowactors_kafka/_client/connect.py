@@ -40,17 +40,6 @@ class _BootstrapErrorFilter(logging.Filter):
 
 logging.getLogger("aiokafka").addFilter(_BootstrapErrorFilter())
 
-_AUTH_ERRORS = (
-    kafka_errors.AuthenticationFailedError,
-    kafka_errors.AuthenticationMethodNotSupported,
-    kafka_errors.TopicAuthorizationFailedError,
-    kafka_errors.GroupAuthorizationFailedError,
-    kafka_errors.TransactionalIdAuthorizationFailed,
-    kafka_errors.UnsupportedSaslMechanismError,
-    kafka_errors.SaslAuthenticationFailed,
-    kafka_errors.IllegalSaslStateError,
-)
-
 
 async def connect_with_retry(
     start: Callable[[], Awaitable[None]],
@@ -59,12 +48,15 @@ async def connect_with_retry(
     what: str,
     bootstrap_servers: str,
     timeout_s: float,
+    trust: str | None = None,
 ) -> None:
     """Run ``start`` until it succeeds, with exponential backoff (0.1 s doubling to 2 s).
 
-    Gives up after ``timeout_s`` with a :class:`ConnectorError` that names the servers and
-    the last error. Errors that retrying cannot fix (authentication, authorization, bad
-    configuration) fail at once.
+    Gives up after ``timeout_s`` with a retriable :class:`ConnectorError` that names the
+    servers and the last error. Errors that retrying cannot fix (authentication,
+    authorization, an untrusted broker certificate, configuration the broker refuses) fail
+    at once, not retriable, saying what to fix; ``trust`` describes the certificates the
+    client trusts, for that message.
     """
     deadline = time.monotonic() + timeout_s
     backoff = 0.1
@@ -78,19 +70,11 @@ async def connect_with_retry(
             return
         except (kafka_errors.KafkaError, OSError, TimeoutError) as exc:
             await _quietly(cleanup())
-            auth = next((e for e in [exc, *seen] if isinstance(e, _AUTH_ERRORS)), None)
-            if auth is not None:
-                err = translate_error(auth, f"connecting the {what} to {bootstrap_servers}")
-                raise ConnectorError(str(err), retriable=False) from auth
-            if not getattr(exc, "retriable", True) and not isinstance(exc, OSError | TimeoutError):
-                hint = ""
-                if isinstance(exc, kafka_errors.InvalidTransactionTimeout):
-                    hint = (
-                        " (transaction.timeout.ms is above the broker's "
-                        "transaction.max.timeout.ms, 15 min by default)"
-                    )
-                err = translate_error(exc, f"starting the {what} on {bootstrap_servers}")
-                raise ConnectorError(f"{err}{hint}", retriable=False) from exc
+            err = translate_error(
+                exc, f"connecting the {what} to {bootstrap_servers}", also=seen, trust=trust
+            )
+            if not err.retriable:
+                raise err from err.__cause__
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ConnectorError(

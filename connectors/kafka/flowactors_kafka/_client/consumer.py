@@ -16,6 +16,7 @@ import aiokafka.errors as kafka_errors
 from flowactors import ConnectorError
 from flowactors_kafka._client.connect import connect_with_retry, log
 from flowactors_kafka._client.errors import _translated, translate_error
+from flowactors_kafka._client.options import trust_of
 from flowactors_kafka._client.records import TopicPartition
 
 
@@ -60,6 +61,7 @@ class Consumer:
             what="Kafka source",
             bootstrap_servers=self.bootstrap_servers,
             timeout_s=timeout_s,
+            trust=trust_of(self._kwargs),
         )
 
     async def stop(self) -> None:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import inspect
 import re
+import ssl
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import aiokafka
 from aiokafka.client import AIOKafkaClient
+from aiokafka.helpers import create_ssl_context
 
 #: Kafka's Java property names whose aiokafka argument is not just the dotted name with "_".
 _ALIASES = {
@@ -46,6 +49,20 @@ _PRODUCER_PARAMS = _parameters(aiokafka.AIOKafkaProducer)
 _CLIENT_PARAMS = _parameters(AIOKafkaClient)
 
 
+#: PEM files for TLS, turned into an ``ssl_context`` (aiokafka takes only a context).
+_TLS_FILES = {"ssl_cafile": "cafile", "ssl_certfile": "certfile", "ssl_keyfile": "keyfile"}
+#: What each context built from ``ssl_cafile`` trusts, for error messages.
+_TRUST: weakref.WeakKeyDictionary[ssl.SSLContext, str] = weakref.WeakKeyDictionary()
+
+
+def trust_of(options: Mapping[str, Any]) -> str | None:
+    """The certificates a client built with ``options`` trusts, in words (None without TLS)."""
+    context = options.get("ssl_context")
+    if context is None:
+        return None
+    return _TRUST.get(context, "the ssl_context given (its CA certificates)")
+
+
 def normalize_key(raw_key: str) -> str:
     """The aiokafka argument name for a property key (``"batch.size"`` -> ``"max_batch_size"``)."""
     key = raw_key.replace(".", "_").replace("-", "_")
@@ -75,8 +92,18 @@ def client_options(
     """
     params = _CONSUMER_PARAMS if role == "consumer" else _PRODUCER_PARAMS
     out: dict[str, Any] = {}
+    tls_files: dict[str, str] = {}
     for raw_key, value in properties.items():
         key = normalize_key(raw_key)
+        if key in _TLS_FILES:
+            tls_files[_TLS_FILES[key]] = str(value)
+            continue
+        if key.startswith(("ssl_truststore", "ssl_keystore")):
+            raise ValueError(
+                f"Kafka property {raw_key!r} is Java's: give PEM files as ssl_cafile=... "
+                "(and ssl_certfile=..., ssl_keyfile=... for a client certificate), or an "
+                "ssl_context"
+            )
         if key in _MANAGED:
             raise ValueError(
                 f"Kafka property {raw_key!r} is set by the connector (use the constructor's "
@@ -96,6 +123,24 @@ def client_options(
             elif re.fullmatch(r"-?\d+", value):
                 value = int(value)
         out[key] = value
+    if tls_files:
+        if "ssl_context" in out:
+            raise ValueError("give ssl_context or ssl_cafile/ssl_certfile/ssl_keyfile, not both")
+        try:
+            context = create_ssl_context(**tls_files)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load the TLS files {tls_files}: {exc}") from exc
+        _TRUST[context] = (
+            f"ssl_cafile={tls_files['cafile']!r}"
+            if "cafile" in tls_files
+            else "the system's default CA certificates"
+        )
+        out["ssl_context"] = context
+    if "ssl_context" in out and out.get("security_protocol") not in ("SSL", "SASL_SSL"):
+        raise ValueError(
+            "TLS settings (ssl_context, ssl_cafile) have no effect without "
+            "security_protocol='SSL' or 'SASL_SSL'"
+        )
     return out
 
 

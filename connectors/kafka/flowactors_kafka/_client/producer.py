@@ -18,6 +18,7 @@ from flowactors import ConnectorError
 from flowactors_kafka._client.admin import _topics
 from flowactors_kafka._client.connect import connect_with_retry, log
 from flowactors_kafka._client.errors import _translated, translate_error
+from flowactors_kafka._client.options import trust_of
 from flowactors_kafka._client.records import Headers
 
 R = TypeVar("R")
@@ -96,6 +97,7 @@ class Producer:
             what=what,
             bootstrap_servers=self.bootstrap_servers,
             timeout_s=timeout_s,
+            trust=trust_of(self._kwargs),
         )
 
     @property

@@ -18,8 +18,8 @@ from aiokafka.protocol.transaction import EndTxnRequest, InitProducerIdRequest
 from flowactors import ConnectorError
 from flowactors_kafka._client.admin import _topics
 from flowactors_kafka._client.connect import _quietly, connect_with_retry
-from flowactors_kafka._client.errors import translate_error
-from flowactors_kafka._client.options import admin_options
+from flowactors_kafka._client.errors import fatal_hint, translate_error
+from flowactors_kafka._client.options import admin_options, trust_of
 
 
 class TxnOutcome(NamedTuple):
@@ -69,6 +69,7 @@ class TransactionCoordinatorClient:
             what="Kafka transaction recovery",
             bootstrap_servers=self.bootstrap_servers,
             timeout_s=timeout_s,
+            trust=trust_of(self._kwargs),
         )
 
     async def stop(self) -> None:
@@ -128,9 +129,11 @@ class TransactionCoordinatorClient:
             kafka_errors.InvalidTxnState,
         ):
             return TxnOutcome("lost", error.__name__)
+        hint = fatal_hint(error())
         raise ConnectorError(
-            f"Kafka: committing recovered transaction {transactional_id} failed: {error.__name__}",
-            retriable=bool(getattr(error, "retriable", False)),
+            f"Kafka: committing recovered transaction {transactional_id} failed: "
+            f"{error.__name__}" + (f". Not retried: {hint}" if hint else ""),
+            retriable=hint is None,
         )
 
     async def fence(self, transactional_id: str, timeout_s: float = 60.0) -> tuple[int, int]:
@@ -142,15 +145,16 @@ class TransactionCoordinatorClient:
         )
         error = kafka_errors.for_code(response.error_code)
         if error is not kafka_errors.NoError:
-            hint = ""
+            hint = fatal_hint(error())
             if error is kafka_errors.InvalidTransactionTimeout:
                 hint = (
-                    f": transaction.timeout.ms ({self.transaction_timeout_ms}) is above the "
-                    f"broker's transaction.max.timeout.ms (15 min by default)"
+                    f"transaction.timeout.ms ({self.transaction_timeout_ms}) is above the "
+                    "broker's transaction.max.timeout.ms (15 min by default): lower it or raise "
+                    "the broker's"
                 )
             raise ConnectorError(
-                f"Kafka: fencing transactional id {transactional_id} failed: "
-                f"{error.__name__}{hint}",
-                retriable=bool(getattr(error, "retriable", False)),
+                f"Kafka: fencing transactional id {transactional_id} failed: {error.__name__}"
+                + (f". Not retried: {hint}" if hint else ""),
+                retriable=hint is None,
             )
         return int(response.producer_id), int(response.producer_epoch)
