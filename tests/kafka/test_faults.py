@@ -86,6 +86,58 @@ async def test_malformed_records_go_to_the_dead_letter_topic(bootstrap: str) -> 
     assert b"JSONDecodeError" in headers["flowactors.error"]
 
 
+async def test_a_malformed_record_as_large_as_the_topic_takes_reaches_the_dead_letter_topic(
+    bootstrap: str,
+) -> None:
+    # The input topic takes records of almost 2 MB; the dead-letter topic (and the producer's
+    # max_request_size) keep the broker's default of about 1 MiB.
+    topic, dlq = unique("big"), unique("big-dlq")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "2000000"}),
+                NewTopic(dlq, 1, 1),
+            ]
+        )
+    finally:
+        await admin.close()
+    big = b"{" + bytes(range(256)) * 7_700  # 1,971,201 bytes: not JSON
+    await produce(
+        bootstrap,
+        topic,
+        [(None, b'{"i": 1}'), (b"key", big), (None, b'{"i": 2}')],
+        max_request_size=3_000_000,
+    )
+
+    def parse(data: bytes) -> Any:
+        if data.startswith(b"{\x00"):  # an error message quoting the whole record
+            raise ValueError(f"not JSON: {data!r}")
+        return orjson.loads(data)
+
+    env = StreamExecutionEnvironment(parallelism=1)
+    source = KafkaSource(
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        bounded="latest",
+        value_deserializer=parse,
+        dead_letter_topic=dlq,
+    )
+    got = await env.from_source(source, name="kafka").execute_and_collect()
+    assert [r["i"] for r in got] == [1, 2]
+    (dead,) = await read_topic(bootstrap, dlq, expected=1)
+    headers = dict(dead.headers)
+    assert dead.key == b"key"
+    assert 900_000 < len(dead.value) < 1_048_576 and big.startswith(dead.value)
+    assert headers["flowactors.truncated"] == b"value"
+    assert headers["flowactors.original-size"] == str(len(big)).encode()
+    assert (headers["flowactors.topic"], headers["flowactors.offset"]) == (topic.encode(), b"1")
+    reason = headers["flowactors.error"]
+    assert reason.startswith(b"ValueError: not JSON: b'{\\x00") and len(reason) <= 1000
+    assert reason.endswith("…".encode())
+
+
 async def test_malformed_records_go_to_a_side_output(bootstrap: str) -> None:
     topic = await topic_with_bad_record(bootstrap)
     tag = OutputTag[MalformedRecord]("bad")

@@ -576,3 +576,23 @@ def test_only_errors_no_retry_can_heal_are_fatal() -> None:
     # The TLS error behind aiokafka's generic bootstrap error decides.
     err = translate_error(e.KafkaConnectionError("Unable to bootstrap"), "x", also=[verify])
     assert err.retriable is False and "not trusted by the client" in str(err)
+
+
+def test_dead_letters_fit_the_limit_and_say_what_was_cut() -> None:
+    from flowactors_kafka._client import record_size
+    from flowactors_kafka._dead_letters import MAX_REASON_BYTES, _fit, bounded_reason
+
+    assert bounded_reason("short") == b"short"
+    long = bounded_reason("é" * 5000)
+    assert len(long) <= MAX_REASON_BYTES and long.decode().endswith("…")
+    headers = [("flowactors.error", b"boom")]
+    assert _fit(b"k", b"v" * 100, headers, 10_000) == (b"k", b"v" * 100, headers)
+    key, value, cut_headers = _fit(b"k", b"v" * 50_000, headers, 10_000)
+    assert key == b"k" and value is not None and 9_000 < len(value) < 10_000
+    assert record_size(key, value, cut_headers) <= 10_000
+    assert dict(cut_headers)["flowactors.truncated"] == b"value"
+    assert dict(cut_headers)["flowactors.original-size"] == b"50000"
+    key, value, cut_headers = _fit(b"k" * 50_000, b"v" * 50_000, headers, 10_000)
+    assert key is not None and value is not None
+    assert record_size(key, value, cut_headers) <= 10_000
+    assert dict(cut_headers)["flowactors.truncated"] == b"key,value"

@@ -53,6 +53,7 @@ from typing import Any, Generic, TypeVar
 from flowactors import ConnectorError, MalformedRecord, MalformedRecordError, OutputTag
 from flowactors.spi import InputStatus, ReaderOutput, SourceReader, SourceReaderContext
 from flowactors_kafka._client import Consumer, KafkaRecord, Producer, TopicPartition, close_fully
+from flowactors_kafka._dead_letters import DeadLetterWriter
 from flowactors_kafka._offsets import KafkaOffsetsInitializer
 from flowactors_kafka._serialization import Deserializer
 
@@ -123,7 +124,7 @@ class KafkaSourceReader(SourceReader[T]):
         self.bounded = settings.stopping is not None
         self.splits: dict[TopicPartition, _Split] = {}
         self.consumer: Consumer | None = None
-        self.dead_letters: Producer | None = None
+        self.dead_letters: DeadLetterWriter | None = None
         self._value_fn = settings.value_fn
         #: Fetched, not yet emitted: per partition, its records and the index of the next one.
         self._buffer: dict[Any, list[Any]] = {}
@@ -132,7 +133,6 @@ class KafkaSourceReader(SourceReader[T]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._commits: dict[int, dict[TopicPartition, int]] = {}
         self._unfinished = 0
-        self.records_dead_lettered = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -159,11 +159,12 @@ class KafkaSourceReader(SourceReader[T]):
         )
         await self.consumer.start(s.startup_timeout_s)
         if s.dead_letter_topic is not None:
-            self.dead_letters = Producer(
+            producer = Producer(
                 s.bootstrap_servers,
                 client_id=self._client_id("dlq"),
                 options=s.producer_options,
             )
+            self.dead_letters = DeadLetterWriter(producer, s.dead_letter_topic)
             await self.dead_letters.start(s.startup_timeout_s)
         if restored is not None:
             for tp, (offset, stop) in restored.items():
@@ -190,9 +191,9 @@ class KafkaSourceReader(SourceReader[T]):
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
             await consumer.stop()
-        producer, self.dead_letters = self.dead_letters, None
-        if producer is not None:
-            await producer.abandon()
+        dead_letters, self.dead_letters = self.dead_letters, None
+        if dead_letters is not None:
+            await dead_letters.close()
 
     # -- restore -----------------------------------------------------------------------
 
@@ -437,18 +438,8 @@ class KafkaSourceReader(SourceReader[T]):
         reason = f"{type(exc).__name__}: {exc}"
         raw = record.value if record.value is not None else b""
         if self.dead_letters is not None:
-            assert s.dead_letter_topic is not None
-            headers = [
-                ("flowactors.error", reason.encode("utf-8", "replace")),
-                ("flowactors.topic", topic.encode()),
-                ("flowactors.partition", str(partition).encode()),
-                ("flowactors.offset", str(offset).encode()),
-            ]
             # Awaited: the dead letter is durable before a checkpoint can cover its offset.
-            await self.dead_letters.send_and_wait(
-                s.dead_letter_topic, record.value, record.key, headers
-            )
-            self.records_dead_lettered += 1
+            await self.dead_letters.write(record, reason)
             return
         if s.malformed_output is not None:
             output.emit_side_output(

@@ -19,10 +19,10 @@ Only modules of this package import aiokafka (an AST test in ``tests/kafka`` enf
 the names below are what the rest of the connector uses.
 """
 
-from flowactors_kafka._client.admin import create_topic, wait_for_topic
+from flowactors_kafka._client.admin import create_topic, topic_max_message_bytes, wait_for_topic
 from flowactors_kafka._client.connect import close_fully, connect_with_retry
 from flowactors_kafka._client.consumer import Consumer
-from flowactors_kafka._client.errors import is_kafka_error, translate_error
+from flowactors_kafka._client.errors import is_kafka_error, is_record_too_large, translate_error
 from flowactors_kafka._client.options import (
     admin_options,
     client_options,
@@ -30,7 +30,7 @@ from flowactors_kafka._client.options import (
     normalize_key,
     role_of,
 )
-from flowactors_kafka._client.producer import Producer, RecordBatch, wait_all
+from flowactors_kafka._client.producer import Producer, RecordBatch, record_size, wait_all
 from flowactors_kafka._client.records import (
     Headers,
     KafkaRecord,
@@ -56,8 +56,11 @@ __all__ = [
     "create_topic",
     "default_partition",
     "is_kafka_error",
+    "is_record_too_large",
     "normalize_key",
+    "record_size",
     "role_of",
+    "topic_max_message_bytes",
     "translate_error",
     "wait_all",
     "wait_for_topic",

@@ -10,7 +10,7 @@ from typing import Any
 import aiokafka.errors as kafka_errors
 
 from flowactors import ConnectorError
-from flowactors_kafka._client.connect import _quietly, connect_with_retry
+from flowactors_kafka._client.connect import _quietly, connect_with_retry, log
 from flowactors_kafka._client.errors import _translated, translate_error
 from flowactors_kafka._client.options import admin_options, client_options, trust_of
 
@@ -83,4 +83,36 @@ async def create_topic(
 
 
 async def _noop() -> None:
+    return None
+
+
+async def topic_max_message_bytes(
+    bootstrap_servers: str, topic: str, *, options: Mapping[str, Any], timeout_s: float
+) -> int | None:
+    """The topic's ``max.message.bytes`` (the largest record batch it takes); None if it
+    cannot be read (no permission to describe the topic, an old broker)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **admin_options(options))
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        responses = await asyncio.wait_for(
+            admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})]
+            ),
+            timeout_s,
+        )
+        for response in responses:
+            for resource in response.resources:
+                error_code, entries = resource[0], resource[4]
+                if error_code:
+                    continue
+                for entry in entries:
+                    if entry[0] == "max.message.bytes" and entry[1] is not None:
+                        return int(entry[1])
+    except (kafka_errors.KafkaError, OSError, TimeoutError, ValueError, IndexError) as exc:
+        log.info("Kafka: cannot read max.message.bytes of %s: %r", topic, exc)
+    finally:
+        await _quietly(admin.close())
     return None

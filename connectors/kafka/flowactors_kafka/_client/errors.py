@@ -128,5 +128,10 @@ async def _translated(awaitable: Awaitable[R], action: str) -> R:
         raise translate_error(exc, action) from exc
 
 
+def is_record_too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the error it was translated from) says a record is too large."""
+    return isinstance(exc, _TOO_LARGE) or isinstance(exc.__cause__, _TOO_LARGE)
+
+
 def is_kafka_error(exc: BaseException) -> bool:
     return isinstance(exc, kafka_errors.KafkaError)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import aiokafka
 import aiokafka.errors as kafka_errors
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from flowactors import ConnectorError
 from flowactors_kafka._client.admin import _topics
@@ -143,6 +144,16 @@ class Producer:
         )
         return future
 
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """The aiokafka arguments this producer is made with (security settings included)."""
+        return self._kwargs
+
+    @property
+    def max_request_size(self) -> int:
+        """The largest request (one record batch) this producer sends, in bytes."""
+        return int(self._kwargs.get("max_request_size", 1_048_576))
+
     async def send_and_wait(
         self, topic: str, value: bytes | None, key: bytes | None, headers: Headers
     ) -> None:
@@ -198,6 +209,12 @@ class Producer:
             await asyncio.wait_for(producer.client.close(), 5.0)
         except Exception as exc:
             log.debug("abandoning a Kafka producer: %r", exc)
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Headers) -> int:
+    """The size of a record batch holding this one record, uncompressed (what the producer's
+    ``max_request_size`` and the topic's ``max.message.bytes`` are compared with)."""
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers))
 
 
 async def wait_all(
