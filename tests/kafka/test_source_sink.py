@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource, TopicPartition
@@ -25,32 +25,32 @@ pytestmark = pytest.mark.kafka
 
 
 def source(bootstrap: str, topic: str, **kw: Any) -> KafkaSource[Any]:
-    b = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(topic)
-        .set_value_only_deserializer("json")
-        .set_starting_offsets(kw.pop("starting", KafkaOffsetsInitializer.earliest()))
+    starting = kw.pop("starting", "earliest")
+    bounded = "latest" if kw.pop("bounded", True) else None
+    return KafkaSource(
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        value_deserializer="json",
+        starting_offsets=starting,
+        bounded=bounded,
+        **kw,
     )
-    if kw.pop("bounded", True):
-        b.set_bounded(KafkaOffsetsInitializer.latest())
-    for name, value in kw.items():
-        getattr(b, f"set_{name}")(value)
-    return b.build()
 
 
-def sink(bootstrap: str, topic: str, guarantee: str = "at-least-once", prefix: str | None = None):
-    b = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            topic=topic, value_serializer="json", key_serializer=lambda r: str(r["k"]).encode()
-        )
-        .set_delivery_guarantee(guarantee)
+def sink(
+    bootstrap: str,
+    topic: str,
+    guarantee: Literal["none", "at-least-once", "exactly-once"] = "at-least-once",
+    prefix: str | None = None,
+) -> KafkaSink[Any]:
+    return KafkaSink(
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        value_serializer="json",
+        key_serializer=lambda r: str(r["k"]).encode(),
+        delivery_guarantee=guarantee,
+        transactional_id_prefix=prefix,
     )
-    if prefix is not None:
-        b.set_transactional_id_prefix(prefix)
-    return b.build()
 
 
 def records(n: int, keys: int = 10, start: int = 0) -> list[dict[str, int]]:
