@@ -21,6 +21,7 @@ from flowactors_kafka import (
 )
 from flowactors_kafka._client import client_options
 from flowactors_kafka._reader import KafkaSourceReader
+from flowactors_kafka._source import FETCH_DEFAULTS
 
 from flowactors import ConnectorError, OutputTag
 from flowactors.spi import SourceReaderContext
@@ -251,7 +252,10 @@ def test_source_keywords_build_the_same_settings_as_the_builder() -> None:
         assert s.starting.kind == "offsets"
         assert s.starting.fixed_offsets == {TopicPartition("rides", 0): 5}
         assert repr(s.stopping) == "KafkaOffsetsInitializer.latest()"
-        assert s.value_fn is orjson.loads and s.consumer_options == {"max_poll_records": 50}
+        assert s.value_fn is orjson.loads and s.consumer_options == {
+            **FETCH_DEFAULTS,
+            "max_poll_records": 50,
+        }
         assert s.discovery_interval_ms == 2000 and s.startup_timeout_s == 3.0
         assert s.poll_timeout_ms == 250 and s.commit_offsets_on_checkpoint is False
         assert s.malformed_output is tag
@@ -468,7 +472,9 @@ def test_auto_offset_reset_is_the_fallback_of_committed_offsets() -> None:
 def test_auto_commit_is_refused_and_its_absence_accepted() -> None:
     with pytest.raises(ValueError, match=r"enable.auto.commit=true .*commit_offsets_on_checkpoint"):
         source(properties={"enable.auto.commit": "true"})
-    assert source(properties={"enable.auto.commit": False}).settings.consumer_options == {}
+    assert source(properties={"enable.auto.commit": False}).settings.consumer_options == (
+        FETCH_DEFAULTS
+    )
 
 
 @pytest.mark.parametrize(
@@ -492,8 +498,10 @@ def test_source_refuses_properties_it_owns(key: str, message: str) -> None:
 def test_producer_properties_go_to_the_dead_letter_producer() -> None:
     s = source(dead_letter_topic="dlq", properties={"linger.ms": "5", "fetch.max.bytes": "1000"})
     assert s.settings.producer_options == {"linger_ms": 5}
-    assert s.settings.consumer_options == {"fetch_max_bytes": 1000}
-    assert source(properties={"bootstrap.servers": "b:1"}).settings.consumer_options == {}
+    assert s.settings.consumer_options == {**FETCH_DEFAULTS, "fetch_max_bytes": 1000}
+    assert source(properties={"bootstrap.servers": "b:1"}).settings.consumer_options == (
+        FETCH_DEFAULTS
+    )
 
 
 @pytest.mark.parametrize(
@@ -596,3 +604,19 @@ def test_dead_letters_fit_the_limit_and_say_what_was_cut() -> None:
     assert key is not None and value is not None
     assert record_size(key, value, cut_headers) <= 10_000
     assert dict(cut_headers)["flowactors.truncated"] == b"key,value"
+
+
+def test_records_per_poll_is_bounded_and_configurable() -> None:
+    assert source().settings.max_records_per_poll == 1000
+    assert source(max_records_per_poll=50).settings.max_records_per_poll == 50
+    built = (
+        KafkaSource.builder()
+        .set_bootstrap_servers("b:1")
+        .set_topics("t")
+        .set_value_only_deserializer("json")
+        .set_max_records_per_poll(7)
+        .build()
+    )
+    assert built.settings.max_records_per_poll == 7
+    with pytest.raises(ValueError, match="max_records_per_poll must be at least 1"):
+        source(max_records_per_poll=0)

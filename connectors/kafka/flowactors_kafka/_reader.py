@@ -23,9 +23,9 @@ Snapshots and rescaling
     Partitions in no entry (created after the snapshot) are read from the earliest offset.
 
 Reading
-    ``poll_next`` takes what the consumer has already fetched (``getmany`` without waiting)
-    and emits up to one batch per partition per call, round-robin over the partitions (so
-    they progress together), with the records' Kafka timestamps and
+    ``poll_next`` takes up to ``max_records_per_poll`` records of what the consumer has
+    already fetched (``getmany`` without waiting) and emits up to one batch per partition per
+    call, round-robin over the partitions (so they progress together), with the records' Kafka timestamps and
     ``split_id=(topic, partition)``, so watermarks are generated per partition. When nothing
     is there it returns ``NOTHING_AVAILABLE``; ``is_available`` then waits at most
     ``poll_timeout_ms`` for records, and is cancelled at once by a control message (a
@@ -101,6 +101,8 @@ class _Settings(Generic[T]):
     startup_timeout_s: float
     poll_timeout_ms: int
     commit_offsets_on_checkpoint: bool
+    #: The most records taken from the consumer at a time (fetched, not yet emitted).
+    max_records_per_poll: int = 1000
     properties: dict[str, Any] = field(default_factory=dict)
 
 
@@ -371,9 +373,12 @@ class KafkaSourceReader(SourceReader[T]):
         return MORE
 
     async def _fetch(self, timeout_ms: int) -> dict[Any, list[Any]]:
-        """Everything the consumer has fetched (waiting up to ``timeout_ms`` for something)."""
+        """Up to ``max_records_per_poll`` records the consumer has fetched (waiting up to
+        ``timeout_ms`` for something). aiokafka keeps fetched data as bytes and makes a
+        record object per record only when it hands it out: taking a bounded slice keeps
+        the reader's memory near a plain consumer's, whatever the fetch sizes."""
         assert self.consumer is not None
-        return await self.consumer.fetch(timeout_ms, None)
+        return await self.consumer.fetch(timeout_ms, self.settings.max_records_per_poll)
 
     async def is_available(self) -> None:
         if self._buffer or self.consumer is None:

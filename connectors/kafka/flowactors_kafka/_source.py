@@ -26,6 +26,11 @@ from flowactors_kafka._serialization import Deserializer, DeserializerName, dese
 T = TypeVar("T", default=Any)
 V = TypeVar("V", default=Any)
 
+#: Fetch sizes unless the properties say otherwise: 1 MiB per partition (aiokafka's and
+#: Kafka's default) and 16 MiB per fetch response (aiokafka's is 50 MiB): with many
+#: partitions, what a reader holds fetched stays bounded without slowing a few partitions.
+FETCH_DEFAULTS = {"max_partition_fetch_bytes": 1 << 20, "fetch_max_bytes": 16 << 20}
+
 
 class KafkaSource(Source[T]):
     """Reads Kafka topics (see :mod:`flowactors_kafka._reader` for how).
@@ -60,6 +65,10 @@ class KafkaSource(Source[T]):
       (default 5 min, 0 turns discovery off), ``startup_timeout`` (how long to keep trying
       to reach the broker and find the topics at start, default 30 s), ``poll_timeout`` (the
       longest one wait for records lasts, default 100 ms).
+    - ``max_records_per_poll`` (default 1,000): the most records a reader takes from the
+      consumer at a time, and so the most it holds fetched but not yet decoded and emitted.
+      Fetch sizes default to 1 MiB per partition and 16 MiB per fetch
+      (``max.partition.fetch.bytes``, ``fetch.max.bytes`` in ``properties`` change them).
     """
 
     @overload
@@ -83,6 +92,7 @@ class KafkaSource(Source[T]):
         startup_timeout: timedelta | int = 30_000,
         poll_timeout: timedelta | int = 100,
         commit_offsets_on_checkpoint: bool = True,
+        max_records_per_poll: int = 1000,
     ) -> None: ...
 
     @overload
@@ -106,6 +116,7 @@ class KafkaSource(Source[T]):
         startup_timeout: timedelta | int = 30_000,
         poll_timeout: timedelta | int = 100,
         commit_offsets_on_checkpoint: bool = True,
+        max_records_per_poll: int = 1000,
     ) -> None: ...
 
     def __init__(
@@ -128,6 +139,7 @@ class KafkaSource(Source[T]):
         startup_timeout: timedelta | int = 30_000,
         poll_timeout: timedelta | int = 100,
         commit_offsets_on_checkpoint: bool = True,
+        max_records_per_poll: int = 1000,
     ) -> None:
         servers = _config.servers(bootstrap_servers)
         topic_list, pattern = _topics(topics, topic_pattern)
@@ -173,7 +185,7 @@ class KafkaSource(Source[T]):
             stopping=stopping,
             decode=decode,
             value_fn=value_fn,
-            consumer_options=mapped.consumer_options,
+            consumer_options={**FETCH_DEFAULTS, **mapped.consumer_options},
             producer_options=mapped.producer_options,
             discovery_interval_ms=_config.millis(
                 partition_discovery_interval, "partition_discovery_interval"
@@ -184,6 +196,7 @@ class KafkaSource(Source[T]):
             startup_timeout_s=_config.millis(startup_timeout, "startup_timeout", minimum=1) / 1000,
             poll_timeout_ms=_config.millis(poll_timeout, "poll_timeout", minimum=1),
             commit_offsets_on_checkpoint=bool(commit_offsets_on_checkpoint),
+            max_records_per_poll=_positive(max_records_per_poll, "max_records_per_poll"),
             properties=props,
         )
         self.boundedness = (
@@ -197,6 +210,14 @@ class KafkaSource(Source[T]):
 
     def create_reader(self, context: SourceReaderContext) -> SourceReader[T]:
         return KafkaSourceReader(self.settings, context)
+
+
+def _positive(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 def _topics(
@@ -335,6 +356,9 @@ class KafkaSourceBuilder(Generic[T]):
 
     def set_commit_offsets_on_checkpoint(self, commit: bool) -> KafkaSourceBuilder[T]:
         return self._set(commit_offsets_on_checkpoint=commit)
+
+    def set_max_records_per_poll(self, records: int) -> KafkaSourceBuilder[T]:
+        return self._set(max_records_per_poll=records)
 
     def build(self) -> KafkaSource[T]:
         if "bootstrap_servers" not in self._kwargs:
