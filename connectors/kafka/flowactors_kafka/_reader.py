@@ -25,12 +25,12 @@ Snapshots and rescaling
 Reading
     ``poll_next`` takes up to ``max_records_per_poll`` records of what the consumer has
     already fetched (``getmany`` without waiting) and emits up to one batch per partition per
-    call, round-robin over the partitions (so they progress together), with the records' Kafka timestamps and
-    ``split_id=(topic, partition)``, so watermarks are generated per partition. When nothing
-    is there it returns ``NOTHING_AVAILABLE``; ``is_available`` then waits at most
-    ``poll_timeout_ms`` for records, and is cancelled at once by a control message (a
-    checkpoint trigger), losing nothing: records are only taken from the consumer when it
-    returns.
+    call, round-robin over the partitions (so they progress together), with the records'
+    Kafka timestamps and ``split_id=(topic, partition)``, so watermarks are generated per
+    partition. When nothing is there it returns ``NOTHING_AVAILABLE``; ``is_available``
+    then waits at most ``poll_timeout_ms`` for records, and is cancelled at once by a control
+    message (a checkpoint trigger), losing nothing: records are only taken from the consumer
+    when it returns.
 
 A record that cannot be deserialised fails the job with a ``MalformedRecordError`` naming
 topic, partition and offset, or goes to a dead-letter topic (headers say why and where it came
