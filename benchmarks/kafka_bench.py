@@ -1,4 +1,4 @@
-"""Kafka throughput: flowactors' Kafka connector against hand-written aiokafka code.
+"""Kafka throughput, memory and latency: the Kafka connector against hand-written aiokafka code.
 
 Run from the repository root (starts a broker with scripts/kafka.sh unless
 ``FLOWACTORS_KAFKA_BOOTSTRAP`` points at one)::
@@ -16,12 +16,19 @@ Raw baseline (aiokafka only, no flowactors):
     per-record ``send()`` is about 10x slower and is reported for reference);
   - the baseline throughput is N / (consume time + produce time).
 
-flowactors jobs: ``KafkaSource (bounded) -> key_by(k) -> reduce(running sum) -> KafkaSink``,
+flowactors jobs (the source with its default fetch sizes): ``KafkaSource (bounded) -> key_by(k)
+-> reduce(running sum) -> KafkaSink``,
 at-least-once, and exactly-once with checkpoints every second. Their throughput is compared
 with the baseline (targets: at least 0.6x and 0.5x). Rounds alternate baseline and jobs, the
 median of each is reported; every timed run checks its output record count, and the first
 round also checks every key's final sum. Results are printed and written to JSON
 (``benchmarks/kafka_results.json`` by default).
+
+Memory and latency (``--memory``, on by default): reading the N records, each in a process of
+its own, with the clients' defaults (no fetch settings): ``raw consume`` (an aiokafka consumer,
+``getmany(max_records=10_000)`` and ``orjson.loads``) against ``source`` (a bounded
+``KafkaSource`` decoding JSON, its records discarded). Reported: the process's peak RSS and
+the time from the start of reading to the first record.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import gc
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,7 +52,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
+from flowactors_kafka import DeliveryGuarantee, KafkaSink, KafkaSource
 
 from flowactors import StreamExecutionEnvironment
 
@@ -160,30 +168,25 @@ def job(
     env = StreamExecutionEnvironment(parallelism=parallelism)
     if guarantee == "exactly-once":
         env.enable_checkpointing(1000, storage=storage, resume="none")
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(inp)
-        .set_value_only_deserializer("json")
-        .set_bounded(KafkaOffsetsInitializer.latest())
-        .set_properties(FETCH)
-        .build()
+    source = KafkaSource(
+        bootstrap_servers=bootstrap,
+        topics=[inp],
+        value_deserializer="json",
+        bounded="latest",
     )
-    sink = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            topic=out, value_serializer="json", key_serializer=lambda r: str(r["k"]).encode()
-        )
-        .set_delivery_guarantee(guarantee)
+    sink = KafkaSink(
+        bootstrap_servers=bootstrap,
+        topic=out,
+        value_serializer="json",
+        key_serializer=lambda r: str(r["k"]).encode(),
+        delivery_guarantee=DeliveryGuarantee(guarantee),
+        transactional_id_prefix=unique("txn") if guarantee == "exactly-once" else None,
     )
-    if guarantee == "exactly-once":
-        sink.set_transactional_id_prefix(unique("txn"))
     (
         env.from_source(source, name="input")
         .key_by(lambda r: r["k"])
         .reduce(lambda a, b: {"k": a["k"], "v": a["v"] + b["v"]})
-        .sink_to(sink.build(), name="output")
+        .sink_to(sink, name="output")
     )
     return env
 
@@ -251,6 +254,71 @@ async def timed_job(
     return took
 
 
+async def read_alone(mode: str, bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    """Read ``n`` records as ``mode`` in this process: seconds, first record, peak RSS."""
+    first: list[float] = []
+    started = time.perf_counter()
+    if mode == "raw consume":
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            loads = orjson.loads
+            count = 0
+            while count < n:
+                batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
+                for records in batch.values():
+                    values = [loads(r.value) for r in records]
+                    if values and not first:
+                        first.append(time.perf_counter())
+                    count += len(values)
+        finally:
+            await consumer.stop()
+    else:
+        env = StreamExecutionEnvironment(parallelism=1)
+        source = KafkaSource(
+            bootstrap_servers=bootstrap, topics=[topic], value_deserializer="json", bounded="latest"
+        )
+        seen = [0]
+
+        def discard(value: Any) -> bool:
+            if not first:
+                first.append(time.perf_counter())
+            seen[0] += 1
+            return False
+
+        env.from_source(source, name="input").filter(discard).print()
+        await env.execute("kafka-bench-source")
+        assert seen[0] == n, (seen[0], n)
+    took = time.perf_counter() - started
+    return {
+        "seconds": took,
+        "first_record_s": first[0] - started,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (``VmHWM``: unlike ``ru_maxrss``, not carried
+    over from the parent across ``exec``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_alone(mode: str, bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.kafka_bench", "--alone", mode, "--bootstrap",
+         bootstrap, "--topic", topic, "--records", str(n)],
+        capture_output=True, text=True, cwd=REPO, check=True,
+    )  # fmt: skip
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def start_broker(directory: Path) -> str:
     done = subprocess.run(
         [str(REPO / "scripts" / "kafka.sh"), "start", "--dir", str(directory)],
@@ -297,6 +365,11 @@ async def run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
         send_time = await raw_produce(
             bootstrap, await create_topic(bootstrap, unique("send")), n, per_record=True
         )
+    memory: dict[str, list[dict[str, float]]] = {}
+    if args.memory:
+        for _ in range(args.rounds):
+            for mode in ("raw consume", "source"):
+                memory.setdefault(mode, []).append(measure_alone(mode, bootstrap, inp, n))
     median = {k: statistics.median(v) for k, v in runs.items() if v}
     baseline = n / (median["raw consume"] + median["raw produce"])
     results: dict[str, Any] = {
@@ -314,6 +387,11 @@ async def run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
     }
     if send_time is not None:
         results["raw produce per-record send() s"] = send_time
+    if memory:
+        results["alone"] = {
+            mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+            for mode, rs in memory.items()
+        }
     print()
     print(f"{'':24} {'median s':>9} {'records/s':>11} {'x baseline':>11} {'target':>7}")
     for name, seconds in median.items():
@@ -329,6 +407,15 @@ async def run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
     print(f"{'baseline (consume+produce)':24} {'':9} {baseline:11,.0f}")
     if send_time is not None:
         print(f"(raw produce with per-record send(): {send_time:.2f} s, {n / send_time:,.0f}/s)")
+    if memory:
+        print()
+        print(
+            f"{'reading alone (defaults)':24} {'median s':>9} {'first rec s':>11} {'peak RSS MB':>11}"
+        )
+        for mode, m in results["alone"].items():
+            print(
+                f"{mode:24} {m['seconds']:9.2f} {m['first_record_s']:11.3f} {m['peak_rss_mb']:11.0f}"
+            )
     return results
 
 
@@ -341,7 +428,23 @@ def main() -> None:
     parser.add_argument(
         "--send-reference", action="store_true", help="also time aiokafka's per-record send()"
     )
+    parser.add_argument(
+        "--no-memory", dest="memory", action="store_false", help="skip the reading-alone runs"
+    )
+    parser.add_argument("--alone", help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.alone:
+        reading = read_alone(args.alone, args.bootstrap, args.topic, args.records)
+        try:
+            import uvloop
+        except ImportError:
+            result = asyncio.run(reading)
+        else:
+            result = uvloop.run(reading)
+        print(json.dumps(result))
+        return
     external = os.environ.get("FLOWACTORS_KAFKA_BOOTSTRAP")
     with tempfile.TemporaryDirectory(prefix="kafka-bench-") as tmp:
         bootstrap = external or start_broker(Path(tmp) / "broker")

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
-from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource, create_topic
+from flowactors_kafka import KafkaSink, KafkaSource, create_topic
 
 from examples.kafka_publish_rides import RIDES_TOPIC, publish_rides
 from examples.long_ride_alerts import RIDE_WATERMARKS, build
@@ -63,29 +63,23 @@ def alerts_job(
     """The job: rides from Kafka, alerts to Kafka exactly once (bounded unless ``follow``)."""
     env = StreamExecutionEnvironment(parallelism=parallelism)
     env.enable_checkpointing(500, storage=checkpoints)
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(rides_topic)
-        .set_group_id("long-ride-alerts")
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_value_only_deserializer(ride_from_json)
+    source = KafkaSource(
+        bootstrap_servers=bootstrap,
+        topics=[rides_topic],
+        group_id="long-ride-alerts",
+        starting_offsets="earliest",
+        bounded=None if follow else "latest",
+        value_deserializer=ride_from_json,
     )
-    if not follow:
-        source.set_bounded(KafkaOffsetsInitializer.latest())
-    sink: KafkaSink[int] = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            topic=alerts_topic,
-            value_serializer=lambda ride_id: orjson.dumps({"ride_id": ride_id}),
-            key_serializer=lambda ride_id: str(ride_id).encode(),
-        )
-        .set_delivery_guarantee("exactly-once")
-        .set_transactional_id_prefix(transactional_id_prefix)
-        .build()
+    sink: KafkaSink[int] = KafkaSink(
+        bootstrap_servers=bootstrap,
+        topic=alerts_topic,
+        value_serializer=lambda ride_id: orjson.dumps({"ride_id": ride_id}),
+        key_serializer=lambda ride_id: str(ride_id).encode(),
+        delivery_guarantee="exactly-once",
+        transactional_id_prefix=transactional_id_prefix,
     )
-    rides = env.from_source(source.build(), RIDE_WATERMARKS, name="kafka rides").uid("rides")
+    rides = env.from_source(source, RIDE_WATERMARKS, name="kafka rides").uid("rides")
     build(rides).uid("long rides").sink_to(sink, name="kafka alerts").uid("alerts")
     return env
 
@@ -93,14 +87,12 @@ def alerts_job(
 async def read_alerts(bootstrap: str, topic: str = ALERTS_TOPIC) -> list[int]:
     """Every committed alert in ``topic`` (a bounded, read_committed KafkaSource)."""
     env = StreamExecutionEnvironment(parallelism=1)
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(topic)
-        .set_value_only_deserializer(lambda data: orjson.loads(data)["ride_id"])
-        .set_property("isolation.level", "read_committed")
-        .set_bounded(KafkaOffsetsInitializer.latest())
-        .build()
+    source = KafkaSource(
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        bounded="latest",
+        value_deserializer=lambda data: int(orjson.loads(data)["ride_id"]),
+        properties={"isolation.level": "read_committed"},
     )
     return sorted(await env.from_source(source, name="alerts").execute_and_collect("read alerts"))
 

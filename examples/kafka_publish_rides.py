@@ -35,16 +35,12 @@ async def publish_rides(
     still due when the generator stops never come) into ``topic``, creating it if needed."""
     await create_topic(bootstrap, topic, partitions)
     env = StreamExecutionEnvironment(parallelism=1)
-    sink: KafkaSink[TaxiRide] = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            topic=topic,
-            value_serializer="json",  # orjson writes dataclasses as JSON objects
-            key_serializer=lambda ride: str(ride.ride_id).encode(),
-        )
-        .set_delivery_guarantee("at-least-once")
-        .build()
+    sink: KafkaSink[TaxiRide] = KafkaSink(
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        value_serializer="json",  # orjson writes dataclasses as JSON objects
+        key_serializer=lambda ride: str(ride.ride_id).encode(),
+        delivery_guarantee="at-least-once",
     )
     env.from_source(TaxiRideSource(max_rides=rides, rate=rate), name="taxi rides").sink_to(
         sink, name=f"kafka {topic}"

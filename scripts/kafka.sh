@@ -2,7 +2,7 @@
 # A single-node Apache Kafka broker (KRaft, combined broker+controller) on loopback, for tests.
 #
 #   scripts/kafka.sh fetch                               download the broker jars once (Maven Central)
-#   scripts/kafka.sh start [--port N] [--dir D] [--sasl] [--auto-create-topics]
+#   scripts/kafka.sh start [--port N] [--dir D] [--sasl] [--tls] [--auto-create-topics]
 #                                                        format a fresh log dir, start, wait, print
 #                                                        the bootstrap address
 #   scripts/kafka.sh stop [--dir D]                      SIGTERM, then SIGKILL after a timeout; idempotent
@@ -17,7 +17,9 @@
 #
 # Files written into the broker dir: server.properties, log4j2.properties, data/ (the KRaft log dir),
 # kafka.log (everything the JVM prints), kafka.pid, bootstrap (host:port of the PLAINTEXT listener),
-# controller (host:port of the CONTROLLER listener) and, with --sasl, sasl_bootstrap.
+# controller (host:port of the CONTROLLER listener), with --sasl sasl_bootstrap, and with --tls
+# tls_bootstrap (host:port of the SSL listener) and tls_ca (the path of the CA certificate, PEM,
+# that signed the broker's certificate; the CA and the keystore are in tls/).
 #
 # Version: Kafka 4.4.0, the newest release Maven Central serves here (4.x brokers need Java 17,
 # which is what this machine has). No fallback was needed: 4.4.0 resolves completely and passes
@@ -36,6 +38,9 @@
 #   `flowactors` / password `flowactors-secret`. The SCRAM credential is written into the cluster
 #   metadata at format time (`kafka-storage format --add-scram`), the PLAIN user is in the listener's
 #   JAAS config in server.properties. No authorizer is configured, so the user may do everything.
+# - `--tls` adds an SSL listener (server authentication only, no client certificates). A throwaway
+#   CA and a broker certificate for 127.0.0.1/localhost are generated with openssl into tls/ at
+#   every start (valid for 2 days) and packed into a PKCS12 keystore, which the JDK reads.
 # - `start` always formats an empty log dir (a fresh cluster every time) and refuses to start over
 #   a broker that is still running in the same dir (it prints that one's address instead).
 set -euo pipefail
@@ -56,6 +61,7 @@ STOP_TIMEOUT=30
 HOST="127.0.0.1"
 SASL_USER="flowactors"
 SASL_PASSWORD="flowactors-secret"
+TLS_PASSWORD="flowactors-tls"
 PROBE="$SCRIPT_DIR/kafka_probe.py"
 PYTHON="${PYTHON:-python3}"
 
@@ -177,10 +183,31 @@ java_cmd() {
         -Dkafka.logs.dir="$dir" -cp "$LIB_DIR/*" "$@"
 }
 
+# ---------------------------------------------------------------------------------------------- tls
+
+make_tls() {
+    # A throwaway CA and a broker certificate it signs (for 127.0.0.1 and localhost), packed into
+    # a PKCS12 keystore that the broker's JVM reads.
+    local tls="$1"
+    rm -rf "$tls"
+    mkdir -p "$tls"
+    (
+        cd "$tls"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=flowactors test CA" \
+            -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout broker.key -out broker.csr
+        printf 'subjectAltName=IP:%s,DNS:localhost\nextendedKeyUsage=serverAuth\n' "$HOST" >broker.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile broker.ext -out broker.pem
+        openssl pkcs12 -export -name broker -in broker.pem -inkey broker.key -certfile ca.pem \
+            -passout "pass:$TLS_PASSWORD" -out broker.p12
+    ) >"$tls/../tls-openssl.log" 2>&1 || { cat "$tls/../tls-openssl.log" >&2; die "generating the TLS certificates failed"; }
+}
+
 # ---------------------------------------------------------------------------------------------- start
 
 cmd_start() {
-    local port="" dir="$DEFAULT_DIR" sasl=0 auto_create=false
+    local port="" dir="$DEFAULT_DIR" sasl=0 tls=0 auto_create=false
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --port) port="${2:?--port needs a value}"; shift 2 ;;
@@ -188,6 +215,7 @@ cmd_start() {
             --dir) dir="${2:?--dir needs a value}"; shift 2 ;;
             --dir=*) dir="${1#*=}"; shift ;;
             --sasl) sasl=1; shift ;;
+            --tls) tls=1; shift ;;
             --auto-create-topics) auto_create=true; shift ;;
             *) usage ;;
         esac
@@ -197,6 +225,9 @@ cmd_start() {
     if pid_alive "$dir"; then
         if [[ $sasl -eq 1 && ! -f "$dir/sasl_bootstrap" ]]; then
             die "a broker without --sasl is already running in $dir (pid $(cat "$dir/kafka.pid")); stop it first"
+        fi
+        if [[ $tls -eq 1 && ! -f "$dir/tls_bootstrap" ]]; then
+            die "a broker without --tls is already running in $dir (pid $(cat "$dir/kafka.pid")); stop it first"
         fi
         log "already running in $dir (pid $(cat "$dir/kafka.pid"))"
         cat "$dir/bootstrap"
@@ -214,16 +245,24 @@ cmd_start() {
     else
         port="$(free_port)"
     fi
-    local cport sport=""
+    local cport sport="" tport=""
     cport="$(free_port)"
     while [[ "$cport" == "$port" ]]; do cport="$(free_port)"; done
     if [[ $sasl -eq 1 ]]; then
         sport="$(free_port)"
         while [[ "$sport" == "$port" || "$sport" == "$cport" ]]; do sport="$(free_port)"; done
     fi
+    if [[ $tls -eq 1 ]]; then
+        command -v openssl >/dev/null || die "--tls needs openssl"
+        tport="$(free_port)"
+        while [[ "$tport" == "$port" || "$tport" == "$cport" || "$tport" == "$sport" ]]; do
+            tport="$(free_port)"
+        done
+    fi
 
     # A fresh cluster every time.
-    rm -rf "$dir/data" "$dir/kafka.pid" "$dir/bootstrap" "$dir/sasl_bootstrap" "$dir/controller"
+    rm -rf "$dir/data" "$dir/kafka.pid" "$dir/bootstrap" "$dir/sasl_bootstrap" "$dir/controller" \
+        "$dir/tls" "$dir/tls_bootstrap" "$dir/tls_ca"
     mkdir -p "$dir/data"
 
     local advertised="PLAINTEXT://$HOST:$port"
@@ -233,6 +272,12 @@ cmd_start() {
         listeners="$listeners,SASL_PLAINTEXT://$HOST:$sport"
         advertised="$advertised,SASL_PLAINTEXT://$HOST:$sport"
         protocol_map="$protocol_map,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    fi
+    if [[ $tls -eq 1 ]]; then
+        make_tls "$dir/tls"
+        listeners="$listeners,SSL://$HOST:$tport"
+        advertised="$advertised,SSL://$HOST:$tport"
+        protocol_map="$protocol_map,SSL:SSL"
     fi
 
     cat >"$dir/server.properties" <<EOF
@@ -271,6 +316,17 @@ sasl.enabled.mechanisms=SCRAM-SHA-256,PLAIN
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-256,PLAIN
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
+EOF
+    fi
+
+    if [[ $tls -eq 1 ]]; then
+        cat >>"$dir/server.properties" <<EOF
+# SSL listener: the broker's certificate is signed by the throwaway CA in tls/ca.pem.
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$dir/tls/broker.p12
+ssl.keystore.password=$TLS_PASSWORD
+ssl.key.password=$TLS_PASSWORD
+ssl.client.auth=none
 EOF
     fi
 
@@ -330,6 +386,9 @@ EOF
         if [[ $sasl -eq 1 ]] && ! "$PYTHON" "$PROBE" wait-port "$HOST:$sport" --timeout 30 --pid "$pid"; then
             ok=0
         fi
+        if [[ $tls -eq 1 ]] && ! "$PYTHON" "$PROBE" wait-port "$HOST:$tport" --timeout 30 --pid "$pid"; then
+            ok=0
+        fi
     fi
     if [[ $ok -ne 1 ]]; then
         log "the broker did not come up within ${START_TIMEOUT} s; last lines of $dir/kafka.log:"
@@ -341,10 +400,17 @@ EOF
     echo "$HOST:$port" >"$dir/bootstrap"
     echo "$HOST:$cport" >"$dir/controller"
     [[ $sasl -eq 1 ]] && echo "$HOST:$sport" >"$dir/sasl_bootstrap"
+    if [[ $tls -eq 1 ]]; then
+        echo "$HOST:$tport" >"$dir/tls_bootstrap"
+        echo "$dir/tls/ca.pem" >"$dir/tls_ca"
+    fi
     log "Kafka $KAFKA_VERSION up in $((SECONDS - started)) s (pid $pid, dir $dir)"
     echo "$HOST:$port"
     if [[ $sasl -eq 1 ]]; then
         log "SASL_PLAINTEXT (SCRAM-SHA-256 or PLAIN, $SASL_USER/$SASL_PASSWORD) on $HOST:$sport"
+    fi
+    if [[ $tls -eq 1 ]]; then
+        log "SSL on $HOST:$tport (CA certificate: $dir/tls/ca.pem)"
     fi
 }
 
@@ -396,6 +462,7 @@ cmd_status() {
     if [[ -d "$dir" ]] && dir="$(cd "$dir" && pwd)" && pid_alive "$dir"; then
         echo "running pid=$(cat "$dir/kafka.pid") bootstrap=$(cat "$dir/bootstrap" 2>/dev/null || echo '?')" \
             "$([[ -f "$dir/sasl_bootstrap" ]] && echo "sasl_bootstrap=$(cat "$dir/sasl_bootstrap")")" \
+            "$([[ -f "$dir/tls_bootstrap" ]] && echo "tls_bootstrap=$(cat "$dir/tls_bootstrap")")" \
             "dir=$dir version=$KAFKA_VERSION"
         return 0
     fi

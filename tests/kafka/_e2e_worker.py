@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import Any
 
-from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
+from flowactors_kafka import KafkaSink, KafkaSource
 
 from flowactors import (
     KeyedProcessFunction,
@@ -77,26 +77,20 @@ class RunningCount(KeyedProcessFunction):
 def build(args: argparse.Namespace) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment(parallelism=args.parallelism)
     env.enable_checkpointing(args.interval, storage=args.storage, resume="latest")
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(args.bootstrap)
-        .set_topics(args.input)
-        .set_value_only_deserializer("json")
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_bounded(KafkaOffsetsInitializer.latest())
-        .build()
+    source = KafkaSource(
+        bootstrap_servers=args.bootstrap,
+        topics=[args.input],
+        value_deserializer="json",
+        starting_offsets="earliest",
+        bounded="latest",
     )
-    sink = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(args.bootstrap)
-        .set_record_serializer(
-            topic=args.output,
-            value_serializer="json",
-            key_serializer=lambda r: str(r["k"]).encode(),
-        )
-        .set_delivery_guarantee("exactly-once")
-        .set_transactional_id_prefix(args.prefix)
-        .build()
+    sink = KafkaSink(
+        bootstrap_servers=args.bootstrap,
+        topic=args.output,
+        value_serializer="json",
+        key_serializer=lambda r: str(r["k"]).encode(),
+        delivery_guarantee="exactly-once",
+        transactional_id_prefix=args.prefix,
     )
     (
         env.from_source(source, name="input")

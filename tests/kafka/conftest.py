@@ -1,9 +1,11 @@
 """A real Apache Kafka broker for the Kafka connector's tests, started by the test session.
 
 The session starts one single-node KRaft broker (with a SASL_PLAINTEXT listener for the SCRAM
-test) through ``scripts/kafka.sh`` in a temporary directory and stops it at the end. Set
-``FLOWACTORS_KAFKA_BOOTSTRAP`` (and optionally ``FLOWACTORS_KAFKA_SASL_BOOTSTRAP``) to use a
-broker that is already running instead. If the broker cannot be started the tests fail:
+tests and an SSL listener, its certificate signed by a throwaway CA, for the TLS tests) through
+``scripts/kafka.sh`` in a temporary directory and stops it at the end. Set
+``FLOWACTORS_KAFKA_BOOTSTRAP`` (and optionally ``FLOWACTORS_KAFKA_SASL_BOOTSTRAP``,
+``FLOWACTORS_KAFKA_TLS_BOOTSTRAP`` with ``FLOWACTORS_KAFKA_TLS_CAFILE``) to use a broker that is
+already running instead. If the broker cannot be started the tests fail:
 a connector test that silently skips proves nothing.
 """
 
@@ -29,6 +31,9 @@ KAFKA_SH = REPO / "scripts" / "kafka.sh"
 class Broker:
     bootstrap: str
     sasl_bootstrap: str | None
+    #: The SSL listener and the CA certificate (PEM file) that signed the broker's.
+    tls_bootstrap: str | None
+    tls_cafile: str | None
     #: The broker's directory when this session started it (None for an external one).
     directory: Path | None
 
@@ -65,7 +70,10 @@ def start_broker(directory: Path, *extra: str) -> Broker:
     bootstrap = done.stdout.strip().splitlines()[-1]
     sasl_file = directory / "sasl_bootstrap"
     sasl = sasl_file.read_text().strip() if sasl_file.exists() else None
-    return Broker(bootstrap, sasl, directory)
+    tls_file, ca_file = directory / "tls_bootstrap", directory / "tls_ca"
+    tls = tls_file.read_text().strip() if tls_file.exists() else None
+    ca = ca_file.read_text().strip() if ca_file.exists() else None
+    return Broker(bootstrap, sasl, tls, ca, directory)
 
 
 def stop_broker(broker: Broker) -> None:
@@ -127,10 +135,16 @@ def broker_dir() -> Path:
 def kafka() -> Iterator[Broker]:
     external = os.environ.get("FLOWACTORS_KAFKA_BOOTSTRAP")
     if external:
-        yield Broker(external, os.environ.get("FLOWACTORS_KAFKA_SASL_BOOTSTRAP"), None)
+        yield Broker(
+            external,
+            os.environ.get("FLOWACTORS_KAFKA_SASL_BOOTSTRAP"),
+            os.environ.get("FLOWACTORS_KAFKA_TLS_BOOTSTRAP"),
+            os.environ.get("FLOWACTORS_KAFKA_TLS_CAFILE"),
+            None,
+        )
         return
     directory = broker_dir()
-    broker = start_broker(directory, "--sasl")
+    broker = start_broker(directory, "--sasl", "--tls")
     try:
         yield broker
     finally:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
-from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
+from flowactors_kafka import KafkaSink, KafkaSource
 
 from flowactors import RestartStrategies, StreamExecutionEnvironment
 from tests.kafka._e2e_worker import RunningCount
@@ -42,24 +43,21 @@ async def test_broker_restart_mid_job_exactly_once(tmp_path: Path) -> None:
         env = StreamExecutionEnvironment(parallelism=2)
         env.enable_checkpointing(200, storage=tmp_path / "checkpoints")
         env.set_restart_strategy(RestartStrategies.fixed_delay(30, 1000))
-        source = (
-            KafkaSource.builder()
-            .set_bootstrap_servers(bootstrap)
-            .set_topics(inp)
-            .set_value_only_deserializer("json")
-            .set_bounded(KafkaOffsetsInitializer.latest())
-            .set_startup_timeout(10)
-            .build()
+        source = KafkaSource(
+            bootstrap_servers=bootstrap,
+            topics=[inp],
+            value_deserializer="json",
+            bounded="latest",
+            startup_timeout=timedelta(seconds=10),
         )
-        sink = (
-            KafkaSink.builder()
-            .set_bootstrap_servers(bootstrap)
-            .set_record_serializer(topic=out, value_serializer="json")
-            .set_delivery_guarantee("exactly-once")
-            .set_transactional_id_prefix(unique("restart"))
-            .set_property("request_timeout_ms", 5000)
-            .set_startup_timeout(10)
-            .build()
+        sink = KafkaSink(
+            bootstrap_servers=bootstrap,
+            topic=out,
+            value_serializer="json",
+            delivery_guarantee="exactly-once",
+            transactional_id_prefix=unique("restart"),
+            properties={"request_timeout_ms": 5000},
+            startup_timeout=timedelta(seconds=10),
         )
         (
             env.from_source(source, name="input")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import socket
 import time
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
 
 from flowactors import (
@@ -16,6 +19,7 @@ from flowactors import (
     MalformedRecord,
     MalformedRecordError,
     OutputTag,
+    RestartStrategies,
     StreamExecutionEnvironment,
 )
 from tests.kafka._kafka import (
@@ -80,6 +84,58 @@ async def test_malformed_records_go_to_the_dead_letter_topic(bootstrap: str) -> 
     assert headers["flowactors.topic"] == topic.encode()
     assert (headers["flowactors.partition"], headers["flowactors.offset"]) == (b"1", b"5")
     assert b"JSONDecodeError" in headers["flowactors.error"]
+
+
+async def test_a_malformed_record_as_large_as_the_topic_takes_reaches_the_dead_letter_topic(
+    bootstrap: str,
+) -> None:
+    # The input topic takes records of almost 2 MB; the dead-letter topic (and the producer's
+    # max_request_size) keep the broker's default of about 1 MiB.
+    topic, dlq = unique("big"), unique("big-dlq")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "2000000"}),
+                NewTopic(dlq, 1, 1),
+            ]
+        )
+    finally:
+        await admin.close()
+    big = b"{" + bytes(range(256)) * 7_700  # 1,971,201 bytes: not JSON
+    await produce(
+        bootstrap,
+        topic,
+        [(None, b'{"i": 1}'), (b"key", big), (None, b'{"i": 2}')],
+        max_request_size=3_000_000,
+    )
+
+    def parse(data: bytes) -> Any:
+        if data.startswith(b"{\x00"):  # an error message quoting the whole record
+            raise ValueError(f"not JSON: {data!r}")
+        return orjson.loads(data)
+
+    env = StreamExecutionEnvironment(parallelism=1)
+    source = KafkaSource(
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        bounded="latest",
+        value_deserializer=parse,
+        dead_letter_topic=dlq,
+    )
+    got = await env.from_source(source, name="kafka").execute_and_collect()
+    assert [r["i"] for r in got] == [1, 2]
+    (dead,) = await read_topic(bootstrap, dlq, expected=1)
+    headers = dict(dead.headers)
+    assert dead.key == b"key"
+    assert 900_000 < len(dead.value) < 1_048_576 and big.startswith(dead.value)
+    assert headers["flowactors.truncated"] == b"value"
+    assert headers["flowactors.original-size"] == str(len(big)).encode()
+    assert (headers["flowactors.topic"], headers["flowactors.offset"]) == (topic.encode(), b"1")
+    reason = headers["flowactors.error"]
+    assert reason.startswith(b"ValueError: not JSON: b'{\\x00") and len(reason) <= 1000
+    assert reason.endswith("…".encode())
 
 
 async def test_malformed_records_go_to_a_side_output(bootstrap: str) -> None:
@@ -192,14 +248,56 @@ async def test_sasl_scram_sha_256(sasl_bootstrap: str) -> None:
     assert sorted(r["i"] for r in got) == list(range(200))
 
 
-async def test_sasl_wrong_password_fails_without_retrying(sasl_bootstrap: str) -> None:
+def restarting_forever(env: StreamExecutionEnvironment, tmp_path: Path) -> None:
+    """Checkpointing and restarts without limit: only a fatal error can end the job."""
+    env.enable_checkpointing(timedelta(milliseconds=200), storage=str(tmp_path / "cp"))
+    env.set_restart_strategy(RestartStrategies.fixed_delay(1_000_000, timedelta(milliseconds=10)))
+
+
+async def test_sasl_wrong_password_fails_without_retrying(
+    sasl_bootstrap: str, tmp_path: Path
+) -> None:
     env = StreamExecutionEnvironment(parallelism=1)
+    restarting_forever(env, tmp_path)
     source = builder(sasl_bootstrap, "any").set_properties(scram("wrong")).build()
+    env.from_source(source, name="kafka").print()
     started = time.monotonic()
     with pytest.raises(JobFailedError) as info:
-        await env.from_source(source, name="kafka").execute_and_collect()
+        await env.execute("wrong password")
     cause = info.value.cause
     assert isinstance(cause, ConnectorError) and not cause.retriable
+    assert "Not retried: authentication failed: check sasl_mechanism" in str(cause)
+    assert time.monotonic() - started < 20
+
+
+async def test_a_record_larger_than_the_topic_accepts_fails_at_once(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    topic = unique("small")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "10000"})]
+        )
+    finally:
+        await admin.close()
+    env = StreamExecutionEnvironment(parallelism=1)
+    restarting_forever(env, tmp_path)
+    sink = KafkaSink(
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        value_serializer="bytes",
+        delivery_guarantee="at-least-once",
+    )
+    env.from_collection([b"small", b"x" * 50_000]).sink_to(sink)
+    started = time.monotonic()
+    with pytest.raises(JobFailedError) as info:
+        await env.execute("too large")
+    cause = info.value.cause
+    assert isinstance(cause, ConnectorError) and cause.retriable is False, repr(cause)
+    assert "MessageSizeTooLargeError" in str(cause)
+    assert "larger than the topic accepts (its max.message.bytes)" in str(cause)
     assert time.monotonic() - started < 20
 
 

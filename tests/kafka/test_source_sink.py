@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource, TopicPartition
@@ -25,32 +25,32 @@ pytestmark = pytest.mark.kafka
 
 
 def source(bootstrap: str, topic: str, **kw: Any) -> KafkaSource[Any]:
-    b = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(topic)
-        .set_value_only_deserializer("json")
-        .set_starting_offsets(kw.pop("starting", KafkaOffsetsInitializer.earliest()))
+    starting = kw.pop("starting", "earliest")
+    bounded = "latest" if kw.pop("bounded", True) else None
+    return KafkaSource(
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        value_deserializer="json",
+        starting_offsets=starting,
+        bounded=bounded,
+        **kw,
     )
-    if kw.pop("bounded", True):
-        b.set_bounded(KafkaOffsetsInitializer.latest())
-    for name, value in kw.items():
-        getattr(b, f"set_{name}")(value)
-    return b.build()
 
 
-def sink(bootstrap: str, topic: str, guarantee: str = "at-least-once", prefix: str | None = None):
-    b = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            topic=topic, value_serializer="json", key_serializer=lambda r: str(r["k"]).encode()
-        )
-        .set_delivery_guarantee(guarantee)
+def sink(
+    bootstrap: str,
+    topic: str,
+    guarantee: Literal["none", "at-least-once", "exactly-once"] = "at-least-once",
+    prefix: str | None = None,
+) -> KafkaSink[Any]:
+    return KafkaSink(
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        value_serializer="json",
+        key_serializer=lambda r: str(r["k"]).encode(),
+        delivery_guarantee=guarantee,
+        transactional_id_prefix=prefix,
     )
-    if prefix is not None:
-        b.set_transactional_id_prefix(prefix)
-    return b.build()
 
 
 def records(n: int, keys: int = 10, start: int = 0) -> list[dict[str, int]]:
@@ -384,3 +384,47 @@ async def test_restore_from_an_old_savepoint_whose_transaction_ids_were_reused(
     assert resolved, "the savepoint should have held a pre-committed transaction"
     got = values_of(await read_topic(bootstrap, out))
     assert {r["i"] for r in got} <= set(range(20_000)) and len(got) >= before + 100
+
+
+class Collected:
+    """A reader output that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    async def collect_batch(self, values: Any, timestamps: Any, split_id: Any = None) -> None:
+        self.values.extend(values)
+
+    def emit_side_output(self, tag: Any, value: Any) -> None:
+        raise AssertionError("no side output expected")
+
+
+async def test_a_reader_holds_at_most_max_records_per_poll_undecoded(bootstrap: str) -> None:
+    from flowactors_kafka._reader import KafkaSourceReader
+
+    from flowactors.spi import InputStatus, SourceReaderContext
+
+    topic = await create_topic(bootstrap, unique("slices"), 2)
+    # Big fetches (8 MiB per partition) bring in everything at once; the reader takes slices.
+    await produce_json(bootstrap, topic, [{"i": i} for i in range(20_000)])
+    src = source(
+        bootstrap,
+        topic,
+        max_records_per_poll=300,
+        properties={"max_partition_fetch_bytes": 8 << 20},
+    )
+    reader = src.create_reader(SourceReaderContext("job", "kafka", 0, 1, 100))
+    assert isinstance(reader, KafkaSourceReader)
+    out = Collected()
+    await reader.start()
+    try:
+        largest = 0
+        for _ in range(10_000):
+            await reader.is_available()
+            largest = max(largest, sum(len(r) - i for r, i in reader._buffer.values()))
+            if await reader.poll_next(out) is InputStatus.END_OF_INPUT:
+                break
+        assert sorted(v["i"] for v in out.values) == list(range(20_000))
+        assert 0 < largest <= 300
+    finally:
+        await reader.close()

@@ -7,18 +7,18 @@ seam (:mod:`flowactors_kafka._client`) that turns its errors into
 
 ::
 
-    source = (KafkaSource.builder().set_bootstrap_servers(bs).set_topics("rides")
-              .set_group_id("g").set_starting_offsets(KafkaOffsetsInitializer.earliest())
-              .set_value_only_deserializer("json").build())
-    sink = (KafkaSink.builder().set_bootstrap_servers(bs)
-            .set_record_serializer(topic="out", value_serializer="json")
-            .set_delivery_guarantee("exactly-once").set_transactional_id_prefix("job-1")
-            .build())
+    source = KafkaSource(bootstrap_servers=bs, topics=["rides"], group_id="g",
+                         starting_offsets="earliest", value_deserializer=orjson.loads)
+    sink = KafkaSink(bootstrap_servers=bs, topic="out", value_serializer=orjson.dumps,
+                     delivery_guarantee="exactly-once", transactional_id_prefix="job-1")
     env.from_source(source, strategy, name="rides").map(f).sink_to(sink)
+
+Flink's builders (``KafkaSource.builder()...build()``) remain, as aliases of the constructors.
 """
 
 from flowactors_kafka._client import KafkaRecord, TopicPartition, create_topic
 from flowactors_kafka._offsets import KafkaOffsetsInitializer
+from flowactors_kafka._reader import partition_owner
 from flowactors_kafka._serialization import (
     bytes_deserializer,
     bytes_serializer,
@@ -27,8 +27,9 @@ from flowactors_kafka._serialization import (
     string_deserializer,
     string_serializer,
 )
-from flowactors_kafka._sink import DeliveryGuarantee, KafkaSink, KafkaSinkBuilder
-from flowactors_kafka._source import KafkaSource, KafkaSourceBuilder, partition_owner
+from flowactors_kafka._sink import KafkaSink, KafkaSinkBuilder
+from flowactors_kafka._source import KafkaSource, KafkaSourceBuilder
+from flowactors_kafka._writer import DeliveryGuarantee
 
 __version__ = "0.1.0"
 

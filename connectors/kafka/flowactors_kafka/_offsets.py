@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Literal, TypeAlias
 
 from flowactors_kafka._client import Consumer, TopicPartition
 
@@ -116,3 +117,54 @@ def _initializer(spec: KafkaOffsetsInitializer | str) -> KafkaOffsetsInitializer
     if spec in ("earliest", "latest"):
         return KafkaOffsetsInitializer(spec)
     raise ValueError(f"fallback must be 'earliest', 'latest' or an initializer, got {spec!r}")
+
+
+#: What ``KafkaSource(starting_offsets=..., bounded=...)`` takes: a name, a timestamp in
+#: milliseconds (or an aware ``datetime``), ``{(topic, partition): offset}``, or an initializer.
+OffsetsSpec: TypeAlias = (
+    Literal["earliest", "latest", "committed"]
+    | int
+    | datetime
+    | Mapping[tuple[str, int], int]
+    | KafkaOffsetsInitializer
+)
+
+
+def offsets_of(spec: OffsetsSpec, what: str) -> KafkaOffsetsInitializer:
+    """The initializer for a user's ``starting_offsets`` or ``bounded`` argument.
+
+    >>> offsets_of(1_700_000_000_000, "starting_offsets")
+    KafkaOffsetsInitializer.timestamp(1700000000000)
+    """
+    if isinstance(spec, KafkaOffsetsInitializer):
+        return spec
+    if isinstance(spec, str):
+        if spec == "committed":
+            return KafkaOffsetsInitializer.committed()
+        if spec in ("earliest", "latest"):
+            return KafkaOffsetsInitializer(spec)
+        raise ValueError(
+            f"{what} must be 'earliest', 'latest', 'committed', a timestamp in ms, "
+            f"a dict {{(topic, partition): offset}} or a KafkaOffsetsInitializer; got {spec!r}"
+        )
+    if isinstance(spec, bool):
+        raise TypeError(f"{what} must not be a bool, got {spec!r}")
+    if isinstance(spec, int | datetime):
+        if isinstance(spec, int) and spec < 0:
+            raise ValueError(f"{what}: a timestamp must be >= 0 ms since the epoch, got {spec}")
+        return KafkaOffsetsInitializer.timestamp(spec)
+    if isinstance(spec, Mapping):
+        offsets: dict[TopicPartition, int] = {}
+        for key, offset in spec.items():
+            if (
+                not isinstance(key, tuple)
+                or len(key) != 2
+                or not isinstance(key[0], str)
+                or not isinstance(key[1], int)
+            ):
+                raise ValueError(f"{what}: keys must be (topic, partition) tuples, got {key!r}")
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                raise ValueError(f"{what}: offset of {key!r} must be an int >= 0, got {offset!r}")
+            offsets[TopicPartition(*key)] = offset
+        return KafkaOffsetsInitializer.offsets(offsets)
+    raise TypeError(f"{what}: unsupported value {spec!r}")

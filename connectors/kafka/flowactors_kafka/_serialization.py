@@ -14,12 +14,15 @@ b'{"a":1}'
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import orjson
 
 Deserializer = Callable[[bytes], Any]
 Serializer = Callable[[Any], bytes]
+#: The built-in (de)serializers by name.
+DeserializerName: TypeAlias = Literal["json", "str", "string", "bytes"]
+SerializerName: TypeAlias = Literal["json", "str", "string", "bytes"]
 
 
 def bytes_deserializer(data: bytes) -> bytes:

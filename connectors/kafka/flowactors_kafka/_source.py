@@ -1,131 +1,281 @@
-"""``KafkaSource``: topic-partitions as splits, offsets in the snapshot (Flink's FLIP-27 source).
+"""``KafkaSource``: what to read and how, validated when it is constructed.
 
-Assignment
-    Every reader subtask discovers the partitions of its topics (or pattern) itself and
-    takes those that :func:`partition_owner` gives it: a stable function of topic, partition
-    and parallelism (Flink's ``KafkaTopicPartitionAssigner``: consecutive partitions of a
-    topic on consecutive subtasks, from a start that depends on the topic's name). All
-    readers compute the same function, so no enumerator is needed to agree who reads what,
-    and a partition added later lands on exactly one reader at its next discovery. (Flink runs
-    a central split enumerator; flowactors' SPI has no coordinator-side hook for sources, and
-    a pure function of the partition gives the same guarantee with no messages.) Readers use
-    manual assignment: no consumer-group membership, no rebalancing.
-
-Snapshots and rescaling
-    A reader's snapshot entry is self-describing: ``{"subtask", "parallelism", "splits":
-    [(topic, partition, next offset, stop offset or None), ...]}``. After a restore every
-    reader sees *all* old readers' entries (``SourceReaderContext.restored_union_state``,
-    Flink's union list state, as ``FlinkKafkaConsumer`` restores) and keeps the partitions it
-    owns under the new parallelism (a partition read by subtask 3 of 4 may belong to subtask
-    1 of 2). A reader that does not see every old subtask's entry refuses to start rather
-    than read a partition twice or not at all.
-
-    Partitions in no entry (created after the snapshot) are read from the earliest offset.
-
-Reading
-    ``poll_next`` takes what the consumer has already fetched (``getmany`` without waiting)
-    and emits up to one batch per partition per call, round-robin over the partitions (so
-    they progress together), with the records' Kafka timestamps and
-    ``split_id=(topic, partition)``, so watermarks are generated per partition. When nothing
-    is there it returns ``NOTHING_AVAILABLE``; ``is_available`` then waits at most
-    ``poll_timeout_ms`` for records, and is cancelled at once by a control message (a
-    checkpoint trigger), losing nothing: records are only taken from the consumer when it
-    returns.
-
-A record that cannot be deserialised fails the job with a ``MalformedRecordError`` naming
-topic, partition and offset, or goes to a dead-letter topic (headers say why and where it came
-from) or to a side output as a ``MalformedRecord``.
-
-(Builder and reader share this module, over the style guide's ~500 lines: the builder is
-mostly documented setters, and splitting it off would make the two import each other.)
+The keyword constructor is the main path; :class:`KafkaSourceBuilder` (Flink's setters) is a
+thin alias that collects the same arguments and ends in the constructor. The reading itself is
+:mod:`flowactors_kafka._reader`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
-import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, overload
 
-from flowactors import ConnectorError, MalformedRecord, MalformedRecordError, OutputTag
-from flowactors.spi import (
-    Boundedness,
-    InputStatus,
-    ReaderOutput,
-    Source,
-    SourceReader,
-    SourceReaderContext,
-)
-from flowactors_kafka._client import (
-    Consumer,
-    KafkaRecord,
-    Producer,
-    TopicPartition,
-    client_options,
-    close_fully,
-)
-from flowactors_kafka._offsets import KafkaOffsetsInitializer
-from flowactors_kafka._serialization import Deserializer, deserializer
+from typing_extensions import TypeVar
 
-log = logging.getLogger("flowactors_kafka")
+from flowactors import OutputTag
+from flowactors.spi import Boundedness, Source, SourceReader, SourceReaderContext
+from flowactors_kafka import _config
+from flowactors_kafka._client import KafkaRecord
+from flowactors_kafka._offsets import KafkaOffsetsInitializer, OffsetsSpec, offsets_of
+from flowactors_kafka._properties import source_properties
+from flowactors_kafka._reader import KafkaSourceReader, _Settings
+from flowactors_kafka._serialization import Deserializer, DeserializerName, deserializer
 
-T = TypeVar("T")
+T = TypeVar("T", default=Any)
+V = TypeVar("V", default=Any)
 
-MORE = InputStatus.MORE_AVAILABLE
-NOTHING = InputStatus.NOTHING_AVAILABLE
-END = InputStatus.END_OF_INPUT
-
-_STATE_KEY = "flowactors_kafka.source"
-_STATE_VERSION = 1
+#: Fetch sizes unless the properties say otherwise: 1 MiB per partition (aiokafka's and
+#: Kafka's default) and 16 MiB per fetch response (aiokafka's is 50 MiB): with many
+#: partitions, what a reader holds fetched stays bounded without slowing a few partitions.
+FETCH_DEFAULTS = {"max_partition_fetch_bytes": 1 << 20, "fetch_max_bytes": 16 << 20}
 
 
-def partition_owner(topic: str, partition: int, parallelism: int) -> int:
-    """The reader subtask of ``topic``/``partition`` at ``parallelism`` (stable everywhere).
+class KafkaSource(Source[T]):
+    """Reads Kafka topics (see :mod:`flowactors_kafka._reader` for how).
 
-    >>> [partition_owner("rides", p, 2) for p in range(4)]
-    [1, 0, 1, 0]
+    >>> import orjson
+    >>> src = KafkaSource(bootstrap_servers="localhost:9092", topics=["rides"], group_id="g",
+    ...                   starting_offsets="earliest", value_deserializer=orjson.loads)
+    >>> src.boundedness.value
+    'unbounded'
+
+    Records are ``value_deserializer(value)``; with ``key_deserializer`` as well they are
+    ``(key, value)`` tuples (a missing key stays ``None``); with ``deserializer`` they are
+    ``deserializer(record)`` of the whole record (topic, partition, offset, timestamp, key,
+    value, headers: Flink's ``KafkaRecordDeserializationSchema``). Deserializers are callables
+    or the names ``"json"`` (orjson), ``"str"`` and ``"bytes"``.
+
+    - ``topics`` (a name or a list) or ``topic_pattern`` (a regex matching whole names; topics
+      created later are picked up at the next discovery).
+    - ``group_id``: the consumer group whose committed offsets ``"committed"`` starts from and
+      to which offsets are committed when a checkpoint completes (monitoring only).
+    - ``starting_offsets``: where a fresh job starts (restored jobs start from the snapshot):
+      ``"earliest"`` (default), ``"latest"``, ``"committed"`` (falling back to earliest), a
+      timestamp in ms, ``{(topic, partition): offset}``, or a ``KafkaOffsetsInitializer``.
+    - ``bounded``: stop at these offsets and end the input (``"latest"``: what was there when
+      the job started); ``None`` (default) reads without end.
+    - ``properties``: Kafka client properties (``security.protocol``, ``ssl_context``,
+      ``sasl.mechanism``, ``isolation.level``, ...). Those the source owns are mapped onto its
+      arguments or refused (see ``docs/kafka.md``).
+    - ``dead_letter_topic`` / ``malformed_record_output``: where records that do not
+      deserialize go instead of failing the job (one of the two).
+    - Durations take a ``timedelta`` or milliseconds: ``partition_discovery_interval``
+      (default 5 min, 0 turns discovery off), ``startup_timeout`` (how long to keep trying
+      to reach the broker and find the topics at start, default 30 s), ``poll_timeout`` (the
+      longest one wait for records lasts, default 100 ms).
+    - ``max_records_per_poll`` (default 1,000): the most records a reader takes from the
+      consumer at a time, and so the most it holds fetched but not yet decoded and emitted.
+      Fetch sizes default to 1 MiB per partition and 16 MiB per fetch
+      (``max.partition.fetch.bytes``, ``fetch.max.bytes`` in ``properties`` change them).
     """
-    start = (zlib.crc32(topic.encode("utf-8")) & 0x7FFFFFFF) % parallelism
-    return (start + partition) % parallelism
+
+    @overload
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str | Sequence[str],
+        topics: str | Sequence[str] | None = None,
+        topic_pattern: str | re.Pattern[str] | None = None,
+        group_id: str | None = None,
+        starting_offsets: OffsetsSpec = "earliest",
+        bounded: OffsetsSpec | None = None,
+        value_deserializer: Callable[[bytes], T] | DeserializerName | None = None,
+        key_deserializer: None = None,
+        deserializer: Callable[[KafkaRecord], T] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        partition_discovery_interval: timedelta | int = 300_000,
+        dead_letter_topic: str | None = None,
+        malformed_record_output: OutputTag[Any] | None = None,
+        client_id_prefix: str = "flowactors",
+        startup_timeout: timedelta | int = 30_000,
+        poll_timeout: timedelta | int = 100,
+        commit_offsets_on_checkpoint: bool = True,
+        max_records_per_poll: int = 1000,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: KafkaSource[tuple[Any, V]],
+        *,
+        bootstrap_servers: str | Sequence[str],
+        topics: str | Sequence[str] | None = None,
+        topic_pattern: str | re.Pattern[str] | None = None,
+        group_id: str | None = None,
+        starting_offsets: OffsetsSpec = "earliest",
+        bounded: OffsetsSpec | None = None,
+        value_deserializer: Callable[[bytes], V] | DeserializerName,
+        key_deserializer: Callable[[bytes], Any] | DeserializerName,
+        deserializer: None = None,
+        properties: Mapping[str, Any] | None = None,
+        partition_discovery_interval: timedelta | int = 300_000,
+        dead_letter_topic: str | None = None,
+        malformed_record_output: OutputTag[Any] | None = None,
+        client_id_prefix: str = "flowactors",
+        startup_timeout: timedelta | int = 30_000,
+        poll_timeout: timedelta | int = 100,
+        commit_offsets_on_checkpoint: bool = True,
+        max_records_per_poll: int = 1000,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str | Sequence[str],
+        topics: str | Sequence[str] | None = None,
+        topic_pattern: str | re.Pattern[str] | None = None,
+        group_id: str | None = None,
+        starting_offsets: OffsetsSpec = "earliest",
+        bounded: OffsetsSpec | None = None,
+        value_deserializer: Deserializer | DeserializerName | None = None,
+        key_deserializer: Deserializer | DeserializerName | None = None,
+        deserializer: Callable[[KafkaRecord], Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        partition_discovery_interval: timedelta | int = 300_000,
+        dead_letter_topic: str | None = None,
+        malformed_record_output: OutputTag[Any] | None = None,
+        client_id_prefix: str = "flowactors",
+        startup_timeout: timedelta | int = 30_000,
+        poll_timeout: timedelta | int = 100,
+        commit_offsets_on_checkpoint: bool = True,
+        max_records_per_poll: int = 1000,
+    ) -> None:
+        servers = _config.servers(bootstrap_servers)
+        topic_list, pattern = _topics(topics, topic_pattern)
+        if group_id is not None:
+            _config.name(group_id, "group_id")
+        decode, value_fn = _decoder(value_deserializer, key_deserializer, deserializer)
+        if dead_letter_topic is not None:
+            _config.name(dead_letter_topic, "dead_letter_topic")
+            if malformed_record_output is not None:
+                raise ValueError(
+                    "KafkaSource: give dead_letter_topic or malformed_record_output, not both"
+                )
+        if malformed_record_output is not None and not isinstance(
+            malformed_record_output, OutputTag
+        ):
+            raise TypeError(
+                f"malformed_record_output must be an OutputTag, got {malformed_record_output!r}"
+            )
+        props = dict(properties or {})
+        mapped = source_properties(
+            props,
+            bootstrap_servers=servers,
+            group_id=group_id,
+            starting=offsets_of(starting_offsets, "starting_offsets"),
+            starting_named=isinstance(starting_offsets, str) and starting_offsets == "committed",
+            dead_letters=dead_letter_topic is not None,
+        )
+        group_id, starting = mapped.group_id, mapped.starting
+        stopping = None if bounded is None else offsets_of(bounded, "bounded")
+        if group_id is None and "committed" in (
+            starting.kind,
+            stopping.kind if stopping else None,
+        ):
+            raise ValueError(
+                "KafkaSource: committed offsets need a consumer group: pass group_id=..."
+            )
+        self.settings: _Settings[T] = _Settings(
+            bootstrap_servers=servers,
+            topics=topic_list,
+            pattern=pattern,
+            group_id=group_id,
+            starting=starting,
+            stopping=stopping,
+            decode=decode,
+            value_fn=value_fn,
+            consumer_options={**FETCH_DEFAULTS, **mapped.consumer_options},
+            producer_options=mapped.producer_options,
+            discovery_interval_ms=_config.millis(
+                partition_discovery_interval, "partition_discovery_interval"
+            ),
+            dead_letter_topic=dead_letter_topic,
+            malformed_output=malformed_record_output,
+            client_id_prefix=_config.name(client_id_prefix, "client_id_prefix"),
+            startup_timeout_s=_config.millis(startup_timeout, "startup_timeout", minimum=1) / 1000,
+            poll_timeout_ms=_config.millis(poll_timeout, "poll_timeout", minimum=1),
+            commit_offsets_on_checkpoint=bool(commit_offsets_on_checkpoint),
+            max_records_per_poll=_positive(max_records_per_poll, "max_records_per_poll"),
+            properties=props,
+        )
+        self.boundedness = (
+            Boundedness.BOUNDED if stopping is not None else Boundedness.CONTINUOUS_UNBOUNDED
+        )
+
+    @staticmethod
+    def builder() -> KafkaSourceBuilder[Any]:
+        """Flink's builder, an alias of the keyword constructor."""
+        return KafkaSourceBuilder()
+
+    def create_reader(self, context: SourceReaderContext) -> SourceReader[T]:
+        return KafkaSourceReader(self.settings, context)
 
 
-def _millis(value: timedelta | int | float) -> int:
-    if isinstance(value, timedelta):
-        return int(value.total_seconds() * 1000)
-    return int(value)
+def _positive(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
 
 
-@dataclass
-class _Settings(Generic[T]):
-    """Everything a reader needs; built by :class:`KafkaSourceBuilder`."""
+def _topics(
+    topics: str | Sequence[str] | None, pattern: str | re.Pattern[str] | None
+) -> tuple[list[str] | None, re.Pattern[str] | None]:
+    if (topics is None) == (pattern is None):
+        raise ValueError("KafkaSource needs topics=[...] or topic_pattern=..., exactly one")
+    if pattern is not None:
+        if isinstance(pattern, str):
+            try:
+                return None, re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"topic_pattern {pattern!r} is not a regex: {exc}") from None
+        if not isinstance(pattern, re.Pattern):
+            raise TypeError(f"topic_pattern must be a string or re.Pattern, got {pattern!r}")
+        return None, pattern
+    names = [topics] if isinstance(topics, str) else list(topics or [])
+    if not names:
+        raise ValueError("KafkaSource: topics must name at least one topic")
+    for topic in names:
+        _config.name(topic, "a topic name")
+    return names, None
 
-    bootstrap_servers: str
-    topics: list[str] | None
-    pattern: re.Pattern[str] | None
-    group_id: str | None
-    starting: KafkaOffsetsInitializer
-    stopping: KafkaOffsetsInitializer | None
-    decode: Callable[[KafkaRecord], T]
-    #: The value deserializer when records are values only (a faster path than ``decode``).
-    value_fn: Deserializer | None
-    consumer_options: dict[str, Any]
-    producer_options: dict[str, Any]
-    discovery_interval_ms: int
-    dead_letter_topic: str | None
-    malformed_output: OutputTag[Any] | None
-    client_id_prefix: str
-    startup_timeout_s: float
-    poll_timeout_ms: int
-    commit_offsets_on_checkpoint: bool
-    properties: dict[str, Any] = field(default_factory=dict)
+
+def _decoder(
+    value: Deserializer | DeserializerName | None,
+    key: Deserializer | DeserializerName | None,
+    whole: Callable[[KafkaRecord], Any] | None,
+) -> tuple[Callable[[KafkaRecord], Any], Deserializer | None]:
+    """The record decoder and, for values only, the value deserializer (the fast path)."""
+    if whole is not None:
+        if value is not None or key is not None:
+            raise ValueError(
+                "KafkaSource: deserializer=fn(record) decodes the whole record; "
+                "do not also give value_deserializer or key_deserializer"
+            )
+        if not callable(whole):
+            raise TypeError(f"deserializer must be callable, got {whole!r}")
+        return whole, None
+    if value is None:
+        raise ValueError(
+            "KafkaSource needs a deserializer: value_deserializer=... (with key_deserializer=... "
+            "for (key, value) records) or deserializer=fn(record)"
+        )
+    vd = deserializer(value)
+    if key is None:
+        return (lambda record: vd(record.value)), vd
+    kd = deserializer(key)
+
+    def decode(record: KafkaRecord) -> Any:
+        k = record.key
+        return (None if k is None else kd(k), vd(record.value))  # type: ignore[arg-type]
+
+    return decode, None
 
 
 class KafkaSourceBuilder(Generic[T]):
-    """Configures a :class:`KafkaSource` (``KafkaSource.builder()``).
+    """Flink's ``KafkaSource.builder()``: setters that end in the keyword constructor.
 
     >>> src = (KafkaSource.builder().set_bootstrap_servers("localhost:9092")
     ...        .set_topics("rides").set_value_only_deserializer("json").build())
@@ -134,580 +284,84 @@ class KafkaSourceBuilder(Generic[T]):
     """
 
     def __init__(self) -> None:
-        self._bootstrap: str | None = None
-        self._topics: list[str] | None = None
-        self._pattern: re.Pattern[str] | None = None
-        self._group_id: str | None = None
-        self._starting = KafkaOffsetsInitializer.earliest()
-        self._stopping: KafkaOffsetsInitializer | None = None
-        self._decode: Callable[[KafkaRecord], Any] | None = None
-        self._value_fn: Deserializer | None = None
+        self._kwargs: dict[str, Any] = {}
         self._properties: dict[str, Any] = {}
-        self._discovery_ms = 300_000
-        self._dead_letter_topic: str | None = None
-        self._malformed_output: OutputTag[Any] | None = None
-        self._client_id_prefix = "flowactors"
-        self._startup_timeout_s = 30.0
-        self._poll_timeout_ms = 100
-        self._commit_offsets = True
 
-    def set_bootstrap_servers(self, servers: str | Sequence[str]) -> KafkaSourceBuilder[T]:
-        """``"host:port[,host:port...]"`` or a list of them."""
-        self._bootstrap = servers if isinstance(servers, str) else ",".join(servers)
+    def _set(self, **kwargs: Any) -> KafkaSourceBuilder[T]:
+        self._kwargs.update(kwargs)
         return self
 
+    def set_bootstrap_servers(self, servers: str | Sequence[str]) -> KafkaSourceBuilder[T]:
+        return self._set(bootstrap_servers=servers)
+
     def set_topics(self, *topics: str | Sequence[str]) -> KafkaSourceBuilder[T]:
-        """Read these topics (``set_topics("a")``, ``set_topics("a", "b")`` or a list)."""
         names: list[str] = []
         for t in topics:
             names.extend([t] if isinstance(t, str) else list(t))
         if not names:
             raise ValueError("set_topics needs at least one topic")
-        self._topics, self._pattern = names, None
-        return self
+        return self._set(topics=names, topic_pattern=None)
 
     def set_topic_pattern(self, pattern: str | re.Pattern[str]) -> KafkaSourceBuilder[T]:
-        """Read every topic whose whole name matches ``pattern`` (new ones as discovered)."""
-        self._pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
-        self._topics = None
-        return self
+        return self._set(topic_pattern=pattern, topics=None)
 
     def set_group_id(self, group_id: str) -> KafkaSourceBuilder[T]:
-        """The consumer group whose committed offsets ``committed()`` starts from and to
-        which offsets are committed when a checkpoint completes (for monitoring)."""
-        self._group_id = group_id
-        return self
+        return self._set(group_id=group_id)
 
     def set_starting_offsets(self, offsets: KafkaOffsetsInitializer) -> KafkaSourceBuilder[T]:
-        """Where a fresh job starts (default earliest). Restored jobs start from the snapshot."""
-        self._starting = offsets
-        return self
+        return self._set(starting_offsets=offsets)
 
     def set_bounded(self, stopping: KafkaOffsetsInitializer) -> KafkaSourceBuilder[T]:
-        """Stop at these offsets (e.g. ``latest()``: what was there when the job started)
-        and end the input; partitions are discovered once, at the start."""
-        self._stopping = stopping
-        return self
+        return self._set(bounded=stopping)
 
     def set_value_only_deserializer(self, d: str | Deserializer) -> KafkaSourceBuilder[T]:
-        """Records are ``d(value)`` (``"bytes"``, ``"str"``, ``"json"`` or a callable)."""
-        fn = deserializer(d)
-        self._decode = lambda record: fn(record.value)  # type: ignore[arg-type]
-        self._value_fn = fn
-        return self
+        return self._set(value_deserializer=d, key_deserializer=None, deserializer=None)
 
     def set_key_value_deserializers(
         self, key: str | Deserializer, value: str | Deserializer
     ) -> KafkaSourceBuilder[T]:
-        """Records are ``(key, value)`` tuples (a missing key stays ``None``)."""
-        kd, vd = deserializer(key), deserializer(value)
-
-        def decode(record: KafkaRecord) -> Any:
-            k = record.key
-            return (None if k is None else kd(k), vd(record.value))  # type: ignore[arg-type]
-
-        self._decode, self._value_fn = decode, None
-        return self
+        return self._set(value_deserializer=value, key_deserializer=key, deserializer=None)
 
     def set_deserializer(self, fn: Callable[[KafkaRecord], T]) -> KafkaSourceBuilder[T]:
-        """Records are ``fn(record)``, with ``record.topic/partition/offset/timestamp/key/
-        value/headers`` (Flink's ``KafkaRecordDeserializationSchema``)."""
-        self._decode, self._value_fn = fn, None
-        return self
+        return self._set(deserializer=fn, value_deserializer=None, key_deserializer=None)
 
     def set_property(self, key: str, value: Any) -> KafkaSourceBuilder[T]:
-        """An aiokafka consumer setting: ``ssl_context``, ``security_protocol``,
-        ``sasl_mechanism``, ``sasl_plain_username``..., or Kafka's dotted names
-        (``isolation.level``, ``max.poll.records``, ``security.protocol``)."""
         self._properties[key] = value
         return self
 
     def set_properties(self, properties: Mapping[str, Any]) -> KafkaSourceBuilder[T]:
-        for k, v in properties.items():
-            self.set_property(k, v)
+        self._properties.update(properties)
         return self
 
     def set_partition_discovery_interval(self, interval: timedelta | int) -> KafkaSourceBuilder[T]:
-        """How often readers look for new partitions (ms; default 5 min; 0 turns it off)."""
-        self._discovery_ms = _millis(interval)
-        return self
+        return self._set(partition_discovery_interval=interval)
 
     def set_dead_letter_topic(self, topic: str) -> KafkaSourceBuilder[T]:
-        """Send records that do not deserialise to ``topic`` (key and value as they were;
-        headers ``flowactors.error``, ``.topic``, ``.partition``, ``.offset``) and go on.
-
-        Dead letters are written at least once: a record may appear twice after a restore.
-        """
-        self._dead_letter_topic = topic
-        return self
+        return self._set(dead_letter_topic=topic)
 
     def set_malformed_record_output(self, tag: OutputTag[Any]) -> KafkaSourceBuilder[T]:
-        """Emit records that do not deserialise to this side output as ``MalformedRecord``
-        (``source``: topic, ``position``: ``(partition, offset)``) and go on."""
-        self._malformed_output = tag
-        return self
+        return self._set(malformed_record_output=tag)
 
     def set_client_id_prefix(self, prefix: str) -> KafkaSourceBuilder[T]:
-        self._client_id_prefix = prefix
-        return self
+        return self._set(client_id_prefix=prefix)
 
     def set_startup_timeout(self, timeout: timedelta | float) -> KafkaSourceBuilder[T]:
-        """How long a reader keeps trying to reach the broker (and find its topics) at start
-        before failing with ``ConnectorError`` (seconds or timedelta; default 30 s)."""
-        self._startup_timeout_s = (
-            timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
-        )
-        return self
+        """Seconds (as Flink's builder took them) or a ``timedelta``."""
+        if not isinstance(timeout, timedelta):
+            timeout = timedelta(seconds=timeout)
+        return self._set(startup_timeout=timeout)
 
     def set_poll_timeout(self, timeout_ms: int) -> KafkaSourceBuilder[T]:
-        """The longest one wait for records lasts (ms, default 100) before the reader looks
-        around (partition discovery, end of a bounded input)."""
-        self._poll_timeout_ms = int(timeout_ms)
-        return self
+        return self._set(poll_timeout=timeout_ms)
 
     def set_commit_offsets_on_checkpoint(self, commit: bool) -> KafkaSourceBuilder[T]:
-        """Commit offsets to the group when a checkpoint completes (default: with a group)."""
-        self._commit_offsets = commit
-        return self
+        return self._set(commit_offsets_on_checkpoint=commit)
+
+    def set_max_records_per_poll(self, records: int) -> KafkaSourceBuilder[T]:
+        return self._set(max_records_per_poll=records)
 
     def build(self) -> KafkaSource[T]:
-        if not self._bootstrap:
+        if "bootstrap_servers" not in self._kwargs:
             raise ValueError("KafkaSource needs set_bootstrap_servers(...)")
-        if self._topics is None and self._pattern is None:
-            raise ValueError("KafkaSource needs set_topics(...) or set_topic_pattern(...)")
-        if self._decode is None:
-            raise ValueError(
-                "KafkaSource needs a deserializer: set_value_only_deserializer(...), "
-                "set_key_value_deserializers(...) or set_deserializer(...)"
-            )
-        if self._dead_letter_topic is not None and self._malformed_output is not None:
-            raise ValueError("choose a dead-letter topic or a malformed-record output, not both")
-        if self._starting.kind == "committed" and self._group_id is None:
-            raise ValueError("starting from committed offsets needs set_group_id(...)")
-        settings = _Settings[T](
-            bootstrap_servers=self._bootstrap,
-            topics=self._topics,
-            pattern=self._pattern,
-            group_id=self._group_id,
-            starting=self._starting,
-            stopping=self._stopping,
-            decode=self._decode,
-            value_fn=self._value_fn,
-            consumer_options=client_options(self._properties, "consumer"),
-            producer_options=client_options(self._properties, "producer"),
-            discovery_interval_ms=self._discovery_ms,
-            dead_letter_topic=self._dead_letter_topic,
-            malformed_output=self._malformed_output,
-            client_id_prefix=self._client_id_prefix,
-            startup_timeout_s=self._startup_timeout_s,
-            poll_timeout_ms=self._poll_timeout_ms,
-            commit_offsets_on_checkpoint=self._commit_offsets,
-            properties=dict(self._properties),
-        )
-        return KafkaSource(settings)
-
-
-class KafkaSource(Source[T]):
-    """Reads Kafka topics; build one with :meth:`builder`. See the module docstring."""
-
-    def __init__(self, settings: _Settings[T]) -> None:
-        self.settings = settings
-        self.boundedness = (
-            Boundedness.BOUNDED
-            if settings.stopping is not None
-            else Boundedness.CONTINUOUS_UNBOUNDED
-        )
-
-    @staticmethod
-    def builder() -> KafkaSourceBuilder[Any]:
-        return KafkaSourceBuilder()
-
-    def create_reader(self, context: SourceReaderContext) -> SourceReader[T]:
-        return KafkaSourceReader(self.settings, context)
-
-
-@dataclass
-class _Split:
-    tp: TopicPartition
-    next_offset: int
-    stop: int | None = None
-    finished: bool = False
-
-
-class KafkaSourceReader(SourceReader[T]):
-    """One subtask's share of the partitions; see the module docstring."""
-
-    def __init__(self, settings: _Settings[T], context: SourceReaderContext) -> None:
-        self.settings = settings
-        self.context = context
-        self.subtask = context.subtask_index
-        self.parallelism = context.parallelism
-        self.batch_size = context.batch_size
-        self.bounded = settings.stopping is not None
-        self.splits: dict[TopicPartition, _Split] = {}
-        self.consumer: Consumer | None = None
-        self.dead_letters: Producer | None = None
-        self._value_fn = settings.value_fn
-        #: Fetched, not yet emitted: per partition, its records and the index of the next one.
-        self._buffer: dict[Any, list[Any]] = {}
-        self._announce: list[TopicPartition] = []
-        self._next_discovery = float("inf")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._commits: dict[int, dict[TopicPartition, int]] = {}
-        self._unfinished = 0
-        self.records_dead_lettered = 0
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def _client_id(self, role: str) -> str:
-        ctx, prefix = self.context, self.settings.client_id_prefix
-        return f"{prefix}-{ctx.job_name}-{ctx.source_name}-{role}-{self.subtask}"
-
-    async def start(self) -> None:
-        try:
-            await self._start()
-        except BaseException:
-            await self.close()  # the runtime closes only readers that started
-            raise
-
-    async def _start(self) -> None:
-        s = self.settings
-        self._loop = asyncio.get_running_loop()
-        restored = self._restored_splits()
-        self.consumer = Consumer(
-            s.bootstrap_servers,
-            group_id=s.group_id,
-            client_id=self._client_id("source"),
-            options=s.consumer_options,
-        )
-        await self.consumer.start(s.startup_timeout_s)
-        if s.dead_letter_topic is not None:
-            self.dead_letters = Producer(
-                s.bootstrap_servers,
-                client_id=self._client_id("dlq"),
-                options=s.producer_options,
-            )
-            await self.dead_letters.start(s.startup_timeout_s)
-        if restored is not None:
-            for tp, (offset, stop) in restored.items():
-                self.splits[tp] = _Split(tp, offset, stop, stop is not None and offset >= stop)
-            if not self.bounded:
-                await self._discover(initial=False, wait_for_topics=True)
-        else:
-            await self._discover(initial=True, wait_for_topics=True)
-        self._assign()
-        if not self.bounded and s.discovery_interval_ms > 0:
-            self._next_discovery = self._loop.time() + s.discovery_interval_ms / 1000
-        log.info(
-            "Kafka source %s subtask %d/%d reads %s",
-            self.context.source_name,
-            self.subtask,
-            self.parallelism,
-            sorted((tp.topic, tp.partition, sp.next_offset) for tp, sp in self.splits.items()),
-        )
-
-    async def close(self) -> None:
-        await close_fully(self._close())
-
-    async def _close(self) -> None:
-        consumer, self.consumer = self.consumer, None
-        if consumer is not None:
-            await consumer.stop()
-        producer, self.dead_letters = self.dead_letters, None
-        if producer is not None:
-            await producer.abandon()
-
-    # -- restore -----------------------------------------------------------------------
-
-    def _restored_splits(self) -> dict[TopicPartition, tuple[int, int | None]] | None:
-        """This subtask's partitions and offsets from the restored entries (None: fresh)."""
-        ctx = self.context
-        entries = ctx.restored_union_state
-        if entries is None:
-            return None
-        by_subtask: dict[int, dict[str, Any]] = {}
-        for entry in entries:
-            if isinstance(entry, dict) and entry.get(_STATE_KEY) == _STATE_VERSION:
-                by_subtask[int(entry["subtask"])] = entry
-        if not by_subtask:
-            if not entries:
-                raise ConnectorError(
-                    f"Kafka source {ctx.source_name!r} subtask {self.subtask}: the restored "
-                    "state holds no entry of any reader",
-                    retriable=False,
-                )
-            raise ConnectorError(
-                f"Kafka source {ctx.source_name!r}: the restored state is not a Kafka source's",
-                retriable=False,
-            )
-        old_parallelism = {int(e["parallelism"]) for e in by_subtask.values()}
-        if len(old_parallelism) != 1:
-            raise ConnectorError(
-                f"Kafka source {ctx.source_name!r}: restored entries disagree on the "
-                f"parallelism they were written at ({sorted(old_parallelism)})",
-                retriable=False,
-            )
-        (old_p,) = old_parallelism
-        complete = set(by_subtask) == set(range(old_p))
-        same_rule = old_p == self.parallelism and self.subtask in by_subtask
-        if not complete and not same_rule:
-            raise ConnectorError(
-                f"Kafka source {ctx.source_name!r} subtask {self.subtask}: restored from "
-                f"parallelism {old_p} but received the entries of subtasks "
-                f"{sorted(by_subtask)} only; cannot tell which partitions other subtasks "
-                "read",
-                retriable=False,
-            )
-        use = by_subtask.values() if complete else [by_subtask[self.subtask]]
-        out: dict[TopicPartition, tuple[int, int | None]] = {}
-        p, me = self.parallelism, self.subtask
-        for entry in use:
-            for topic, partition, offset, stop in entry["splits"]:
-                if partition_owner(topic, partition, p) == me:
-                    out[TopicPartition(topic, partition)] = (int(offset), stop)
-        return out
-
-    # -- discovery ---------------------------------------------------------------------
-
-    async def _matching_partitions(self, wait_for_topics: bool) -> list[TopicPartition]:
-        s = self.settings
-        assert self.consumer is not None and self._loop is not None
-        deadline = self._loop.time() + s.startup_timeout_s
-        while True:
-            metadata = await self.consumer.topic_partitions()
-            if s.pattern is not None:
-                topics = [t for t in metadata if s.pattern.fullmatch(t)]
-                missing: list[str] = []
-            else:
-                assert s.topics is not None
-                topics = [t for t in s.topics if t in metadata]
-                missing = [t for t in s.topics if t not in metadata]
-            if not missing or not wait_for_topics:
-                break
-            if self._loop.time() >= deadline:
-                raise ConnectorError(
-                    f"Kafka source: topic(s) {missing} do not exist on {s.bootstrap_servers} "
-                    f"(waited {s.startup_timeout_s:g} s)",
-                    retriable=False,
-                )
-            await asyncio.sleep(0.2)
-        return [TopicPartition(t, p) for t in topics for p in sorted(metadata[t])]
-
-    async def _discover(self, *, initial: bool, wait_for_topics: bool = False) -> bool:
-        """Take new partitions that this subtask owns; whether any were added."""
-        assert self.consumer is not None
-        found = await self._matching_partitions(wait_for_topics)
-        p, me = self.parallelism, self.subtask
-        new = [
-            tp
-            for tp in found
-            if tp not in self.splits and partition_owner(tp.topic, tp.partition, p) == me
-        ]
-        if not new:
-            return False
-        s = self.settings
-        # The partitions there at the very start begin where the user asked; any found later
-        # (or not in a restored snapshot) are new since, and are read from their beginning.
-        starting = s.starting if initial else KafkaOffsetsInitializer.earliest()
-        offsets = await starting.resolve(self.consumer, new)
-        stops: dict[TopicPartition, int] = {}
-        if s.stopping is not None:
-            stops = await s.stopping.resolve(self.consumer, new)
-        for tp in new:
-            stop = stops.get(tp)
-            offset = offsets[tp]
-            self.splits[tp] = _Split(tp, offset, stop, stop is not None and offset >= stop)
-        if not initial:
-            log.info("Kafka source subtask %d: new partitions %s", self.subtask, new)
-        return True
-
-    def _assign(self) -> None:
-        assert self.consumer is not None
-        self._buffer = {}  # records fetched before a new assignment are fetched again
-        active = [sp for sp in self.splits.values() if not sp.finished]
-        self.consumer.assign([sp.tp for sp in active])
-        for sp in active:
-            self.consumer.seek(sp.tp, sp.next_offset)
-        self._unfinished = len(active)
-        self._announce = [sp.tp for sp in self.splits.values()]
-
-    # -- reading -----------------------------------------------------------------------
-
-    async def poll_next(self, output: ReaderOutput[T]) -> InputStatus:
-        if self._announce:
-            # Every split takes part in the watermark from the start: a partition that has
-            # not delivered yet holds event time back (as in Flink).
-            for tp in self._announce:
-                await output.collect_batch([], [], split_id=tp)
-            self._announce = []
-        assert self.consumer is not None and self._loop is not None
-        if self._loop.time() >= self._next_discovery:
-            self._next_discovery = self._loop.time() + self.settings.discovery_interval_ms / 1000
-            try:
-                found = await self._discover(initial=False)
-            except ConnectorError as exc:
-                if not exc.retriable:
-                    raise
-                log.warning("Kafka source: partition discovery failed, retrying later: %s", exc)
-                found = False
-            if found:
-                self._assign()
-                return MORE
-        if self.bounded and self._unfinished == 0:
-            return END
-        if not self._buffer:
-            self._buffer = {tp: [records, 0] for tp, records in (await self._fetch(0)).items()}
-        if not self._buffer:
-            if self.bounded:
-                self._finish_by_position()
-                if self._unfinished == 0:
-                    return END
-            return NOTHING
-        # One batch per partition per call, round-robin: partitions progress together (and
-        # so do their watermarks), whatever order aiokafka's fetches come back in.
-        n = self.batch_size
-        for tp in list(self._buffer):
-            entry = self._buffer[tp]
-            all_records, start = entry
-            records = all_records[start : start + n]
-            if start + n < len(all_records):
-                entry[1] = start + n
-            else:
-                del self._buffer[tp]
-            split = self.splits.get(tp)
-            if split is None or split.finished or not records:
-                continue
-            if split.stop is not None and records[-1].offset >= split.stop:
-                records = [r for r in records if r.offset < split.stop]
-                self._mark_finished(split)
-                self._buffer.pop(tp, None)
-                if not records:
-                    continue
-            split.next_offset = records[-1].offset + 1
-            values, timestamps = await self._decode(records, output)
-            await output.collect_batch(values, timestamps, split_id=split.tp)
-            if split.stop is not None and split.next_offset >= split.stop and not split.finished:
-                self._mark_finished(split)
-        if self.bounded and self._unfinished == 0:
-            return END
-        return MORE
-
-    async def _fetch(self, timeout_ms: int) -> dict[Any, list[Any]]:
-        """Everything the consumer has fetched (waiting up to ``timeout_ms`` for something)."""
-        assert self.consumer is not None
-        return await self.consumer.fetch(timeout_ms, None)
-
-    async def is_available(self) -> None:
-        if self._buffer or self.consumer is None:
-            return
-        if self._unfinished == 0:  # nothing assigned (yet): only discovery can change that
-            await asyncio.sleep(self.settings.poll_timeout_ms / 1000)
-            return
-        data = await self._fetch(self.settings.poll_timeout_ms)
-        if data and not self._buffer:
-            self._buffer = {tp: [records, 0] for tp, records in data.items()}
-
-    def _mark_finished(self, split: _Split) -> None:
-        if split.finished:
-            return
-        split.finished = True
-        self._unfinished -= 1
-        assert self.consumer is not None
-        self.consumer.pause(split.tp)
-
-    def _finish_by_position(self) -> None:
-        """A bounded partition whose log ends in control records (transaction markers) never
-        delivers a record at ``stop - 1``: the consumer's position says it is done."""
-        assert self.consumer is not None
-        for split in self.splits.values():
-            if split.finished or split.stop is None:
-                continue
-            position = self.consumer.position(split.tp)
-            if position is not None and position >= split.stop:
-                self._mark_finished(split)
-
-    async def _decode(
-        self, records: list[Any], output: ReaderOutput[T]
-    ) -> tuple[list[T], list[int | None]]:
-        value_fn = self._value_fn
-        try:
-            if value_fn is not None:
-                values = [value_fn(r.value) for r in records]
-            else:
-                decode = self.settings.decode
-                values = [decode(r) for r in records]
-            return values, [r.timestamp for r in records]
-        except Exception:
-            return await self._decode_carefully(records, output)
-
-    async def _decode_carefully(
-        self, records: list[Any], output: ReaderOutput[T]
-    ) -> tuple[list[T], list[int | None]]:
-        decode = self.settings.decode
-        values: list[T] = []
-        timestamps: list[int | None] = []
-        for record in records:
-            try:
-                values.append(decode(record))
-                timestamps.append(record.timestamp)
-            except Exception as exc:
-                await self._malformed(record, exc, output)
-        return values, timestamps
-
-    async def _malformed(self, record: Any, exc: Exception, output: ReaderOutput[T]) -> None:
-        s = self.settings
-        topic, partition, offset = record.topic, record.partition, record.offset
-        reason = f"{type(exc).__name__}: {exc}"
-        raw = record.value if record.value is not None else b""
-        if self.dead_letters is not None:
-            assert s.dead_letter_topic is not None
-            headers = [
-                ("flowactors.error", reason.encode("utf-8", "replace")),
-                ("flowactors.topic", topic.encode()),
-                ("flowactors.partition", str(partition).encode()),
-                ("flowactors.offset", str(offset).encode()),
-            ]
-            # Awaited: the dead letter is durable before a checkpoint can cover its offset.
-            await self.dead_letters.send_and_wait(
-                s.dead_letter_topic, record.value, record.key, headers
-            )
-            self.records_dead_lettered += 1
-            return
-        if s.malformed_output is not None:
-            output.emit_side_output(
-                s.malformed_output, MalformedRecord(topic, (partition, offset), raw, reason)
-            )
-            return
-        raise MalformedRecordError(
-            f"Kafka record {topic}/{partition}@{offset} cannot be deserialized: {reason}",
-            source=topic,
-            position=(partition, offset),
-            raw=raw,
-        ) from exc
-
-    # -- checkpoints -------------------------------------------------------------------
-
-    def snapshot_state(self, checkpoint_id: int) -> list[Any]:
-        splits = [
-            (tp.topic, tp.partition, sp.next_offset, sp.stop) for tp, sp in self.splits.items()
-        ]
-        entry = {
-            _STATE_KEY: _STATE_VERSION,
-            "subtask": self.subtask,
-            "parallelism": self.parallelism,
-            "splits": splits,
-        }
-        if self.settings.group_id is not None and self.settings.commit_offsets_on_checkpoint:
-            self._commits[checkpoint_id] = {tp: sp.next_offset for tp, sp in self.splits.items()}
-        return [entry]
-
-    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        offsets = self._commits.pop(checkpoint_id, None)
-        for old in [c for c in self._commits if c < checkpoint_id]:
-            del self._commits[old]
-        if offsets is None or self.consumer is None:
-            return
-        try:
-            await self.consumer.commit(offsets)
-        except ConnectorError as exc:  # offsets in Kafka are for monitoring only
-            log.warning("Kafka source: committing offsets of checkpoint %d: %s", checkpoint_id, exc)
+        source: KafkaSource[T] = KafkaSource(**self._kwargs, properties=self._properties)
+        return source

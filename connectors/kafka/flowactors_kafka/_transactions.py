@@ -67,7 +67,7 @@ from flowactors_kafka._client import (
     wait_all,
     wait_for_topic,
 )
-from flowactors_kafka._sink import Broken, RecordEncoder, _SinkSettings
+from flowactors_kafka._writer import Broken, RecordEncoder, _SinkSettings
 
 log = logging.getLogger("flowactors_kafka")
 
@@ -286,7 +286,10 @@ class ExactlyOnceWriter(SinkWriter[T]):
         message = (
             f"Kafka sink {self.context.sink_name!r}: the transaction {txn.transactional_id} "
             f"(producer id {txn.pid}, epoch {txn.epoch}) of checkpoint {txn.checkpoint_id} "
-            f"can no longer be committed: {why}"
+            f"can no longer be committed: {why} A restart cannot bring them back. Raise "
+            "transaction.timeout.ms (and the broker's transaction.max.timeout.ms) so that "
+            "recovery finishes in time, or pass fail_on_lost_transaction=False to go on "
+            "without them."
         )
         if s.fail_on_lost_transaction:
             raise ConnectorError(message, retriable=False)
