@@ -161,3 +161,14 @@ async def wait_for_count(
 
 def values_of(records: Iterable[Any]) -> list[Any]:
     return [orjson.loads(r.value) for r in records]
+
+
+async def output_offsets(bootstrap: str, topic: str, partitions: int = 4) -> int:
+    """The sum of ``topic``'s end offsets: grows with everything written, committed or not."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()

@@ -14,9 +14,8 @@ from flowactors_kafka import KafkaSink, KafkaSource
 
 from flowactors import RestartStrategies, StreamExecutionEnvironment
 from tests.kafka._e2e_worker import RunningCount
-from tests.kafka._kafka import create_topic, produce, read_topic, unique
+from tests.kafka._kafka import create_topic, output_offsets, produce, read_topic, unique
 from tests.kafka.conftest import broker_dir, restart_broker, start_broker, stop_broker
-from tests.kafka.test_exactly_once_e2e import output_offsets
 
 pytestmark = pytest.mark.kafka
 

@@ -25,9 +25,8 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.kafka._kafka import create_topic, produce, read_topic, unique
+from tests.kafka._kafka import create_topic, output_offsets, produce, read_topic, unique
 from tests.kafka.conftest import REPO
 
 pytestmark = pytest.mark.kafka
@@ -35,18 +34,6 @@ pytestmark = pytest.mark.kafka
 RECORDS = 200_000
 KEYS = 1000
 PARTITIONS = 4
-
-
-async def output_offsets(bootstrap: str, topic: str) -> int:
-    """The sum of the output's end offsets: grows with everything written, committed or not."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        ends = await consumer.end_offsets(tps)
-        return sum(ends.values())
-    finally:
-        await consumer.stop()
 
 
 def spawn(bootstrap: str, inp: str, out: str, storage: Path, prefix: str, log: Any) -> Any:

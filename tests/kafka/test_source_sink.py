@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from contextlib import aclosing
 from typing import Any, Literal
 
 import pytest
@@ -166,15 +167,16 @@ async def test_partitions_added_while_running_are_read(bootstrap: str) -> None:
     stream = env.from_source(src, name="kafka")
     seen: list[dict[str, int]] = []
     grown = False
-    async for r in stream.execute_and_stream("discovery"):
-        seen.append(r)
-        if len(seen) == 20 and not grown:
-            grown = True
-            await add_partitions(bootstrap, topic, 4)
-            for p in (1, 2, 3):
-                await produce_json(bootstrap, topic, records(10, start=1000 * p), partition=p)
-        if len(seen) == 50:
-            break
+    async with aclosing(stream.execute_and_stream("discovery")) as results:
+        async for r in results:
+            seen.append(r)
+            if len(seen) == 20 and not grown:
+                grown = True
+                await add_partitions(bootstrap, topic, 4)
+                for p in (1, 2, 3):
+                    await produce_json(bootstrap, topic, records(10, start=1000 * p), partition=p)
+            if len(seen) == 50:
+                break
     assert Counter(r["i"] // 1000 for r in seen) == {0: 20, 1: 10, 2: 10, 3: 10}
 
 
@@ -264,13 +266,15 @@ async def test_topic_pattern_finds_topics_created_later(bootstrap: str) -> None:
     )
     env = StreamExecutionEnvironment(parallelism=2)
     seen: list[dict[str, int]] = []
-    async for r in env.from_source(src, name="kafka").execute_and_stream("pattern"):
-        seen.append(r)
-        if len(seen) == 10:
-            await create_topic(bootstrap, f"{stem}-b", 3)
-            await produce_json(bootstrap, f"{stem}-b", records(10, start=100))
-        if len(seen) == 20:
-            break
+    stream = env.from_source(src, name="kafka")
+    async with aclosing(stream.execute_and_stream("pattern")) as results:
+        async for r in results:
+            seen.append(r)
+            if len(seen) == 10:
+                await create_topic(bootstrap, f"{stem}-b", 3)
+                await produce_json(bootstrap, f"{stem}-b", records(10, start=100))
+            if len(seen) == 20:
+                break
     assert sorted(r["i"] for r in seen) == [*range(10), *range(100, 110)]
 
 
