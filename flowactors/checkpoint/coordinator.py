@@ -10,7 +10,10 @@ commit. A checkpoint that times out or that a subtask declines is aborted;
 more consecutive failures than tolerated fail the job.
 
 Savepoints run the same protocol on request, into a directory of the user's
-choice; ``stop=True`` makes the sources end after the savepoint barrier.
+choice; ``stop=True`` makes the sources end after the savepoint barrier. A
+completed savepoint is recorded in the job's checkpoint storage before anyone
+is told, so the next start of the job resumes from it rather than from an
+older checkpoint.
 """
 
 from __future__ import annotations
@@ -246,6 +249,14 @@ class CheckpointCoordinator:
         except OSError as exc:
             self._record_failure(pending, f"cannot write its metadata: {exc}")
             return
+        if pending.is_savepoint and self.storage is not None:
+            # Recorded before any sink commits: the next start must not resume from
+            # an older checkpoint and commit this stretch of output again.
+            try:
+                self.storage.record_savepoint(n, pending.directory)
+            except OSError as exc:
+                self._record_failure(pending, f"cannot record it in {self.storage.job_dir}: {exc}")
+                return
         loop = asyncio.get_running_loop()
         completed = CompletedCheckpoint(pending.directory, metadata)
         size = sum(info.size for info in completed.files())

@@ -10,6 +10,13 @@ the user gave)::
 
 ``_metadata`` is written last and atomically (temporary file, fsync, rename,
 fsync of the directory): a checkpoint directory without it is incomplete.
+
+Savepoints the job takes (wherever their directory is) are recorded in
+``<root>/<job>/_savepoints``, a JSON list rewritten atomically when one
+completes, so that the next start can resume from a savepoint that is newer
+than the newest checkpoint (a service stopped with ``stop_with_savepoint``).
+Checkpoints and savepoints of a job draw their ids from one counter, so the
+highest id is the newest snapshot, and the one whose output was committed last.
 Every data file's size and BLAKE2b checksum are recorded there and verified
 before anything is deserialised, so a truncated or corrupted checkpoint is
 detected, and recovery falls back to the previous complete one.
@@ -35,6 +42,9 @@ log = logging.getLogger("flowactors.checkpoint")
 
 FORMAT_VERSION = 1
 METADATA = "_metadata"
+SAVEPOINTS = "_savepoints"
+#: Savepoints remembered per job; older entries are dropped from the record.
+_SAVEPOINTS_KEPT = 10
 _CHECKPOINT_DIR = re.compile(r"^chk-(\d+)$")
 
 
@@ -60,6 +70,11 @@ class CompletedCheckpoint:
     @property
     def job_name(self) -> str:
         return str(self.metadata["job"])
+
+    @property
+    def kind(self) -> str:
+        """``"checkpoint"`` or ``"savepoint"``."""
+        return str(self.metadata.get("kind", "checkpoint"))
 
     def operators(self) -> dict[str, dict[str, Any]]:
         ops: dict[str, dict[str, Any]] = self.metadata["operators"]
@@ -150,22 +165,55 @@ class CheckpointStorage:
         return [i for i in self._ids() if (self.checkpoint_dir(i) / METADATA).exists()]
 
     def latest_id(self) -> int:
-        """The largest checkpoint id ever started here (complete or not), or 0."""
-        ids = self._ids()
-        return ids[-1] if ids else 0
+        """The largest snapshot id ever started here (complete or not, checkpoint or
+        recorded savepoint), or 0."""
+        ids = self._ids() + [checkpoint_id for checkpoint_id, _ in self.savepoints()]
+        return max(ids, default=0)
+
+    # -- savepoints the job took ------------------------------------------------
+
+    def savepoints(self) -> list[tuple[int, Path]]:
+        """Recorded savepoints of this job: (id, directory), oldest first."""
+        try:
+            entries = json.loads((self.job_dir / SAVEPOINTS).read_bytes())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise CorruptCheckpointError(
+                f"{self.job_dir / SAVEPOINTS}: unreadable record of savepoints ({exc})"
+            ) from exc
+        return sorted((int(e["id"]), Path(e["path"])) for e in entries)
+
+    def record_savepoint(self, checkpoint_id: int, directory: Path) -> None:
+        """Remember a completed savepoint of this job (atomically; blocking)."""
+        entries = [(i, d) for i, d in self.savepoints() if i != checkpoint_id]
+        entries.append((checkpoint_id, directory.resolve()))
+        entries = sorted(entries)[-_SAVEPOINTS_KEPT:]
+        data = [{"id": i, "path": str(d)} for i, d in entries]
+        write_durably(self.job_dir / SAVEPOINTS, json.dumps(data, indent=1).encode())
+
+    # -- choosing what to restore ---------------------------------------------
+
+    def _candidates(self, min_id: int) -> list[tuple[int, Path]]:
+        """Complete checkpoints and recorded savepoints with id >= ``min_id``, newest first."""
+        found = {i: self.checkpoint_dir(i) for i in self.completed_ids() if i >= min_id}
+        for i, directory in self.savepoints():
+            if i >= min_id:
+                found.setdefault(i, directory)
+        return sorted(found.items(), reverse=True)
 
     def latest_valid(self, min_id: int = 0) -> CompletedCheckpoint | None:
-        """The newest checkpoint (id >= ``min_id``) that verifies; corrupt ones are
-        skipped with a log line."""
-        for checkpoint_id in reversed(self.completed_ids()):
-            if checkpoint_id < min_id:
-                break
-            directory = self.checkpoint_dir(checkpoint_id)
+        """The newest checkpoint or recorded savepoint (id >= ``min_id``) that verifies;
+        damaged ones are skipped with a log line."""
+        for checkpoint_id, directory in self._candidates(min_id):
             try:
                 checkpoint = CompletedCheckpoint.load(directory)
             except CheckpointError as exc:
                 log.warning(
-                    "checkpoint %d of job %r is corrupt or incomplete, using an earlier one: %s",
+                    "%s %d of job %r is corrupt or incomplete, using an earlier one: %s",
+                    "checkpoint"
+                    if directory == self.checkpoint_dir(checkpoint_id)
+                    else "savepoint",
                     checkpoint_id,
                     self.job_name,
                     exc,

@@ -6,7 +6,8 @@ checkpoint (state, timers and source positions), and ``JobFailedError`` reports
 how many attempts were made when it gives up. When a job starts with checkpoint
 storage that already holds a complete checkpoint of the same job name (a
 service restarted by its supervisor), it resumes from the newest one
-(``resume="latest"``).
+(``resume="latest"``) — or from a savepoint the job took, when that is newer
+(a service stopped with ``stop_with_savepoint`` and deployed again).
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ class JobMaster:
             latest = self.storage.latest_valid()
             if latest is not None:
                 log.info(
-                    "job %r resumes from checkpoint %d in %s",
+                    "job %r resumes from %s %d in %s",
                     self.job_name,
+                    latest.kind,
                     latest.checkpoint_id,
                     latest.directory,
                 )
@@ -180,7 +182,9 @@ class JobMaster:
                 self.attempts += 1
                 restore = self._latest_for_restart()
                 if restore is not None:
-                    log.info("job %r restores checkpoint %d", self.job_name, restore.checkpoint_id)
+                    log.info(
+                        "job %r restores %s %d", self.job_name, restore.kind, restore.checkpoint_id
+                    )
                 self._restarting = False
                 self._launch(restore)
 
