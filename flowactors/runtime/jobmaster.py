@@ -25,7 +25,7 @@ from flowactors.checkpoint.storage import (
 )
 from flowactors.errors import (
     CheckpointError,
-    InvalidGraphError,
+    IncompatibleSnapshotError,
     JobFailedError,
     is_retriable,
 )
@@ -33,6 +33,7 @@ from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
 from flowactors.runtime.graph import Plan
 from flowactors.runtime.runner import Runner
+from flowactors.state.rocksdb import RocksDBStateBackend
 
 log = logging.getLogger("flowactors.runtime")
 
@@ -79,6 +80,7 @@ class JobMaster:
         if self.storage is not None and config is not None and config.resume == "latest":
             latest = self.storage.latest_valid()
             if latest is not None:
+                self._check_matches(latest)
                 log.info(
                     "job %r resumes from %s %d in %s",
                     self.job_name,
@@ -90,23 +92,31 @@ class JobMaster:
         return None
 
     def _check_matches(self, checkpoint: CompletedCheckpoint) -> None:
+        """Refuse a snapshot whose state this job would silently drop or misread."""
+        where = f"the {checkpoint.kind} {checkpoint.directory}"
         uids = set(self.plan.uids.values())
         missing = sorted(set(checkpoint.operators()) - uids)
         if missing and not self.allow_non_restored_state:
-            raise InvalidGraphError(
-                f"the savepoint {checkpoint.directory} holds state of operators this job does "
-                f"not have: {', '.join(missing)}. Give those operators the same uid(), or "
-                "pass allow_non_restored_state=True to drop that state"
+            raise IncompatibleSnapshotError(
+                f"{where} holds state of operators this job does not have: "
+                f"{', '.join(missing)}. Give those operators the same uid(), or pass "
+                "allow_non_restored_state=True to drop that state"
             )
+        on_disk = isinstance(self.config.state_backend, RocksDBStateBackend)
         for uid, meta in checkpoint.operators().items():
-            if uid in uids and meta.get("keyed") is not None:
-                recorded = meta.get("max_parallelism")
-                if recorded != self.max_parallelism:
-                    raise InvalidGraphError(
-                        f"operator {uid!r} in the savepoint has max parallelism {recorded}, the "
-                        f"job has {self.max_parallelism}: set_max_parallelism({recorded}) to "
-                        "restore it"
-                    )
+            if uid not in uids:
+                continue
+            if "max_parallelism" in meta and meta["max_parallelism"] != self.max_parallelism:
+                recorded = meta["max_parallelism"]
+                raise IncompatibleSnapshotError(
+                    f"operator {uid!r} in {where} has max parallelism {recorded}, the job has "
+                    f"{self.max_parallelism}: set_max_parallelism({recorded}) to restore it"
+                )
+            if meta.get("rocksdb") and not on_disk:
+                raise IncompatibleSnapshotError(
+                    f"operator {uid!r} in {where} keeps its state in RocksDB files: restore "
+                    "it with env.set_state_backend(RocksDBStateBackend(...))"
+                )
 
     def _latest_for_restart(self) -> CompletedCheckpoint | None:
         """The newest checkpoint this run of the job took — never one of an earlier
@@ -127,6 +137,8 @@ class JobMaster:
         self._runner = Runner(self.job_name, self._run(), f"flowactors:{self.job_name}:jobmaster")
 
     def _launch(self, restore: CompletedCheckpoint | None) -> None:
+        if restore is not None:
+            self._check_matches(restore)
         self.execution = JobExecution(
             self.job_name,
             self.plan,
@@ -135,6 +147,7 @@ class JobMaster:
             checkpoint_config=self.checkpoint_config,
             restore=restore,
             attempt=self.attempts,
+            allow_non_restored_state=self.allow_non_restored_state,
         )
         self.execution.start()
 
