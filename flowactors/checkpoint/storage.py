@@ -8,6 +8,14 @@ the user gave)::
         <uid>/op-<subtask>.bin  operator state entries of one subtask
         _metadata               JSON: format version, files, sizes, checksums
 
+``<job>`` is the job name made safe for a file name, a dash, and 12 hex digits
+of a hash of the exact name, so names that read alike ("ledger v1",
+"ledger-v1") never share a directory; ``<root>/<job>/_job`` holds the exact
+name. A job only ever loads, retains or deletes checkpoints whose metadata
+names it. Checkpoints in the directory of the earlier layout (the safe name
+alone) are still found for restore when their metadata names the job, and are
+left alone otherwise.
+
 ``_metadata`` is written last and atomically (temporary file, fsync, rename,
 fsync of the directory): a checkpoint directory without it is incomplete.
 
@@ -25,6 +33,7 @@ detected, and recovery falls back to the previous complete one.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -48,8 +57,17 @@ _SAVEPOINTS_KEPT = 10
 _CHECKPOINT_DIR = re.compile(r"^chk-(\d+)$")
 
 
-def _job_dir_name(job_name: str) -> str:
+JOB_MARKER = "_job"
+
+
+def _safe_name(job_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", job_name).strip("-") or "job"
+
+
+def job_dir_name(job_name: str) -> str:
+    """The directory of a job's checkpoints: readable, and different for different names."""
+    digest = hashlib.blake2b(job_name.encode(), digest_size=6).hexdigest()
+    return f"{_safe_name(job_name)}-{digest}"
 
 
 def write_metadata_atomically(directory: Path, metadata: dict[str, Any]) -> None:
@@ -140,34 +158,74 @@ class CompletedCheckpoint:
 
 
 class CheckpointStorage:
-    """Checkpoints of one job under ``root/<job>/``."""
+    """Checkpoints of one job under ``root/<job>/`` (see the module docstring)."""
 
     def __init__(self, root: Path, job_name: str) -> None:
         self.root = root
         self.job_name = job_name
-        self.job_dir = root / _job_dir_name(job_name)
+        self.job_dir = root / job_dir_name(job_name)
+        #: Where the earlier layout kept this job's checkpoints (read for restore only).
+        self.legacy_dir = root / _safe_name(job_name)
 
     def checkpoint_dir(self, checkpoint_id: int) -> Path:
         return self.job_dir / f"chk-{checkpoint_id:08d}"
 
-    def _ids(self) -> list[int]:
-        if not self.job_dir.is_dir():
+    def claim(self) -> None:
+        """Make the job's directory and mark it as this job's (blocking)."""
+        marker = self.job_dir / JOB_MARKER
+        try:
+            owner = marker.read_text()
+        except FileNotFoundError:
+            write_durably(marker, self.job_name.encode())
+            return
+        if owner != self.job_name:
+            raise CheckpointError(
+                f"{self.job_dir} holds the checkpoints of job {owner!r}, not of "
+                f"{self.job_name!r}: use another checkpoint storage for one of them"
+            )
+
+    @staticmethod
+    def _ids_in(directory: Path) -> list[int]:
+        if not directory.is_dir():
             return []
         ids = []
-        for entry in self.job_dir.iterdir():
+        for entry in directory.iterdir():
             m = _CHECKPOINT_DIR.match(entry.name)
             if m and entry.is_dir():
                 ids.append(int(m.group(1)))
         return sorted(ids)
 
+    def _ids(self) -> list[int]:
+        return self._ids_in(self.job_dir)
+
     def completed_ids(self) -> list[int]:
         """Ids of checkpoints whose metadata was written (not yet verified)."""
         return [i for i in self._ids() if (self.checkpoint_dir(i) / METADATA).exists()]
+
+    def _legacy_completed(self) -> dict[int, Path]:
+        """Complete checkpoints in the earlier layout's directory."""
+        if self.legacy_dir == self.job_dir:
+            return {}
+        found = {}
+        for i in self._ids_in(self.legacy_dir):
+            directory = self.legacy_dir / f"chk-{i:08d}"
+            if (directory / METADATA).exists():
+                found[i] = directory
+        return found
+
+    def _owner(self, directory: Path) -> str | None:
+        """The job named in a checkpoint's metadata (``None``: unreadable)."""
+        try:
+            metadata = json.loads((directory / METADATA).read_bytes())
+            return str(metadata["job"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def latest_id(self) -> int:
         """The largest snapshot id ever started here (complete or not, checkpoint or
         recorded savepoint), or 0."""
         ids = self._ids() + [checkpoint_id for checkpoint_id, _ in self.savepoints()]
+        ids += self._legacy_completed()
         return max(ids, default=0)
 
     # -- savepoints the job took ------------------------------------------------
@@ -197,7 +255,7 @@ class CheckpointStorage:
     def _candidates(self, min_id: int) -> list[tuple[int, Path]]:
         """Complete checkpoints and recorded savepoints with id >= ``min_id``, newest first."""
         found = {i: self.checkpoint_dir(i) for i in self.completed_ids() if i >= min_id}
-        for i, directory in self.savepoints():
+        for i, directory in [*self._legacy_completed().items(), *self.savepoints()]:
             if i >= min_id:
                 found.setdefault(i, directory)
         return sorted(found.items(), reverse=True)
@@ -232,22 +290,33 @@ class CheckpointStorage:
         return directory
 
     def discard(self, checkpoint_id: int) -> None:
-        shutil.rmtree(self.checkpoint_dir(checkpoint_id), ignore_errors=True)
+        """Delete an aborted checkpoint of this job (never one naming another job)."""
+        directory = self.checkpoint_dir(checkpoint_id)
+        owner = self._owner(directory)
+        if owner is None or owner == self.job_name:
+            shutil.rmtree(directory, ignore_errors=True)
 
     def retain(self, keep: int) -> None:
-        """Keep the newest ``keep`` complete checkpoints; delete older ones and
-        incomplete directories older than the newest complete one."""
+        """Keep the newest ``keep`` complete checkpoints of this job; delete its older
+        ones and incomplete directories older than its newest complete one.
+        Checkpoints whose metadata names another job are never touched."""
         complete = self.completed_ids()
-        if not complete:
+        foreign = set()
+        for checkpoint_id in complete:
+            owner = self._owner(self.checkpoint_dir(checkpoint_id))
+            if owner is not None and owner != self.job_name:
+                foreign.add(checkpoint_id)
+        own = [i for i in complete if i not in foreign]
+        if not own:
             return
-        kept = set(complete[-keep:])
-        newest = complete[-1]
+        kept = set(own[-keep:])
+        newest = own[-1]
         for checkpoint_id in self._ids():
-            if checkpoint_id in kept:
+            if checkpoint_id in kept or checkpoint_id in foreign:
                 continue
             if checkpoint_id in complete or checkpoint_id < newest:
                 shutil.rmtree(self.checkpoint_dir(checkpoint_id), ignore_errors=True)
-        self._collect_shared(kept)
+        self._collect_shared(kept | foreign)
 
     @property
     def shared_dir(self) -> Path:

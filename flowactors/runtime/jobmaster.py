@@ -130,6 +130,8 @@ class JobMaster:
     # -- running ------------------------------------------------------------
 
     def start(self) -> None:
+        if self.storage is not None:
+            self.storage.claim()
         restore = self.initial_restore()
         self.restored_from = restore
         self.first_checkpoint_id = self.storage.latest_id() + 1 if self.storage is not None else 1

@@ -248,7 +248,9 @@ async def test_only_the_last_retained_checkpoints_are_kept(
     assert len(completed) > keep
     assert completed_ids(tmp_path / "checkpoints", "retention") == completed[-keep:]
     job_dir = CheckpointStorage(tmp_path / "checkpoints", "retention").job_dir
-    leftovers = [p.name for p in job_dir.iterdir() if not (p / METADATA).exists()]
+    leftovers = [
+        p.name for p in job_dir.glob("chk-*") if p.is_dir() and not (p / METADATA).exists()
+    ]
     # At most the checkpoint that was in flight when the job ended, never an older one.
     assert all(int(name[4:]) > completed[-1] for name in leftovers), leftovers
     assert not list(job_dir.glob(f"*/{METADATA}.tmp"))
