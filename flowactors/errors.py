@@ -13,6 +13,8 @@
     ├── CheckpointError           a checkpoint/savepoint could not be written, found
     │   │                         or restored
     │   ├── CorruptCheckpointError  its files do not match their checksums
+    │   ├── NoValidCheckpointError  snapshots exist, none verifies: refusing to
+    │   │                         start empty (names each and why)
     │   └── IncompatibleSnapshotError  (also an InvalidGraphError) the job no longer
     │                             matches the snapshot it would restore
     └── StateError                state used in a way that cannot work
@@ -76,6 +78,18 @@ class CheckpointError(FlowactorsError):
 
 class CorruptCheckpointError(CheckpointError):
     """A checkpoint's files do not match what its metadata recorded."""
+
+
+class NoValidCheckpointError(CheckpointError):
+    """A job has complete snapshots but none verifies; ``failures`` holds each
+    one's directory and what is wrong with it. Starting empty would commit again the
+    output they covered, so the job does not start (and no restart retries)."""
+
+    retriable = False
+
+    def __init__(self, message: str, failures: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.failures = failures
 
 
 class IncompatibleSnapshotError(InvalidGraphError, CheckpointError):
@@ -150,6 +164,7 @@ __all__ = [
     "JobCancelledError",
     "JobFailedError",
     "MalformedRecordError",
+    "NoValidCheckpointError",
     "StateError",
     "is_retriable",
 ]

@@ -192,7 +192,9 @@ class StreamExecutionEnvironment:
         """Snapshot the job's state every ``interval`` into ``storage`` (a directory).
 
         A job that starts with storage holding a complete checkpoint of the same
-        job name resumes from the newest one (``resume="latest"``; ``"none"``
+        job name (or a savepoint it took) resumes from the newest one
+        (``resume="latest"``), and refuses to start when there are some but none
+        verifies (``"latest-or-empty"`` starts empty then; ``"none"`` always
         starts fresh). A checkpoint not complete after ``timeout`` is aborted;
         ``min_pause`` separates the end of one from the start of the next;
         ``max_concurrent`` may be in flight at once; more than

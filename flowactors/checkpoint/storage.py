@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flowactors.errors import CheckpointError, CorruptCheckpointError
+from flowactors.errors import CheckpointError, CorruptCheckpointError, NoValidCheckpointError
 from flowactors.state.files import FileInfo, checksum, read_piece, write_durably
 
 log = logging.getLogger("flowactors.checkpoint")
@@ -260,28 +260,46 @@ class CheckpointStorage:
                 found.setdefault(i, directory)
         return sorted(found.items(), reverse=True)
 
-    def latest_valid(self, min_id: int = 0) -> CompletedCheckpoint | None:
+    def latest_valid(self, min_id: int = 0, *, strict: bool = False) -> CompletedCheckpoint | None:
         """The newest checkpoint or recorded savepoint (id >= ``min_id``) that verifies;
-        damaged ones are skipped with a log line."""
+        damaged ones are skipped with a log line. ``strict``: when there are some but
+        none verifies, raise :class:`NoValidCheckpointError` naming each."""
+        failures: list[tuple[int, Path, str]] = []
         for checkpoint_id, directory in self._candidates(min_id):
+            kind = "checkpoint" if self._is_checkpoint_dir(directory) else "savepoint"
             try:
                 checkpoint = CompletedCheckpoint.load(directory)
             except CheckpointError as exc:
                 log.warning(
                     "%s %d of job %r is corrupt or incomplete, using an earlier one: %s",
-                    "checkpoint"
-                    if directory == self.checkpoint_dir(checkpoint_id)
-                    else "savepoint",
+                    kind,
                     checkpoint_id,
                     self.job_name,
                     exc,
                 )
+                failures.append((checkpoint_id, directory, f"{kind} {checkpoint_id}: {exc}"))
                 continue
             if checkpoint.job_name != self.job_name:
                 log.warning("%s belongs to job %r, skipping it", directory, checkpoint.job_name)
                 continue
             return checkpoint
+        if strict and failures:
+            lines = "\n".join(f"  {reason}" for _, _, reason in failures)
+            raise NoValidCheckpointError(
+                f"job {self.job_name!r} has {len(failures)} complete snapshot"
+                f"{'s' if len(failures) > 1 else ''} in {self.job_dir} and none verifies:\n"
+                f"{lines}\nStarting with empty state would commit again the output they "
+                "covered. Repair or replace them, start from a savepoint (savepoint_path=...), "
+                "or choose enable_checkpointing(..., resume='latest-or-empty') to start empty.",
+                [(str(directory), reason) for _, directory, reason in failures],
+            )
         return None
+
+    def _is_checkpoint_dir(self, directory: Path) -> bool:
+        return _CHECKPOINT_DIR.match(directory.name) is not None and directory.parent in (
+            self.job_dir,
+            self.legacy_dir,
+        )
 
     def commit(self, checkpoint_id: int, metadata: dict[str, Any]) -> Path:
         directory = self.checkpoint_dir(checkpoint_id)

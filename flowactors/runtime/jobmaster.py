@@ -7,7 +7,9 @@ how many attempts were made when it gives up. When a job starts with checkpoint
 storage that already holds a complete checkpoint of the same job name (a
 service restarted by its supervisor), it resumes from the newest one
 (``resume="latest"``) — or from a savepoint the job took, when that is newer
-(a service stopped with ``stop_with_savepoint`` and deployed again).
+(a service stopped with ``stop_with_savepoint`` and deployed again). When
+snapshots exist but none verifies, it refuses to start unless the user chose
+``resume="latest-or-empty"``.
 """
 
 from __future__ import annotations
@@ -77,8 +79,16 @@ class JobMaster:
             log.info("job %r starts from savepoint %s", self.job_name, self.savepoint_path)
             return checkpoint
         config = self.checkpoint_config
-        if self.storage is not None and config is not None and config.resume == "latest":
-            latest = self.storage.latest_valid()
+        if self.storage is not None and config is not None and config.resume != "none":
+            strict = config.resume == "latest"
+            latest = self.storage.latest_valid(strict=strict)
+            if latest is None and not strict and self.storage.latest_id():
+                log.warning(
+                    "job %r starts with empty state: no snapshot in %s verifies "
+                    "(resume='latest-or-empty')",
+                    self.job_name,
+                    self.storage.job_dir,
+                )
             if latest is not None:
                 self._check_matches(latest)
                 log.info(
@@ -122,7 +132,12 @@ class JobMaster:
         """The newest checkpoint this run of the job took — never one of an earlier
         run it did not start from — or else what it started from."""
         if self.storage is not None:
-            latest = self.storage.latest_valid(min_id=self.first_checkpoint_id)
+            # With nothing to fall back to, damaged checkpoints of this run stop the job
+            # as they stop a start: restarting empty would commit their output again.
+            strict = self.restored_from is None and (
+                self.checkpoint_config is None or self.checkpoint_config.resume != "latest-or-empty"
+            )
+            latest = self.storage.latest_valid(min_id=self.first_checkpoint_id, strict=strict)
             if latest is not None:
                 return latest
         return self.restored_from
