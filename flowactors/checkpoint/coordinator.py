@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,8 @@ class CheckpointCoordinator:
         self.last_stats: CheckpointStats | None = None
         self.last_completed_at = 0.0
         self._failure: asyncio.Future[None] | None = None
+        #: Aborted checkpoints whose late subtasks may still write files.
+        self._aborted: set[int] = set()
 
     # -- the periodic loop --------------------------------------------------
 
@@ -212,7 +215,8 @@ class CheckpointCoordinator:
     ) -> None:
         pending = self.pending.get(checkpoint_id)
         if pending is None or id(task) not in pending.expected:
-            return  # aborted meanwhile
+            self._discard_late(checkpoint_id)  # aborted meanwhile
+            return
         pending.expected.discard(id(task))
         pending.max_pause = max(pending.max_pause, pause_s)
         for uid, part in meta.items():
@@ -229,6 +233,9 @@ class CheckpointCoordinator:
             self._complete(pending)
 
     def decline(self, checkpoint_id: int, task: CheckpointedTask, cause: BaseException) -> None:
+        if checkpoint_id not in self.pending:
+            self._discard_late(checkpoint_id)
+            return
         self.abort(
             checkpoint_id,
             f"{task.name} (subtask {task.subtask_index}) could not write its snapshot: "
@@ -304,8 +311,15 @@ class CheckpointCoordinator:
         n = pending.checkpoint_id
         kind = "savepoint" if pending.is_savepoint else "checkpoint"
         log.warning("%s %d of job %r aborted: %s", kind, n, self.job_name, reason)
-        if not pending.is_savepoint and self.storage is not None:
+        if pending.is_savepoint:
+            # The directory was empty or absent when the savepoint began.
+            shutil.rmtree(pending.directory, ignore_errors=True)
+        elif self.storage is not None:
             self.storage.discard(n)
+            self._aborted.add(n)
+            if not self.pending:
+                # Shared files only this checkpoint uploaded (a full disk) go too.
+                self.storage.collect_shared()
         for task in self.tasks:
             if task.running:
                 task.post_control(_notify_message(task, n, complete=False))
@@ -324,6 +338,11 @@ class CheckpointCoordinator:
                     f"{self.config.tolerable_failures}); the last one: {reason}"
                 )
             )
+
+    def _discard_late(self, checkpoint_id: int) -> None:
+        """A subtask finished writing for a checkpoint that was aborted: its files go."""
+        if checkpoint_id in self._aborted and self.storage is not None:
+            self.storage.discard(checkpoint_id)
 
     def abort_all(self, reason: str) -> None:
         for n in list(self.pending):

@@ -341,6 +341,28 @@ class CheckpointStorage:
         """Files that several checkpoints share (incremental RocksDB snapshots)."""
         return self.job_dir / "shared"
 
+    def collect_shared(self) -> None:
+        """Delete shared files no complete checkpoint refers to (only while no
+        checkpoint of the job is being written)."""
+        self._collect_shared(set(self.completed_ids()))
+
+    def reclaim(self) -> None:
+        """Delete what writes of earlier runs left behind: incomplete checkpoint
+        directories, temporary files, and shared files no checkpoint refers to.
+
+        Only at the start of a run, when nothing of this job is being written."""
+        complete = set(self.completed_ids())
+        for checkpoint_id in self._ids():
+            if checkpoint_id not in complete:
+                shutil.rmtree(self.checkpoint_dir(checkpoint_id), ignore_errors=True)
+        if self.job_dir.is_dir():
+            for leftover in self.job_dir.glob("*.tmp"):
+                leftover.unlink(missing_ok=True)
+        if self.shared_dir.is_dir():
+            for leftover in self.shared_dir.glob("*.tmp"):
+                leftover.unlink(missing_ok=True)
+        self._collect_shared(complete)
+
     def _collect_shared(self, kept: set[int]) -> None:
         """Delete shared files no kept checkpoint refers to."""
         shared = self.shared_dir

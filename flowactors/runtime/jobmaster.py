@@ -147,6 +147,7 @@ class JobMaster:
     def start(self) -> None:
         if self.storage is not None:
             self.storage.claim()
+            self.storage.reclaim()
         restore = self.initial_restore()
         self.restored_from = restore
         self.first_checkpoint_id = self.storage.latest_id() + 1 if self.storage is not None else 1
