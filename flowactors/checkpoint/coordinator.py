@@ -284,7 +284,9 @@ class CheckpointCoordinator:
             if self.storage is not None and self.config is not None and not self.pending:
                 # Nothing in flight may still need an old shared file.
                 self.storage.retain(self.config.retained)
-        log.info(
+        # Routine checkpoints are DEBUG (one every interval); a savepoint, asked for, is INFO.
+        log.log(
+            logging.INFO if pending.is_savepoint else logging.DEBUG,
             "%s %d of job %r complete: %.0f ms, %d bytes, longest synchronous pause %.1f ms",
             kind,
             n,

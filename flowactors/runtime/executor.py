@@ -76,9 +76,15 @@ class JobMetrics:
 
 @dataclass(frozen=True)
 class JobExecutionResult:
+    """How a job ended. ``execute_blocking`` also returns one when a signal stopped the
+    job: ``status`` is then ``CANCELED``, or ``FINISHED`` with the ``savepoint`` it
+    stopped with."""
+
     job_name: str
     net_runtime_ms: float
     metrics: JobMetrics
+    status: JobStatus = JobStatus.FINISHED
+    savepoint: str | None = None
 
 
 def _channels_per_receiver(plan: Plan, edge: Edge) -> int:

@@ -237,6 +237,7 @@ async def test_a_corrupt_savepoint_is_refused_naming_the_file(tmp_path: Path) ->
 async def test_only_the_last_retained_checkpoints_are_kept(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, retained: int | None
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="flowactors.checkpoint")
     settings = {} if retained is None else {"retained": retained}
     env = job_env(tmp_path, resume="none", **settings)
     running_sum_job(env, tmp_path / "out", COUNT // 2, rate=RATE)
