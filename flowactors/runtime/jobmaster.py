@@ -29,6 +29,7 @@ from flowactors.errors import (
     CheckpointError,
     IncompatibleSnapshotError,
     JobFailedError,
+    NoValidCheckpointError,
     is_retriable,
 )
 from flowactors.runtime.config import ExecutionConfig
@@ -211,13 +212,24 @@ class JobMaster:
                 self._restarting = True
                 await asyncio.sleep(delay / 1000.0)
                 self.attempts += 1
-                restore = self._latest_for_restart()
-                if restore is not None:
-                    log.info(
-                        "job %r restores %s %d", self.job_name, restore.kind, restore.checkpoint_id
+                try:
+                    restore = self._latest_for_restart()
+                    if restore is not None:
+                        log.info(
+                            "job %r restores %s %d",
+                            self.job_name,
+                            restore.kind,
+                            restore.checkpoint_id,
+                        )
+                    self._restarting = False
+                    self._launch(restore)
+                except (NoValidCheckpointError, IncompatibleSnapshotError) as cause:
+                    self._restarting = False
+                    final = JobFailedError(
+                        self.job_name, "<restore>", -1, cause, attempts=len(failures)
                     )
-                self._restarting = False
-                self._launch(restore)
+                    final.args = (f"{final} (no restart can fix this)",)
+                    raise final from cause
 
     def on_done(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the job has ended, however it ended."""

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from flowactors import StreamExecutionEnvironment
+from flowactors import JobFailedError, StreamExecutionEnvironment
+from flowactors.checkpoint.config import RestartStrategies
 from flowactors.checkpoint.storage import METADATA, CheckpointStorage
 from flowactors.errors import NoValidCheckpointError, is_retriable
 from flowactors.state import RocksDBStateBackend
@@ -118,3 +119,36 @@ async def test_one_damaged_shared_rocksdb_file_refuses_every_checkpoint(tmp_path
         await job(tmp_path, "second", rocksdb=True).execute(JOB)
     assert len(info.value.failures) == len(checkpoints)
     assert all("truncated" in reason for _, reason in info.value.failures)
+
+
+async def test_a_restart_with_only_damaged_checkpoints_of_its_run_fails_the_job(
+    tmp_path: Path,
+) -> None:
+    """No snapshot to fall back to (``resume="none"``) and every checkpoint this run
+    took damaged when a failure strikes: the restart does not start empty."""
+    storage_root = tmp_path / "checkpoints"
+    damaged: list[int] = []
+
+    def damage_all_then_fail(record: Any) -> Any:
+        if record[1] == 9_000 and not damaged:
+            storage = CheckpointStorage(storage_root, JOB)
+            for checkpoint_id in storage.completed_ids():
+                (storage.checkpoint_dir(checkpoint_id) / METADATA).write_bytes(b"{")
+                damaged.append(checkpoint_id)
+            raise RuntimeError("after damaging every checkpoint")
+        return record
+
+    env = StreamExecutionEnvironment(parallelism=PARALLELISM)
+    env.enable_checkpointing(20, storage=storage_root, resume="none", max_concurrent=1)
+    env.set_restart_strategy(RestartStrategies.fixed_delay(3, 10))
+    running_sum_job(env, tmp_path / "out", COUNT, rate=RATE, inject=damage_all_then_fail)
+    with pytest.raises(JobFailedError) as info:
+        await asyncio.wait_for(env.execute(JOB), timeout=30)
+    assert damaged
+    cause = info.value.cause
+    assert isinstance(cause, NoValidCheckpointError)
+    assert info.value.operator == "<restore>"
+    assert str(info.value).endswith("(no restart can fix this)")
+    assert [reason.split(":")[0] for _, reason in cause.failures] == [
+        f"checkpoint {i}" for i in sorted(damaged, reverse=True)
+    ]
