@@ -10,10 +10,11 @@ commit. A checkpoint that times out or that a subtask declines is aborted;
 more consecutive failures than tolerated fail the job.
 
 Savepoints run the same protocol on request, into a directory of the user's
-choice; ``stop=True`` makes the sources end after the savepoint barrier. A
-completed savepoint is recorded in the job's checkpoint storage before anyone
-is told, so the next start of the job resumes from it rather than from an
-older checkpoint.
+choice; ``stop=True`` makes the sources end after the savepoint barrier, and
+no periodic checkpoint starts after it (the savepoint is the job's last
+snapshot, unless it fails). A completed savepoint is recorded in the job's
+checkpoint storage before anyone is told, so the next start of the job
+resumes from it rather than from an older checkpoint.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class CheckpointCoordinator:
         self._failure: asyncio.Future[None] | None = None
         #: Aborted checkpoints whose late subtasks may still write files.
         self._aborted: set[int] = set()
+        #: The id of a stop-with-savepoint in flight: no checkpoint starts after it.
+        self._stopping_at: int | None = None
 
     # -- the periodic loop --------------------------------------------------
 
@@ -152,7 +155,7 @@ class CheckpointCoordinator:
                 and (now - self.last_completed_at) * 1000 < config.min_pause_ms
             ):
                 continue
-            if not self._all_running():
+            if not self._all_running() or self._stopping_at is not None:
                 continue
             self.trigger(is_savepoint=False)
 
@@ -184,6 +187,8 @@ class CheckpointCoordinator:
         pending.timeout = loop.call_later(
             timeout_ms / 1000.0, self.abort, n, f"not complete after {timeout_ms} ms"
         )
+        if stop:
+            self._stopping_at = n
         barrier = CheckpointBarrier(n, is_savepoint=is_savepoint, stop=stop)
         for task in self.tasks:
             if task.is_source:
@@ -313,6 +318,8 @@ class CheckpointCoordinator:
         n = pending.checkpoint_id
         kind = "savepoint" if pending.is_savepoint else "checkpoint"
         log.warning("%s %d of job %r aborted: %s", kind, n, self.job_name, reason)
+        if self._stopping_at == n:
+            self._stopping_at = None  # the job goes on: so do its checkpoints
         if pending.is_savepoint:
             # The directory was empty or absent when the savepoint began.
             shutil.rmtree(pending.directory, ignore_errors=True)

@@ -18,6 +18,10 @@ left alone otherwise.
 
 ``_metadata`` is written last and atomically (temporary file, fsync, rename,
 fsync of the directory): a checkpoint directory without it is incomplete.
+Every data file's size and BLAKE2b checksum are recorded there and verified
+before anything is deserialised, so a truncated or corrupted checkpoint is
+detected, and recovery falls back to the previous complete one (when there
+is none, :meth:`CheckpointStorage.latest_valid` can refuse instead).
 
 Savepoints the job takes (wherever their directory is) are recorded in
 ``<root>/<job>/_savepoints``, a JSON list rewritten atomically when one
@@ -25,9 +29,6 @@ completes, so that the next start can resume from a savepoint that is newer
 than the newest checkpoint (a service stopped with ``stop_with_savepoint``).
 Checkpoints and savepoints of a job draw their ids from one counter, so the
 highest id is the newest snapshot, and the one whose output was committed last.
-Every data file's size and BLAKE2b checksum are recorded there and verified
-before anything is deserialised, so a truncated or corrupted checkpoint is
-detected, and recovery falls back to the previous complete one.
 """
 
 from __future__ import annotations

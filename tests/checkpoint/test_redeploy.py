@@ -32,9 +32,9 @@ RATE = 10_000
 PARALLELISM = 2
 
 
-def service(tmp_path: Path, rate: float, interval_ms: int = 50) -> StreamExecutionEnvironment:
+def service(tmp_path: Path, rate: float) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment(parallelism=PARALLELISM)
-    env.enable_checkpointing(interval_ms, storage=tmp_path / "checkpoints")  # resume="latest"
+    env.enable_checkpointing(50, storage=tmp_path / "checkpoints")  # resume="latest"
     running_sum_job(env, tmp_path / "out", COUNT, rate=rate)
     return env
 
@@ -43,11 +43,9 @@ async def test_start_after_stop_with_savepoint_resumes_from_the_savepoint(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="flowactors")
-    # Checkpoints 250 ms apart: the savepoint lands between two of them, with records
-    # after the newest checkpoint that only the savepoint covers.
-    client = await service(tmp_path, RATE, interval_ms=250).execute_async("ledger")
-    await wait_for_checkpoints(tmp_path / "checkpoints", "ledger", 1)
-    await asyncio.sleep(0.08)
+    client = await service(tmp_path, RATE).execute_async("ledger")
+    await wait_for_checkpoints(tmp_path / "checkpoints", "ledger", 2)
+    await asyncio.sleep(0.03)  # records after the newest checkpoint: only the savepoint has them
     savepoint = await client.stop_with_savepoint(tmp_path / "savepoints" / "redeploy-1")
     newest_checkpoint = completed_ids(tmp_path / "checkpoints", "ledger")[-1]
 
@@ -59,7 +57,7 @@ async def test_start_after_stop_with_savepoint_resumes_from_the_savepoint(
     storage = CheckpointStorage(tmp_path / "checkpoints", "ledger")
     [(savepoint_id, recorded), *_] = storage.savepoints()
     assert str(recorded) == savepoint
-    assert savepoint_id > newest_checkpoint
+    assert savepoint_id > newest_checkpoint  # no checkpoint starts after a stop-savepoint
     assert f"job 'ledger' resumes from savepoint {savepoint_id} in {recorded}" in log_messages(
         caplog
     )
