@@ -12,7 +12,11 @@
     │                             no retry can fix it (wrong credentials, TLS trust)
     ├── CheckpointError           a checkpoint/savepoint could not be written, found
     │   │                         or restored
-    │   └── CorruptCheckpointError  its files do not match their checksums
+    │   ├── CorruptCheckpointError  its files do not match their checksums
+    │   ├── NoValidCheckpointError  snapshots exist, none verifies: refusing to
+    │   │                         start empty (names each and why)
+    │   └── IncompatibleSnapshotError  (also an InvalidGraphError) the job no longer
+    │                             matches the snapshot it would restore
     └── StateError                state used in a way that cannot work
 
 ``JobFailedError`` is what ``execute()`` raises; the exception that broke the
@@ -76,6 +80,24 @@ class CorruptCheckpointError(CheckpointError):
     """A checkpoint's files do not match what its metadata recorded."""
 
 
+class NoValidCheckpointError(CheckpointError):
+    """A job has complete snapshots but none verifies; ``failures`` holds each
+    one's directory and what is wrong with it. Starting empty would commit again the
+    output they covered, so the job does not start (and no restart retries)."""
+
+    retriable = False
+
+    def __init__(self, message: str, failures: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+class IncompatibleSnapshotError(InvalidGraphError, CheckpointError):
+    """The snapshot a job would restore does not fit the job: state of operators it
+    lacks, another max parallelism, another kind of state. Never retriable: only a
+    change of the job (or ``allow_non_restored_state=True``) gets past it."""
+
+
 class StateError(FlowactorsError):
     """State was used in a way that cannot work (e.g. one name with two kinds)."""
 
@@ -136,11 +158,13 @@ __all__ = [
     "ConnectorError",
     "CorruptCheckpointError",
     "FlowactorsError",
+    "IncompatibleSnapshotError",
     "InvalidGraphError",
     "InvalidKeyError",
     "JobCancelledError",
     "JobFailedError",
     "MalformedRecordError",
+    "NoValidCheckpointError",
     "StateError",
     "is_retriable",
 ]

@@ -8,9 +8,12 @@ several environments and jobs can run in one event loop at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import os
+import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,7 +35,7 @@ from flowactors.checkpoint.config import (
     storage_path,
 )
 from flowactors.checkpoint.coordinator import CheckpointStats
-from flowactors.errors import InvalidGraphError
+from flowactors.errors import InvalidGraphError, JobFailedError
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
 from flowactors.runtime.graph import Input, Transformation, build_plan
@@ -45,6 +48,8 @@ from flowactors.time.watermarks import WatermarkStrategy
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_log = logging.getLogger("flowactors.runtime")
 
 
 class JobClient:
@@ -133,6 +138,8 @@ class StreamExecutionEnvironment:
         self._sinks: list[Transformation] = []
         self._checkpoint_config: CheckpointConfig | None = None
         self._restart_strategy: RestartStrategy | None = None
+        #: The job the sinks defined so far were handed to (a pipeline runs once).
+        self._started_job: str | None = None
 
     @staticmethod
     def get_execution_environment(parallelism: int = 1) -> StreamExecutionEnvironment:
@@ -192,7 +199,9 @@ class StreamExecutionEnvironment:
         """Snapshot the job's state every ``interval`` into ``storage`` (a directory).
 
         A job that starts with storage holding a complete checkpoint of the same
-        job name resumes from the newest one (``resume="latest"``; ``"none"``
+        job name (or a savepoint it took) resumes from the newest one
+        (``resume="latest"``), and refuses to start when there are some but none
+        verifies (``"latest-or-empty"`` starts empty then; ``"none"`` always
         starts fresh). A checkpoint not complete after ``timeout`` is aborted;
         ``min_pause`` separates the end of one from the start of the next;
         ``max_concurrent`` may be in flight at once; more than
@@ -319,8 +328,19 @@ class StreamExecutionEnvironment:
         savepoint_path: str | os.PathLike[str] | None = None,
         allow_non_restored_state: bool = False,
     ) -> JobClient:
-        """Start the job and return at once with a :class:`JobClient`."""
+        """Start the job and return at once with a :class:`JobClient`.
+
+        The pipeline defined so far goes to that job: running again needs a pipeline
+        defined anew (new sinks), on this environment or another.
+        """
+        if not self._sinks and self._started_job is not None:
+            raise InvalidGraphError(
+                f"this environment already started job {self._started_job!r}, and a "
+                "pipeline runs once: define the pipeline again (sources to sinks) to run "
+                "it again"
+            )
         sinks = self._take_plan_inputs()
+        self._started_job = job_name
         plan = build_plan(
             sinks, default_parallelism=self._parallelism, chaining=self._config.chaining
         )
@@ -363,10 +383,108 @@ class StreamExecutionEnvironment:
             raise
 
     def execute_blocking(
-        self, job_name: str = "job", savepoint_path: str | os.PathLike[str] | None = None
+        self,
+        job_name: str = "job",
+        savepoint_path: str | os.PathLike[str] | None = None,
+        allow_non_restored_state: bool = False,
+        *,
+        savepoint_on_stop: str | os.PathLike[str] | None = None,
     ) -> JobExecutionResult:
-        """Run the job on a new event loop (uvloop when installed) and block until it ends."""
-        return run_blocking(self.execute(job_name, savepoint_path))
+        """Run the job on a new event loop (uvloop when installed) and block until it ends.
+
+        SIGTERM or Ctrl-C (SIGINT) end the job gracefully and this returns normally:
+        with ``savepoint_on_stop`` (a directory) the job stops with a savepoint in a
+        new ``savepoint-<UTC time>`` directory under it, which the next start with the
+        same checkpoint storage resumes from (the result is ``FINISHED`` and names
+        it); without, or if that savepoint fails, the job is cancelled (the result is
+        ``CANCELED``) and the next start resumes from its newest checkpoint. A second
+        signal while the savepoint is being taken cancels at once. Signals are only
+        caught in the main thread.
+        """
+        return run_blocking(
+            self._execute_until_stopped(
+                job_name, savepoint_path, allow_non_restored_state, savepoint_on_stop
+            )
+        )
+
+    async def _execute_until_stopped(
+        self,
+        job_name: str,
+        savepoint_path: str | os.PathLike[str] | None,
+        allow_non_restored_state: bool,
+        savepoint_on_stop: str | os.PathLike[str] | None,
+    ) -> JobExecutionResult:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        caught = _catch_stop_signals(loop, stop)
+        try:
+            started = loop.time()
+            client = await self.execute_async(job_name, savepoint_path, allow_non_restored_state)
+            job = asyncio.ensure_future(client.wait())
+            if not await _first(job, stop):
+                return job.result()
+            stop.clear()
+            savepoint = None
+            if savepoint_on_stop is not None:
+                savepoint = await _stop_with_savepoint(client, Path(savepoint_on_stop), stop)
+            if savepoint is None:
+                _log.info("job %r: stop requested, cancelling it", job_name)
+                await client.cancel()
+            await asyncio.gather(job, return_exceptions=True)
+            if isinstance(job.exception(), JobFailedError):
+                return job.result()  # it failed meanwhile: raise that
+            if savepoint is not None and not job.exception():
+                return dataclasses.replace(job.result(), savepoint=savepoint)
+            runtime = (loop.time() - started) * 1000.0
+            return JobExecutionResult(job_name, runtime, client.metrics(), JobStatus.CANCELED)
+        finally:
+            for sig in caught:
+                loop.remove_signal_handler(sig)
+
+
+async def _first(job: asyncio.Future[Any], stop: asyncio.Event) -> bool:
+    """Wait for the job to end or a stop to be requested; whether a stop came first."""
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({job, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    return not job.done()
+
+
+async def _stop_with_savepoint(
+    client: JobClient, directory: Path, stop: asyncio.Event
+) -> str | None:
+    """Stop the job with a savepoint under ``directory``; ``None`` if that failed or a
+    second stop request came first (the caller then cancels the job)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = directory / f"savepoint-{stamp}"
+    _log.info("job %r: stop requested, stopping with a savepoint into %s", client.job_name, target)
+    stopping = asyncio.ensure_future(client.stop_with_savepoint(target))
+    if await _first(stopping, stop):
+        _log.warning("job %r: second stop request, cancelling it", client.job_name)
+        stopping.cancel()
+        await asyncio.gather(stopping, return_exceptions=True)
+        return None
+    error = stopping.exception()
+    if error is not None:
+        _log.warning(
+            "job %r: stop with savepoint failed, cancelling it: %s", client.job_name, error
+        )
+        return None
+    return stopping.result()
+
+
+def _catch_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[int]:
+    """Make SIGTERM and SIGINT set ``stop``; the signals it could catch."""
+    caught: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread, or no signals on this platform
+        caught.append(sig)
+    return caught
 
 
 def run_blocking(coro: Coroutine[Any, Any, R]) -> R:

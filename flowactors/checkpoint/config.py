@@ -30,7 +30,11 @@ class Serializer:
 PICKLE = Serializer()
 
 
-Resume = Literal["latest", "none"]
+#: Where a job starts when its checkpoint storage already holds snapshots of it:
+#: ``"latest"`` the newest that verifies (refusing to start when some exist and none
+#: does), ``"latest-or-empty"`` the same but starting empty then, ``"none"`` empty.
+Resume = Literal["latest", "latest-or-empty", "none"]
+RESUME_CHOICES: tuple[Resume, ...] = ("latest", "latest-or-empty", "none")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,8 +48,10 @@ class CheckpointConfig:
     - ``max_concurrent``: checkpoints in flight at once.
     - ``tolerable_failures``: consecutive failed checkpoints before the job fails.
     - ``retained``: complete checkpoints kept on disk (older ones are deleted).
-    - ``resume``: ``"latest"`` resumes a job from the newest complete checkpoint of
-      the same job name found in ``storage``; ``"none"`` starts fresh.
+    - ``resume``: ``"latest"`` resumes a job from the newest complete checkpoint (or
+      savepoint it took) of the same job name found in ``storage``, and refuses to
+      start when there are some but none verifies; ``"latest-or-empty"`` starts with
+      empty state then instead; ``"none"`` starts fresh.
     - ``serializer``: how state becomes bytes (pickle by default).
     """
 
@@ -66,8 +72,9 @@ class CheckpointConfig:
             raise InvalidGraphError(f"checkpoint timeout must be >= 1 ms, got {self.timeout_ms}")
         if self.min_pause_ms < 0:
             raise InvalidGraphError(f"min pause must be >= 0 ms, got {self.min_pause_ms}")
-        if self.resume not in ("latest", "none"):
-            raise InvalidGraphError(f"resume must be 'latest' or 'none', got {self.resume!r}")
+        if self.resume not in RESUME_CHOICES:
+            choices = ", ".join(repr(c) for c in RESUME_CHOICES)
+            raise InvalidGraphError(f"resume must be one of {choices}, got {self.resume!r}")
         if self.max_concurrent < 1:
             raise InvalidGraphError(
                 f"max concurrent checkpoints must be >= 1, got {self.max_concurrent}"

@@ -10,7 +10,11 @@ commit. A checkpoint that times out or that a subtask declines is aborted;
 more consecutive failures than tolerated fail the job.
 
 Savepoints run the same protocol on request, into a directory of the user's
-choice; ``stop=True`` makes the sources end after the savepoint barrier.
+choice; ``stop=True`` makes the sources end after the savepoint barrier, and
+no periodic checkpoint starts after it (the savepoint is the job's last
+snapshot, unless it fails). A completed savepoint is recorded in the job's
+checkpoint storage before anyone is told, so the next start of the job
+resumes from it rather than from an older checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +128,10 @@ class CheckpointCoordinator:
         self.last_failure: tuple[int, str] | None = None
         self.last_completed_at = 0.0
         self._failure: asyncio.Future[None] | None = None
+        #: Aborted checkpoints whose late subtasks may still write files.
+        self._aborted: set[int] = set()
+        #: The id of a stop-with-savepoint in flight: no checkpoint starts after it.
+        self._stopping_at: int | None = None
 
     # -- the periodic loop --------------------------------------------------
 
@@ -156,7 +165,7 @@ class CheckpointCoordinator:
                 and (now - self.last_completed_at) * 1000 < config.min_pause_ms
             ):
                 continue
-            if not self._all_running():
+            if not self._all_running() or self._stopping_at is not None:
                 continue
             self.trigger(is_savepoint=False)
 
@@ -188,6 +197,8 @@ class CheckpointCoordinator:
         pending.timeout = loop.call_later(
             timeout_ms / 1000.0, self.abort, n, f"not complete after {timeout_ms} ms"
         )
+        if stop:
+            self._stopping_at = n
         barrier = CheckpointBarrier(n, is_savepoint=is_savepoint, stop=stop)
         for task in self.tasks:
             if task.is_source:
@@ -219,7 +230,8 @@ class CheckpointCoordinator:
     ) -> None:
         pending = self.pending.get(checkpoint_id)
         if pending is None or id(task) not in pending.expected:
-            return  # aborted meanwhile
+            self._discard_late(checkpoint_id)  # aborted meanwhile
+            return
         pending.expected.discard(id(task))
         pending.max_pause = max(pending.max_pause, pause_s)
         for uid, part in meta.items():
@@ -228,6 +240,9 @@ class CheckpointCoordinator:
             self._complete(pending)
 
     def decline(self, checkpoint_id: int, task: CheckpointedTask, cause: BaseException) -> None:
+        if checkpoint_id not in self.pending:
+            self._discard_late(checkpoint_id)
+            return
         self.abort(
             checkpoint_id,
             f"{task.name} (subtask {task.subtask_index}) could not write its snapshot: "
@@ -248,6 +263,14 @@ class CheckpointCoordinator:
         except OSError as exc:
             self._record_failure(pending, f"cannot write its metadata: {exc}")
             return
+        if pending.is_savepoint and self.storage is not None:
+            # Recorded before any sink commits: the next start must not resume from
+            # an older checkpoint and commit this stretch of output again.
+            try:
+                self.storage.record_savepoint(n, pending.directory)
+            except OSError as exc:
+                self._record_failure(pending, f"cannot record it in {self.storage.job_dir}: {exc}")
+                return
         loop = asyncio.get_running_loop()
         completed = CompletedCheckpoint(pending.directory, metadata)
         size = sum(info.size for info in completed.files())
@@ -273,7 +296,9 @@ class CheckpointCoordinator:
             if self.storage is not None and self.config is not None and not self.pending:
                 # Nothing in flight may still need an old shared file.
                 self.storage.retain(self.config.retained)
-        log.info(
+        # Routine checkpoints are DEBUG (one every interval); a savepoint, asked for, is INFO.
+        log.log(
+            logging.INFO if pending.is_savepoint else logging.DEBUG,
             "%s %d of job %r complete: %.0f ms, %d bytes, longest synchronous pause %.1f ms",
             kind,
             n,
@@ -310,8 +335,17 @@ class CheckpointCoordinator:
         kind = "savepoint" if pending.is_savepoint else "checkpoint"
         self.last_failure = (int(time.time() * 1000), f"{kind} {n}: {reason}")
         log.warning("%s %d of job %r aborted: %s", kind, n, self.job_name, reason)
-        if not pending.is_savepoint and self.storage is not None:
+        if self._stopping_at == n:
+            self._stopping_at = None  # the job goes on: so do its checkpoints
+        if pending.is_savepoint:
+            # The directory was empty or absent when the savepoint began.
+            shutil.rmtree(pending.directory, ignore_errors=True)
+        elif self.storage is not None:
             self.storage.discard(n)
+            self._aborted.add(n)
+            if not self.pending:
+                # Shared files only this checkpoint uploaded (a full disk) go too.
+                self.storage.collect_shared()
         for task in self.tasks:
             if task.running:
                 task.post_control(_notify_message(task, n, complete=False))
@@ -330,6 +364,11 @@ class CheckpointCoordinator:
                     f"{self.config.tolerable_failures}); the last one: {reason}"
                 )
             )
+
+    def _discard_late(self, checkpoint_id: int) -> None:
+        """A subtask finished writing for a checkpoint that was aborted: its files go."""
+        if checkpoint_id in self._aborted and self.storage is not None:
+            self.storage.discard(checkpoint_id)
 
     def abort_all(self, reason: str) -> None:
         for n in list(self.pending):

@@ -2,7 +2,7 @@
 
 ``list DIR`` finds every complete checkpoint and savepoint (a directory with a
 ``_metadata`` file) up to three levels below ``DIR`` — the storage given to
-``enable_checkpointing`` holds ``<job>/chk-<id>/``, and ``flowactors run``
+``enable_checkpointing`` holds ``<job>-<hash>/chk-<id>/``, and ``flowactors run``
 puts savepoints in ``savepoints/<job>-<time>/`` — and prints one line each.
 ``inspect PATH`` shows one of them: its operators with uid, parallelism, size,
 key groups and operator-state entries (a source's positions, such as Kafka

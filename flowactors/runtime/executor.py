@@ -19,12 +19,17 @@ from flowactors.checkpoint.config import PICKLE, CheckpointConfig
 from flowactors.checkpoint.coordinator import CheckpointCoordinator
 from flowactors.checkpoint.snapshot import RestoreView
 from flowactors.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
-from flowactors.errors import CheckpointError, InvalidGraphError, JobFailedError
+from flowactors.errors import (
+    CheckpointError,
+    IncompatibleSnapshotError,
+    InvalidGraphError,
+    JobFailedError,
+)
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import OperatorContext
 from flowactors.runtime.failures import TaskFailure, key_by_name
 from flowactors.runtime.graph import Edge, Plan, Transformation
-from flowactors.runtime.keyed import KeySelectorCheck
+from flowactors.runtime.keyed import KeyedOperator, KeySelectorCheck
 from flowactors.runtime.mailbox import Mailbox
 from flowactors.runtime.operators import StreamOperator
 from flowactors.runtime.runner import Runner
@@ -73,9 +78,15 @@ class JobMetrics:
 
 @dataclass(frozen=True)
 class JobExecutionResult:
+    """How a job ended. ``execute_blocking`` also returns one when a signal stopped the
+    job: ``status`` is then ``CANCELED``, or ``FINISHED`` with the ``savepoint`` it
+    stopped with."""
+
     job_name: str
     net_runtime_ms: float
     metrics: JobMetrics
+    status: JobStatus = JobStatus.FINISHED
+    savepoint: str | None = None
 
 
 def _channels_per_receiver(plan: Plan, edge: Edge) -> int:
@@ -96,6 +107,7 @@ class JobExecution:
         checkpoint_config: CheckpointConfig | None = None,
         restore: CompletedCheckpoint | None = None,
         attempt: int = 0,
+        allow_non_restored_state: bool = False,
     ) -> None:
         self.job_name = job_name
         self.plan = plan
@@ -104,6 +116,7 @@ class JobExecution:
         self.checkpoint_config = checkpoint_config
         self.restore = restore
         self.attempt = attempt
+        self.allow_non_restored_state = allow_non_restored_state
         self.run_id = uuid.uuid4().hex[:12]
         self.status = JobStatus.CREATED
         self.tasks: list[StreamTask] = []
@@ -165,6 +178,9 @@ class JobExecution:
                     ops.append(op)
                     self.operators.setdefault(t, []).append(op)
                 task.uids = [plan.uids[t] for t in chain.members]
+                if self.restore is not None and s == 0:
+                    for uid, op in zip(task.uids, ops):
+                        self._check_restores_into(uid, op)
                 if self.restore is not None:
                     serializer = (
                         self.checkpoint_config.serializer if self.checkpoint_config else PICKLE
@@ -242,6 +258,27 @@ class JobExecution:
                 for side in op.side_outputs.values():
                     side.seal()
         self.tasks = list(tasks.values())
+
+    def _check_restores_into(self, uid: str, op: StreamOperator) -> None:
+        """Refuse a snapshot whose state of ``uid`` the operator now there would drop
+        (another kind of operator took the uid), unless the user allowed that."""
+        assert self.restore is not None
+        meta = self.restore.operators().get(uid)
+        if not meta or self.allow_non_restored_state:
+            return
+        keyed = "keyed" in meta or "rocksdb" in meta
+        if keyed and not isinstance(op, KeyedOperator):
+            lost = "keyed state"
+        elif type(op).initialize_state is StreamOperator.initialize_state:
+            lost = "operator state"
+        else:
+            return
+        raise IncompatibleSnapshotError(
+            f"operator {uid!r} in the {self.restore.kind} {self.restore.directory} has "
+            f"{lost}, but the operator with that uid now ({type(op).__name__}) cannot take it "
+            "back: give the operators their old uid(), or pass allow_non_restored_state=True "
+            "to drop that state"
+        )
 
     # -- running -----------------------------------------------------------
 

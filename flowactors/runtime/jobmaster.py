@@ -6,7 +6,10 @@ checkpoint (state, timers and source positions), and ``JobFailedError`` reports
 how many attempts were made when it gives up. When a job starts with checkpoint
 storage that already holds a complete checkpoint of the same job name (a
 service restarted by its supervisor), it resumes from the newest one
-(``resume="latest"``).
+(``resume="latest"``) — or from a savepoint the job took, when that is newer
+(a service stopped with ``stop_with_savepoint`` and deployed again). When
+snapshots exist but none verifies, it refuses to start unless the user chose
+``resume="latest-or-empty"``.
 """
 
 from __future__ import annotations
@@ -24,14 +27,16 @@ from flowactors.checkpoint.storage import (
 )
 from flowactors.errors import (
     CheckpointError,
-    InvalidGraphError,
+    IncompatibleSnapshotError,
     JobFailedError,
+    NoValidCheckpointError,
     is_retriable,
 )
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
 from flowactors.runtime.graph import Plan
 from flowactors.runtime.runner import Runner
+from flowactors.state.rocksdb import RocksDBStateBackend
 
 log = logging.getLogger("flowactors.runtime")
 
@@ -75,12 +80,22 @@ class JobMaster:
             log.info("job %r starts from savepoint %s", self.job_name, self.savepoint_path)
             return checkpoint
         config = self.checkpoint_config
-        if self.storage is not None and config is not None and config.resume == "latest":
-            latest = self.storage.latest_valid()
-            if latest is not None:
-                log.info(
-                    "job %r resumes from checkpoint %d in %s",
+        if self.storage is not None and config is not None and config.resume != "none":
+            strict = config.resume == "latest"
+            latest = self.storage.latest_valid(strict=strict)
+            if latest is None and not strict and self.storage.latest_id():
+                log.warning(
+                    "job %r starts with empty state: no snapshot in %s verifies "
+                    "(resume='latest-or-empty')",
                     self.job_name,
+                    self.storage.job_dir,
+                )
+            if latest is not None:
+                self._check_matches(latest)
+                log.info(
+                    "job %r resumes from %s %d in %s",
+                    self.job_name,
+                    latest.kind,
                     latest.checkpoint_id,
                     latest.directory,
                 )
@@ -88,29 +103,42 @@ class JobMaster:
         return None
 
     def _check_matches(self, checkpoint: CompletedCheckpoint) -> None:
+        """Refuse a snapshot whose state this job would silently drop or misread."""
+        where = f"the {checkpoint.kind} {checkpoint.directory}"
         uids = set(self.plan.uids.values())
         missing = sorted(set(checkpoint.operators()) - uids)
         if missing and not self.allow_non_restored_state:
-            raise InvalidGraphError(
-                f"the savepoint {checkpoint.directory} holds state of operators this job does "
-                f"not have: {', '.join(missing)}. Give those operators the same uid(), or "
-                "pass allow_non_restored_state=True to drop that state"
+            raise IncompatibleSnapshotError(
+                f"{where} holds state of operators this job does not have: "
+                f"{', '.join(missing)}. Give those operators the same uid(), or pass "
+                "allow_non_restored_state=True to drop that state"
             )
+        on_disk = isinstance(self.config.state_backend, RocksDBStateBackend)
         for uid, meta in checkpoint.operators().items():
-            if uid in uids and meta.get("keyed") is not None:
-                recorded = meta.get("max_parallelism")
-                if recorded != self.max_parallelism:
-                    raise InvalidGraphError(
-                        f"operator {uid!r} in the savepoint has max parallelism {recorded}, the "
-                        f"job has {self.max_parallelism}: set_max_parallelism({recorded}) to "
-                        "restore it"
-                    )
+            if uid not in uids:
+                continue
+            if "max_parallelism" in meta and meta["max_parallelism"] != self.max_parallelism:
+                recorded = meta["max_parallelism"]
+                raise IncompatibleSnapshotError(
+                    f"operator {uid!r} in {where} has max parallelism {recorded}, the job has "
+                    f"{self.max_parallelism}: set_max_parallelism({recorded}) to restore it"
+                )
+            if meta.get("rocksdb") and not on_disk:
+                raise IncompatibleSnapshotError(
+                    f"operator {uid!r} in {where} keeps its state in RocksDB files: restore "
+                    "it with env.set_state_backend(RocksDBStateBackend(...))"
+                )
 
     def _latest_for_restart(self) -> CompletedCheckpoint | None:
         """The newest checkpoint this run of the job took — never one of an earlier
         run it did not start from — or else what it started from."""
         if self.storage is not None:
-            latest = self.storage.latest_valid(min_id=self.first_checkpoint_id)
+            # With nothing to fall back to, damaged checkpoints of this run stop the job
+            # as they stop a start: restarting empty would commit their output again.
+            strict = self.restored_from is None and (
+                self.checkpoint_config is None or self.checkpoint_config.resume != "latest-or-empty"
+            )
+            latest = self.storage.latest_valid(min_id=self.first_checkpoint_id, strict=strict)
             if latest is not None:
                 return latest
         return self.restored_from
@@ -118,6 +146,9 @@ class JobMaster:
     # -- running ------------------------------------------------------------
 
     def start(self) -> None:
+        if self.storage is not None:
+            self.storage.claim()
+            self.storage.reclaim()
         restore = self.initial_restore()
         self.restored_from = restore
         self.first_checkpoint_id = self.storage.latest_id() + 1 if self.storage is not None else 1
@@ -125,6 +156,8 @@ class JobMaster:
         self._runner = Runner(self.job_name, self._run(), f"flowactors:{self.job_name}:jobmaster")
 
     def _launch(self, restore: CompletedCheckpoint | None) -> None:
+        if restore is not None:
+            self._check_matches(restore)
         self.execution = JobExecution(
             self.job_name,
             self.plan,
@@ -133,6 +166,7 @@ class JobMaster:
             checkpoint_config=self.checkpoint_config,
             restore=restore,
             attempt=self.attempts,
+            allow_non_restored_state=self.allow_non_restored_state,
         )
         self.execution.start()
 
@@ -178,11 +212,24 @@ class JobMaster:
                 self._restarting = True
                 await asyncio.sleep(delay / 1000.0)
                 self.attempts += 1
-                restore = self._latest_for_restart()
-                if restore is not None:
-                    log.info("job %r restores checkpoint %d", self.job_name, restore.checkpoint_id)
-                self._restarting = False
-                self._launch(restore)
+                try:
+                    restore = self._latest_for_restart()
+                    if restore is not None:
+                        log.info(
+                            "job %r restores %s %d",
+                            self.job_name,
+                            restore.kind,
+                            restore.checkpoint_id,
+                        )
+                    self._restarting = False
+                    self._launch(restore)
+                except (NoValidCheckpointError, IncompatibleSnapshotError) as cause:
+                    self._restarting = False
+                    final = JobFailedError(
+                        self.job_name, "<restore>", -1, cause, attempts=len(failures)
+                    )
+                    final.args = (f"{final} (no restart can fix this)",)
+                    raise final from cause
 
     def on_done(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the job has ended, however it ended."""

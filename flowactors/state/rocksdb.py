@@ -17,11 +17,19 @@ the asynchronous part uploads to checkpoint storage only the SST files that
 no earlier checkpoint uploaded (SST files never change), into a ``shared/``
 directory addressed by checksum, so a checkpoint after few changes is small.
 Savepoints copy every file and stay self-contained.
+
+Working directories: each subtask's database lives in its own directory under
+``local_dir``, which holds ``owner.lock`` locked (``flock``) for as long as the
+backend is open. A process that is killed leaves its directories behind but its
+locks go with it, so a backend that starts reclaims every directory whose lock
+it can take: its owner is gone. Directories without a lock file (an older
+version's) are left alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pickle
 import shutil
@@ -31,12 +39,19 @@ from pathlib import Path
 from typing import Any
 
 from flowactors.errors import StateError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: working directories of killed runs are not reclaimed
+    fcntl = None  # type: ignore[assignment]
 from flowactors.state.backend import StateRegistry
 from flowactors.state.descriptors import StateDescriptor
 from flowactors.state.files import FileInfo, checksum, write_durably
 from flowactors.state.keygroups import key_bytes, key_group_for
 
 _MISSING: Any = object()
+
+log = logging.getLogger("flowactors.state")
 
 
 class RocksDBStateBackend:
@@ -173,7 +188,9 @@ class RocksDBKeyedStateBackend(StateRegistry):
         self.memory_budget_mb = memory_budget_mb
         base = local_dir or Path(tempfile.gettempdir()) / "flowactors-rocksdb"
         base.mkdir(parents=True, exist_ok=True)
+        reclaim_working_dirs(base)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{owner}-", dir=base))
+        self._lock = _lock_working_dir(self.workdir)
         self.path = self.workdir / "db"
         self.db = Rdict(str(self.path), _options(memory_budget_mb))
         self.tables: dict[str, RocksTable] = {}
@@ -300,6 +317,56 @@ class RocksDBKeyedStateBackend(StateRegistry):
             self.db.close()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            if self._lock is not None:
+                os.close(self._lock)
+
+
+_LOCK = "owner.lock"
+
+
+def _lock_working_dir(workdir: Path) -> int | None:
+    """Lock ``workdir/owner.lock`` for the life of this process (or until closed).
+
+    The file is locked before it gets its name, so a reclaiming process never sees
+    an unlocked lock file of a live owner."""
+    if fcntl is None:
+        return None
+    tmp = workdir / f"{_LOCK}.new"
+    fd = os.open(tmp, os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, str(os.getpid()).encode())
+    os.replace(tmp, workdir / _LOCK)
+    return fd
+
+
+def reclaim_working_dirs(base: Path) -> list[Path]:
+    """Delete the working directories under ``base`` whose owner is gone; return them."""
+    if fcntl is None:
+        return []
+    reclaimed = []
+    for directory in base.iterdir():
+        lock = directory / _LOCK
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            continue  # no lock file (or already gone): not ours to judge
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # its owner is alive
+            shutil.rmtree(directory, ignore_errors=True)
+            reclaimed.append(directory)
+        finally:
+            os.close(fd)
+    if reclaimed:
+        log.info(
+            "reclaimed %d RocksDB working director%s of ended processes in %s",
+            len(reclaimed),
+            "y" if len(reclaimed) == 1 else "ies",
+            base,
+        )
+    return reclaimed
 
 
 class RocksSnapshot:
@@ -331,7 +398,12 @@ class RocksSnapshot:
             size = path.stat().st_size
             if shared_dir is not None and name.endswith(".sst"):
                 known = uploaded.get(name)
-                if known is not None and known[0] == size:
+                # (the file may be gone: housekeeping after a failed checkpoint)
+                if (
+                    known is not None
+                    and known[0] == size
+                    and (shared_dir / f"{known[1]}.sst").exists()
+                ):
                     digest = known[1]
                 else:
                     data = path.read_bytes()

@@ -237,6 +237,7 @@ async def test_a_corrupt_savepoint_is_refused_naming_the_file(tmp_path: Path) ->
 async def test_only_the_last_retained_checkpoints_are_kept(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, retained: int | None
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="flowactors.checkpoint")
     settings = {} if retained is None else {"retained": retained}
     env = job_env(tmp_path, resume="none", **settings)
     running_sum_job(env, tmp_path / "out", COUNT // 2, rate=RATE)
@@ -248,7 +249,9 @@ async def test_only_the_last_retained_checkpoints_are_kept(
     assert len(completed) > keep
     assert completed_ids(tmp_path / "checkpoints", "retention") == completed[-keep:]
     job_dir = CheckpointStorage(tmp_path / "checkpoints", "retention").job_dir
-    leftovers = [p.name for p in job_dir.iterdir() if not (p / METADATA).exists()]
+    leftovers = [
+        p.name for p in job_dir.glob("chk-*") if p.is_dir() and not (p / METADATA).exists()
+    ]
     # At most the checkpoint that was in flight when the job ended, never an older one.
     assert all(int(name[4:]) > completed[-1] for name in leftovers), leftovers
     assert not list(job_dir.glob(f"*/{METADATA}.tmp"))

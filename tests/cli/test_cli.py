@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from flowactors import StreamExecutionEnvironment, WatermarkStrategy
+from flowactors.checkpoint.storage import CheckpointStorage
 from flowactors.windows import TumblingEventTimeWindows
 from tests.monitoring._jobs import GatedSource, KeepingSink, wait_until
 
@@ -64,7 +65,7 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int
 
 
 def complete_checkpoints(storage: Path) -> list[Path]:
-    return sorted(storage.glob("counts/chk-*/_metadata"))
+    return sorted(CheckpointStorage(storage, "counts").job_dir.glob("chk-*/_metadata"))
 
 
 def counts_of(savepoint: str) -> dict[str, int]:
