@@ -93,6 +93,10 @@ class SinkWriterContext:
     run_id: str = ""
     #: Whether the job takes checkpoints (exactly-once sinks commit on completion).
     checkpointing: bool = False
+    #: The highest parallelism any run of this job gave this sink, this run included (known
+    #: across process restarts when the job checkpoints): subtasks ``0..highest - 1`` may
+    #: have left external resources (open transactions) that a new run must clean up.
+    highest_parallelism: int = 1
 
 
 class ReaderOutput(Protocol[T]):

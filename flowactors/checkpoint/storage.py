@@ -53,6 +53,8 @@ log = logging.getLogger("flowactors.checkpoint")
 FORMAT_VERSION = 1
 METADATA = "_metadata"
 SAVEPOINTS = "_savepoints"
+#: Per operator uid, the highest parallelism any run started with.
+PARALLELISM = "_parallelism"
 #: Savepoints remembered per job; older entries are dropped from the record.
 _SAVEPOINTS_KEPT = 10
 _CHECKPOINT_DIR = re.compile(r"^chk-(\d+)$")
@@ -250,6 +252,30 @@ class CheckpointStorage:
         entries = sorted(entries)[-_SAVEPOINTS_KEPT:]
         data = [{"id": i, "path": str(d)} for i, d in entries]
         write_durably(self.job_dir / SAVEPOINTS, json.dumps(data, indent=1).encode())
+
+    def record_parallelism(self, parallelism: dict[str, int]) -> dict[str, int]:
+        """Remember, per operator uid, the highest parallelism any run of this job has
+        started with (atomically, before the run starts); return it, this run included.
+
+        Sinks that give each subtask its own external resources (transactional ids)
+        learn from it which subtasks an earlier run may have had, even one that never
+        completed a checkpoint, so they can clean up after all of them.
+        """
+        path = self.job_dir / PARALLELISM
+        try:
+            recorded = {str(k): int(v) for k, v in json.loads(path.read_bytes()).items()}
+        except FileNotFoundError:
+            recorded = {}
+        except (OSError, ValueError, AttributeError) as exc:
+            raise CorruptCheckpointError(
+                f"{path}: unreadable record of the parallelism of earlier runs ({exc})"
+            ) from exc
+        merged = dict(recorded)
+        for uid, p in parallelism.items():
+            merged[uid] = max(p, merged.get(uid, 0))
+        if merged != recorded:
+            write_durably(path, json.dumps(merged, indent=1, sort_keys=True).encode())
+        return merged
 
     # -- choosing what to restore ---------------------------------------------
 

@@ -111,6 +111,8 @@ class OperatorContext:
     run_id: str = ""
     #: Whether the job takes checkpoints.
     checkpointing: bool = False
+    #: The highest parallelism any run of the job gave this operator (this one included).
+    highest_parallelism: int = 1
 
 
 class RuntimeContext:

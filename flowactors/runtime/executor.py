@@ -108,8 +108,11 @@ class JobExecution:
         restore: CompletedCheckpoint | None = None,
         attempt: int = 0,
         allow_non_restored_state: bool = False,
+        highest_parallelism: dict[str, int] | None = None,
     ) -> None:
         self.job_name = job_name
+        #: Per uid, the highest parallelism any run of the job started with.
+        self.highest_parallelism = highest_parallelism or {}
         self.plan = plan
         self.config = config
         self.max_parallelism = max_parallelism
@@ -173,6 +176,10 @@ class JobExecution:
                             attempt=self.attempt,
                             run_id=self.run_id,
                             checkpointing=self.checkpoint_config is not None,
+                            highest_parallelism=max(
+                                chain.parallelism,
+                                self.highest_parallelism.get(plan.uids[t], 0),
+                            ),
                         )
                     )
                     ops.append(op)

@@ -146,9 +146,14 @@ class JobMaster:
     # -- running ------------------------------------------------------------
 
     def start(self) -> None:
+        parallelism = {
+            self.plan.uids[t]: self.plan.parallelism[t] for t in self.plan.transformations
+        }
+        self.highest_parallelism = parallelism
         if self.storage is not None:
             self.storage.claim()
             self.storage.reclaim()
+            self.highest_parallelism = self.storage.record_parallelism(parallelism)
         restore = self.initial_restore()
         self.restored_from = restore
         self.first_checkpoint_id = self.storage.latest_id() + 1 if self.storage is not None else 1
@@ -167,6 +172,7 @@ class JobMaster:
             restore=restore,
             attempt=self.attempts,
             allow_non_restored_state=self.allow_non_restored_state,
+            highest_parallelism=self.highest_parallelism,
         )
         self.execution.start()
 

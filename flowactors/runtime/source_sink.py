@@ -155,6 +155,7 @@ class SinkOperator(StreamOperator):
                     attempt=ctx.attempt,
                     run_id=ctx.run_id,
                     checkpointing=ctx.checkpointing,
+                    highest_parallelism=max(ctx.parallelism, ctx.highest_parallelism),
                 )
             )
             await self.writer.open()

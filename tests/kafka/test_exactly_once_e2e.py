@@ -36,7 +36,9 @@ KEYS = 1000
 PARTITIONS = 4
 
 
-def spawn(bootstrap: str, inp: str, out: str, storage: Path, prefix: str, log: Any) -> Any:
+def spawn(
+    bootstrap: str, inp: str, out: str, storage: Path, prefix: str, log: Any, *options: str
+) -> Any:
     return subprocess.Popen(
         [
             sys.executable,
@@ -47,6 +49,7 @@ def spawn(bootstrap: str, inp: str, out: str, storage: Path, prefix: str, log: A
             out,
             str(storage),
             prefix,
+            *options,
         ],
         cwd=REPO,
         stdout=log,
@@ -125,3 +128,47 @@ async def test_sigkilled_worker_writes_every_record_exactly_once(
     everything = await output_offsets(bootstrap, out)
     assert everything > RECORDS, "the kills should have left aborted transactions behind"
     assert len(kills) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_a_run_at_higher_parallelism_that_died_early_blocks_no_reader(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    # Killed at parallelism 2; restarted at 3 and killed before its first checkpoint (its
+    # third subtask's transactions stay open: no checkpoint names them); finished at 1.
+    # The last run must fence the third subtask's ids too, or read_committed readers wait
+    # for transaction.timeout.ms (15 minutes) before they see what comes after.
+    inp, out = unique("rescale-in"), unique("rescale-out")
+    await create_topic(bootstrap, inp, PARTITIONS)
+    await create_topic(bootstrap, out, PARTITIONS)
+    pairs = (
+        (str(i % KEYS).encode(), orjson.dumps({"i": i, "k": i % KEYS})) for i in range(RECORDS)
+    )
+    await produce(bootstrap, inp, pairs, partitions=PARTITIONS)
+    storage, prefix = tmp_path / "checkpoints", unique("rescale")
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "w") as log:  # noqa: ASYNC230 (a file for the workers to write to)
+        for options, grow in (
+            (["--parallelism", "2"], 0.15),
+            (["--parallelism", "3", "--interval", "600000"], 0.05),
+        ):
+            proc = spawn(bootstrap, inp, out, storage, prefix, log, *options)
+            try:
+                target = await output_offsets(bootstrap, out) + int(RECORDS * grow)
+                while await output_offsets(bootstrap, out) < target:
+                    assert proc.poll() is None, "the worker ended before it was killed"
+                    await asyncio.sleep(0.05)
+            finally:
+                kill(proc)
+        proc = spawn(bootstrap, inp, out, storage, prefix, log, "--parallelism", "1")
+        try:
+            code = await asyncio.to_thread(proc.wait, 180)
+        except BaseException:
+            kill(proc)
+            raise
+    assert code == 0, f"the last worker failed:\n{log_path.read_text()[-5000:]}"
+    got = await read_topic(bootstrap, out, expected=RECORDS, settle=1.0, timeout=60)
+    seen = Counter((v["i"], v["k"], v["n"]) for v in (orjson.loads(r.value) for r in got))
+    expected = {(i, i % KEYS, i // KEYS + 1) for i in range(RECORDS)}
+    assert len(got) == RECORDS and set(seen) == expected

@@ -31,10 +31,12 @@ Recovery (``open``)
        before the job came back — and its records are lost: the job fails with a
        ``ConnectorError`` saying so (or, with ``set_fail_on_lost_transaction(False)``, it
        logs an error and goes on, as Flink does).
-    2. Fence every other id of those old subtasks and of its own (``InitProducerId``): the
-       broker aborts what a crashed run left open, so read_committed consumers are not held
-       up and zombies cannot commit. Ids listed as pending anywhere in the checkpoint are
-       skipped (they are committed, not open).
+    2. Fence every other id of those old subtasks and of its own (``InitProducerId``), and
+       those of every subtask any run of the job had (``highest_parallelism``: the storage
+       records it before a run starts, so a run at a higher parallelism that died before
+       its first checkpoint is known too): the broker aborts what a crashed run left open,
+       so read_committed consumers are not held up and zombies cannot commit. Ids listed as
+       pending anywhere in the checkpoint are skipped (they are committed, not open).
     On a fresh start (no checkpoint) only step 2 runs, for the subtask's own ids.
 
 Timeouts
@@ -211,9 +213,12 @@ class ExactlyOnceWriter(SinkWriter[T]):
         for slot in self.slots:
             if slot.transactional_id in listed:
                 slot.state, slot.free_after = _SlotState.RESERVED, -1
+        # Fence the ids of every subtask any run may have had (a run at a higher
+        # parallelism may have died before a checkpoint recorded it), this one's share.
+        fenced_subtasks = old_subtasks | {j for j in range(ctx.highest_parallelism) if j % p == me}
         ids = [
             f"{self.prefix}-{j}-{k}"
-            for j in sorted(old_subtasks)
+            for j in sorted(fenced_subtasks)
             for k in range(pool)
             if f"{self.prefix}-{j}-{k}" not in listed
         ]

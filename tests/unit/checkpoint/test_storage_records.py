@@ -92,3 +92,12 @@ def test_a_directory_claimed_by_another_job_is_refused(tmp_path: Path) -> None:
     (storage.job_dir / "_job").write_text("someone else")
     with pytest.raises(CheckpointError, match="holds the checkpoints of job 'someone else'"):
         storage.claim()
+
+
+def test_the_highest_parallelism_of_every_run_is_remembered(tmp_path: Path) -> None:
+    storage = CheckpointStorage(tmp_path, "job")
+    storage.claim()
+    assert storage.record_parallelism({"sink": 2, "map": 2}) == {"sink": 2, "map": 2}
+    assert storage.record_parallelism({"sink": 3, "map": 1}) == {"sink": 3, "map": 2}
+    again = CheckpointStorage(tmp_path, "job")  # a later process
+    assert again.record_parallelism({"sink": 1, "new": 4}) == {"sink": 3, "map": 2, "new": 4}

@@ -24,14 +24,18 @@ async def wait_for_topic(
     topics: Callable[[], Awaitable[set[str]]], topic: str, *, servers: str, timeout_s: float
 ) -> None:
     """Return once ``topic`` exists; a ``ConnectorError`` after ``timeout_s`` if it does not
-    (rather than aiokafka's wait of ``request_timeout_ms`` at the first record)."""
+    (rather than aiokafka's wait of ``request_timeout_ms`` at the first record).
+
+    Retriable: a broker that is still starting lists no topics yet, and a topic can be
+    created while the job waits to restart.
+    """
     deadline = time.monotonic() + timeout_s
     while topic not in await topics():
         if time.monotonic() >= deadline:
             raise ConnectorError(
                 f"Kafka: topic {topic!r} does not exist on {servers} (waited {timeout_s:g} s); "
                 "create it, or fix the topic's name",
-                retriable=False,
+                retriable=True,
             )
         await asyncio.sleep(0.2)
 
