@@ -59,7 +59,8 @@ from flowactors.errors import (
 )
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import RuntimeContext
-from flowactors.runtime.executor import JobExecutionResult, JobMetrics, JobStatus, TaskMetrics
+from flowactors.runtime.executor import JobExecutionResult, JobStatus
+from flowactors.runtime.metrics import JobMetrics, TaskMetrics
 from flowactors.runtime.timers import TimeDomain
 from flowactors.state.descriptors import (
     AggregatingStateDescriptor,

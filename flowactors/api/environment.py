@@ -37,9 +37,10 @@ from flowactors.checkpoint.config import (
 from flowactors.checkpoint.coordinator import CheckpointStats
 from flowactors.errors import InvalidGraphError, JobFailedError
 from flowactors.runtime.config import ExecutionConfig
-from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
+from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobStatus
 from flowactors.runtime.graph import Input, Transformation, build_plan
 from flowactors.runtime.jobmaster import JobMaster
+from flowactors.runtime.metrics import JobMetrics
 from flowactors.runtime.source_sink import SourceOperator
 from flowactors.spi import Source
 from flowactors.state.keygroups import DEFAULT_MAX_PARALLELISM

@@ -13,7 +13,7 @@ import asyncio
 import enum
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flowactors.checkpoint.config import PICKLE, CheckpointConfig
 from flowactors.checkpoint.coordinator import CheckpointCoordinator
@@ -31,6 +31,7 @@ from flowactors.runtime.failures import TaskFailure, key_by_name
 from flowactors.runtime.graph import Edge, Plan, Transformation
 from flowactors.runtime.keyed import KeyedOperator, KeySelectorCheck
 from flowactors.runtime.mailbox import Mailbox
+from flowactors.runtime.metrics import JobMetrics, collect_metrics
 from flowactors.runtime.operators import StreamOperator
 from flowactors.runtime.runner import Runner
 from flowactors.runtime.task import BatchHandler, StreamTask
@@ -47,33 +48,6 @@ class JobStatus(enum.Enum):
     FINISHED = "FINISHED"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
-
-
-@dataclass(frozen=True)
-class TaskMetrics:
-    """One chain subtask's counters at the moment metrics were taken."""
-
-    name: str
-    subtask: int
-    records_in: int
-    records_out: int
-    #: Share of the task's lifetime spent waiting for room in a downstream mailbox.
-    backpressure_ratio: float
-    #: The task's event time (a source task's: the watermark its chain emitted).
-    watermark: int
-    #: Metrics of the chain's operators, each scoped ``"<operator>.<metric>"``.
-    user_metrics: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class JobMetrics:
-    """A snapshot of a job's counters (``JobClient.metrics()``)."""
-
-    #: Records queued in mailboxes plus records in output buffers.
-    in_flight_records: int
-    #: The most that mailboxes and output buffers can hold: ``in_flight_records`` never exceeds it.
-    in_flight_capacity: int
-    tasks: list[TaskMetrics]
 
 
 @dataclass(frozen=True)
@@ -404,35 +378,4 @@ class JobExecution:
     # -- metrics -----------------------------------------------------------
 
     def metrics(self) -> JobMetrics:
-        loop = asyncio.get_event_loop()
-        now = loop.time()
-        batch = self.config.batch_size
-        in_flight = 0
-        capacity = 0
-        tasks: list[TaskMetrics] = []
-        for task in self.tasks:
-            mb = task.mailbox
-            in_flight += mb.queued_records
-            capacity += mb.num_channels * mb.capacity * batch
-            for w in task.writers:
-                in_flight += w.buffered_records
-                capacity += 2 * batch * len(w._channels)
-            end = task.ended_at if task.ended_at is not None else now
-            lifetime = max(end - task.started_at, 1e-9) if task.started_at else 1e-9
-            user: dict[str, float] = {}
-            for op in task.operators:
-                for name, value in op.ctx.metric_group.values().items():
-                    user[f"{op.name}.{name}"] = value
-            records_in = task.records_in or getattr(task.head, "records_out", 0)
-            tasks.append(
-                TaskMetrics(
-                    name=task.name,
-                    subtask=task.subtask_index,
-                    records_in=records_in,
-                    records_out=task.records_out(),
-                    backpressure_ratio=min(1.0, task.backpressured_seconds() / lifetime),
-                    watermark=task.watermark,
-                    user_metrics=user,
-                )
-            )
-        return JobMetrics(in_flight, capacity, tasks)
+        return collect_metrics(self.tasks, self.config.batch_size)

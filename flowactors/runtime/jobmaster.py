@@ -33,8 +33,9 @@ from flowactors.errors import (
     is_retriable,
 )
 from flowactors.runtime.config import ExecutionConfig
-from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
+from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobStatus
 from flowactors.runtime.graph import Plan
+from flowactors.runtime.metrics import JobMetrics
 from flowactors.runtime.runner import Runner
 from flowactors.state.rocksdb import RocksDBStateBackend
 

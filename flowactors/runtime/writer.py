@@ -209,6 +209,10 @@ class RecordWriter:
             )
 
     @property
+    def num_channels(self) -> int:
+        return self._n
+
+    @property
     def buffered_records(self) -> int:
         return sum(map(len, self._values))
 
