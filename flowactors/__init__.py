@@ -58,6 +58,7 @@ from flowactors.errors import (
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import RuntimeContext
 from flowactors.runtime.executor import JobExecutionResult, JobMetrics, JobStatus, TaskMetrics
+from flowactors.runtime.live_state import KeyedStateView
 from flowactors.runtime.timers import TimeDomain
 from flowactors.state.descriptors import (
     AggregatingStateDescriptor,
@@ -108,6 +109,7 @@ __all__ = [
     "KeyedContext",
     "KeyedProcessFunction",
     "KeyedStateStore",
+    "KeyedStateView",
     "KeyedStream",
     "ListStateDescriptor",
     "MalformedRecord",

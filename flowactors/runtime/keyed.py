@@ -31,6 +31,9 @@ from flowactors.state.backend import HeapKeyedStateBackend
 from flowactors.state.keygroups import check_keys, key_group_range
 
 _MISSING: Any = object()
+#: The state name of the built-in keyed aggregations (``reduce``, ``sum``, ``min``, ...).
+REDUCE_STATE = "value"
+_LEGACY_REDUCE_STATE = "reduce"
 
 
 class KeyedContext:
@@ -303,8 +306,19 @@ class KeyedReduceOperator(KeyedOperator):
 
     def setup(self, ctx: OperatorContext) -> None:
         super().setup(ctx)
-        #: key -> current aggregate: the reduce reads and writes the table directly.
-        self.state = self.backend.table("reduce")
+        #: key -> current aggregate: the reduce reads and writes the table directly. Its
+        #: name is the one every built-in keyed aggregation's state has (``"value"``), which
+        #: is what ``client.keyed_state(uid, "value")`` and ``flowactors state read`` use.
+        self.state = self.backend.table(REDUCE_STATE)
+
+    async def initialize_state(self, restore: RestoreView) -> None:
+        await super().initialize_state(restore)
+        # Snapshots taken before the table was named "value" call it "reduce".
+        legacy = self.backend.tables.get(_LEGACY_REDUCE_STATE)
+        if legacy:
+            for key, value in list(legacy.items()):
+                self.state[key] = value
+                legacy.pop(key, None)
 
     async def process_batch(
         self, values: Values, timestamps: Timestamps, keys: Values | None = None

@@ -100,6 +100,13 @@ class StreamTask:
         self.snapshot_writers: set[asyncio.Task[None]] = set()
         #: False after a stop (stop-with-savepoint): end without finishing operators.
         self.drain = True
+        #: Set once every operator's state is restored (or found empty): what live state
+        #: readers and ``execute_async`` wait for.
+        self.state_restored = asyncio.Event()
+        #: True from then until the operators are closed (their backends may be gone).
+        self.state_readable = False
+        #: Operators whose ``open`` ran (their state handles exist).
+        self.opened: list[StreamOperator] = []
         self._stop_requested = False
         self._stop_checkpoint: int | None = None
 
@@ -127,12 +134,14 @@ class StreamTask:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.started_at = loop.time()
-        opened: list[StreamOperator] = []
+        opened = self.opened
         failed = False
         try:
             if self.restore_views is not None:
                 for op, view in zip(self.operators, self.restore_views):
                     await op.initialize_state(view)
+            self.state_readable = True
+            self.state_restored.set()
             for op in reversed(self.operators):
                 await op.open()
                 opened.append(op)
@@ -160,6 +169,8 @@ class StreamTask:
             raise self._attribute(exc) from exc
         finally:
             self.ended_at = loop.time()
+            self.state_readable = False
+            self.state_restored.set()  # nobody waits for a task that ended
             self.processing_time.shutdown()
             for writer_task in self.snapshot_writers:
                 writer_task.cancel()

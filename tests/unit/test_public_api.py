@@ -47,6 +47,7 @@ EXPECTED = {
     "KeyedContext",
     "KeyedProcessFunction",
     "KeyedStateStore",
+    "KeyedStateView",
     "KeyedStream",
     "ListStateDescriptor",
     "MalformedRecord",
