@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowactors.errors import FlowactorsError
+from flowactors.runtime.budget import TurnBudget
 from flowactors.state.backend import (
     AggregatingState,
     ListState,
@@ -111,6 +112,8 @@ class OperatorContext:
     run_id: str = ""
     #: Whether the job takes checkpoints.
     checkpointing: bool = False
+    #: The owning task's time budget: long work yields when it is spent.
+    turn: TurnBudget = field(default_factory=TurnBudget)
 
 
 class RuntimeContext:

@@ -156,6 +156,7 @@ class JobExecution:
                             attempt=self.attempt,
                             run_id=self.run_id,
                             checkpointing=self.checkpoint_config is not None,
+                            turn=task.turn,
                         )
                     )
                     ops.append(op)

@@ -9,7 +9,7 @@ when it is chained behind its input (parallelism 1) it computes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flowactors.checkpoint.snapshot import KeyedSnapshot, OperatorSnapshot, RestoreView
@@ -135,6 +135,24 @@ class KeyedOperator(StreamOperator):
             )
         )
 
+    async def capture_snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
+        sliced = getattr(self.backend, "snapshot_tables_sliced", None)
+        if sliced is None:
+            return self.snapshot_state(checkpoint_id)
+        # The heap tables are copied in slices of the time budget; the task is
+        # suspended in between, so they stay as the barrier found them.
+        backend = self.backend
+        tables = await sliced(self.ctx.turn.pause_if_expired)
+        return OperatorSnapshot(
+            keyed=KeyedSnapshot(
+                tables=tables,
+                namespaced=set(backend.namespaced),
+                event_timers=list(self.timers.event.live),
+                processing_timers=list(self.timers.processing.live),
+                max_parallelism=backend.max_parallelism,
+            )
+        )
+
     def snapshot_finished(self, checkpoint_id: int) -> None:
         self.backend.snapshot_released()
 
@@ -149,7 +167,9 @@ class KeyedOperator(StreamOperator):
                     "restore it with env.set_state_backend(RocksDBStateBackend(...))"
                 )
             await restore_native(native, restore.checkpoint.read)
+        turn = self.ctx.turn
         for group in await restore.key_groups(backend.key_groups, backend.max_parallelism):
+            await turn.pause_if_expired()
             for name, entries in group.tables.items():
                 backend.restore_table(name, entries, name in group.namespaced)
             for ts, owner in group.event_timers:
@@ -158,18 +178,29 @@ class KeyedOperator(StreamOperator):
                 self.timers.register_processing_time_timer(owner, ts)
 
     async def process_watermark(self, timestamp: int) -> None:
-        backend = self.backend
-        for ts, (key, namespace) in self.timers.due_event_timers(timestamp):
-            backend.current_key = key
-            await self.on_event_time(ts, namespace)
-        await self.flush_timer_output()
+        # Everything the watermark made due fires before it goes on, in slices of the
+        # task's time budget: the task stays inside this message while it yields.
+        await self.fire_event_timers(timestamp)
         await super().process_watermark(timestamp)
 
+    async def fire_event_timers(self, watermark: int) -> None:
+        """Fire every event-time timer due at ``watermark``, yielding between slices."""
+        await self._fire_due(self.timers.due_event_timers(watermark), self.on_event_time)
+
     async def _on_processing_time(self, now: int) -> None:
+        await self._fire_due(self.timers.due_processing_timers(now), self.on_processing_time)
+
+    async def _fire_due(
+        self, due: Iterator[tuple[int, Any]], fire: Callable[[int, Any], Awaitable[None]]
+    ) -> None:
         backend = self.backend
-        for ts, (key, namespace) in self.timers.due_processing_timers(now):
+        turn = self.ctx.turn
+        for n, (ts, (key, namespace)) in enumerate(due, 1):
             backend.current_key = key
-            await self.on_processing_time(ts, namespace)
+            await fire(ts, namespace)
+            if not n & 63 and turn.expired():
+                await self.flush_timer_output()  # what fired so far goes on meanwhile
+                await turn.pause()
         await self.flush_timer_output()
 
     async def on_event_time(self, timestamp: int, namespace: Any) -> None:

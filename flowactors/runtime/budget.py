@@ -1,0 +1,101 @@
+"""The time budget of a turn: how long a task may keep the event loop before it yields.
+
+flowactors shares its event loop with the service that embeds it (and with
+other jobs). Every long piece of work of the runtime — a task's message loop,
+firing the timers and windows a watermark made due, capturing a snapshot,
+restoring state — checks its task's :class:`TurnBudget` every so many items
+and, once the slice (``ExecutionConfig.time_slice_ms``) is spent, yields one
+loop iteration (``await asyncio.sleep(0)``) and goes on where it stopped. The
+task is suspended inside the message it handles while it yields, so nothing
+else of the task runs in between: the work's semantics do not change (a
+watermark is forwarded only once everything it made due has fired).
+
+A task that still held the loop longer than ``report_loop_hold_ms`` without
+yielding (only user code can do that once the runtime slices its own work) is
+reported by :meth:`TurnBudget.check_hold`: a warning naming the operators and
+the duration, and the metrics ``loopHolds`` / ``longestLoopHoldMs``. Only a
+turn in which the task really never let the loop run counts: :meth:`begin`
+schedules a marker callback, which runs at the loop's next iteration, so a
+check that finds it run knows the task was suspended meanwhile (an ``await``
+on I/O, on backpressure) and reports nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+log = logging.getLogger("flowactors.runtime")
+
+__all__ = ["TurnBudget"]
+
+
+class TurnBudget:
+    """One task's turn: started when it last got the loop back, spent after ``slice_ms``."""
+
+    __slots__ = (
+        "_ran",
+        "_turn",
+        "deadline",
+        "hold_limit_s",
+        "holds",
+        "longest_hold_s",
+        "slice_s",
+        "started",
+    )
+
+    def __init__(self, slice_ms: float = 5.0, report_hold_ms: float = 50.0) -> None:
+        self.slice_s = slice_ms / 1000.0
+        self.hold_limit_s = report_hold_ms / 1000.0
+        self.started = time.perf_counter()
+        self.deadline = self.started + self.slice_s
+        #: Turns that held the loop longer than the limit, and the longest one.
+        self.holds = 0
+        self.longest_hold_s = 0.0
+        self._turn = 0
+        self._ran = 0
+
+    def begin(self) -> None:
+        """A new turn starts now (the task just got the loop back)."""
+        now = self.started = time.perf_counter()
+        self.deadline = now + self.slice_s
+        self._turn += 1
+        try:
+            asyncio.get_running_loop().call_soon(self._mark, self._turn)
+        except RuntimeError:  # no loop (built outside of one): nothing to watch
+            self._ran = self._turn
+
+    def _mark(self, turn: int) -> None:
+        self._ran = turn
+
+    def expired(self) -> bool:
+        return time.perf_counter() >= self.deadline
+
+    async def pause(self) -> None:
+        """Give every other ready coroutine one turn, then start a new slice."""
+        await asyncio.sleep(0)
+        self.begin()
+
+    async def pause_if_expired(self) -> None:
+        if time.perf_counter() >= self.deadline:
+            await asyncio.sleep(0)
+            self.begin()
+
+    def check_hold(self, who: str) -> None:
+        """Report the current turn if it held the loop longer than the limit."""
+        if self._ran == self._turn:
+            self.begin()  # the loop ran since this turn began: the task was suspended
+            return
+        held = time.perf_counter() - self.started
+        if held < self.hold_limit_s:
+            return
+        self.holds += 1
+        self.longest_hold_s = max(self.longest_hold_s, held)
+        log.warning(
+            "%s held the event loop for %.0f ms without yielding (user code that runs "
+            "this long in one call blocks the service embedding the job)",
+            who,
+            held * 1000.0,
+        )
+        self.begin()  # report each hold once
