@@ -7,8 +7,10 @@ containers, so with state in memory every full collection pauses the event
 loop for time proportional to the state: measured with 200,000 windows, the
 automatic full collections took up to 280 ms each (see docs/performance.md).
 
-While a job runs, every object that survived a full collection is moved to
-the permanent generation (``gc.freeze()`` in a ``gc.callbacks`` hook right
+When the first job of the process starts, what exists then (the service's
+modules and long-lived objects, input the program holds) is frozen; while a
+job runs, every object that survived a full collection is moved to the
+permanent generation (``gc.freeze()`` in a ``gc.callbacks`` hook right
 after the collection): it has proven long-lived, and the cycles that were
 garbage at that moment have just been collected, so nothing dead is frozen.
 Later full collections only examine what was allocated since (measured: at
@@ -40,6 +42,7 @@ def hold() -> None:
     """A task starts: freeze survivors of full collections from now on."""
     global _holders
     if _holders == 0:
+        gc.freeze()
         gc.callbacks.append(_after_collection)
     _holders += 1
 

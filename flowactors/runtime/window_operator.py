@@ -23,6 +23,7 @@ window's end timer once; fire at once if the element is late but allowed).
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from itertools import repeat
 from typing import Any
@@ -39,6 +40,8 @@ from flowactors.windows.assigners import TimeWindow, TumblingEventTimeWindows, W
 from flowactors.windows.triggers import EventTimeTrigger, Trigger, TriggerResult
 
 _MISSING: Any = object()
+#: Windows fired between two checks of the time budget.
+_FIRE_CHUNK = 256
 
 
 class WindowOperator(KeyedOperator):
@@ -277,6 +280,66 @@ class WindowOperator(KeyedOperator):
         return [target]
 
     # -- timers ------------------------------------------------------------
+
+    async def fire_event_timers(self, watermark: int) -> None:
+        if not self.fast:
+            await super().fire_event_timers(watermark)
+            return
+        # Tumbling windows with the default trigger: every timer is a window's end (fire)
+        # or its cleanup time; all windows due at one timestamp fire as one batch, with
+        # no trigger call, no TriggerResult and no heap operation per window.
+        turn = self.ctx.turn
+        self.timers.current_watermark = watermark
+        for timestamp, owners in self.timers.event.pop_due_buckets(watermark):
+            for start in range(0, len(owners), _FIRE_CHUNK):
+                try:
+                    await self._fire_tumbling(timestamp, owners[start : start + _FIRE_CHUNK])
+                except Exception as exc:
+                    raise self.failure(exc) from exc
+                if turn.expired():
+                    await self._emit()  # what fired so far goes on meanwhile
+                    await turn.pause()
+        await self._emit()
+
+    async def _fire_tumbling(self, timestamp: int, owners: list[tuple[Any, Any]]) -> None:
+        contents = self.contents
+        backend = self.backend
+        out = self.collector
+        window_input = self.strategy.window_input
+        process = self.process_fn
+        keyed_output = self.keyed_output
+        wctx = self.wctx
+        clear_fn = self.clear_fn
+        isawaitable = inspect.isawaitable
+        window: Any = None
+        fire = cleanup = False
+        for key, w in owners:
+            if w is not window:
+                window = self.window = w
+                top = w.max_timestamp()
+                fire = timestamp == top
+                cleanup = timestamp == self._cleanup_time(w)
+                out.timestamp = top
+            content = (
+                contents.pop((key, w), _MISSING) if cleanup else contents.get((key, w), _MISSING)
+            )
+            if fire and content is not _MISSING:
+                backend.current_key = key
+                elements = window_input(content)
+                if process is None:
+                    for element in elements:
+                        out.collect(element)
+                else:
+                    r = (
+                        process(key, wctx, elements, out)
+                        if keyed_output
+                        else process(wctx, elements, out)
+                    )
+                    if r is not None and isawaitable(r):
+                        await r
+            if cleanup and clear_fn is not None:
+                backend.current_key = key
+                await resolve(clear_fn(wctx))
 
     async def on_event_time(self, timestamp: int, namespace: Any) -> None:
         await self._on_timer(timestamp, namespace, event_time=True)
