@@ -27,7 +27,7 @@ from typing import Any
 from flowactors.checkpoint.config import Serializer
 from flowactors.checkpoint.storage import CompletedCheckpoint
 from flowactors.errors import CheckpointError
-from flowactors.state.files import FileInfo, checksum, write_file
+from flowactors.state.files import FileInfo, checksum, write_file, write_parts
 from flowactors.state.keygroups import key_group_for
 
 _YIELD_EVERY = 5000
@@ -110,7 +110,7 @@ async def write_operator_snapshot(
             elif n % 16 == 15:
                 await asyncio.sleep(0)
         if sections:
-            await write_file(directory, path, b"".join(sections))
+            await write_parts(directory, path, sections)
         meta["keyed"] = keyed
         meta["max_parallelism"] = snapshot.keyed.max_parallelism
     if snapshot.operator_state:  # nothing to restore is not written (a stateless sink)
