@@ -18,7 +18,7 @@ from flowactors.api.contexts import (
     ProcessWindowContext,
     TimerService,
 )
-from flowactors.api.datastream import DataStream, DataStreamSink, KeyedStream
+from flowactors.api.datastream import DataStream, DataStreamSink, JobStream, KeyedStream
 from flowactors.api.environment import JobClient, StreamExecutionEnvironment
 from flowactors.api.functions import (
     AggregateFunction,
@@ -104,6 +104,7 @@ __all__ = [
     "JobFailedError",
     "JobMetrics",
     "JobStatus",
+    "JobStream",
     "JoinContext",
     "KeyedCoProcessFunction",
     "KeyedContext",

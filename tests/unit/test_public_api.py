@@ -42,6 +42,7 @@ EXPECTED = {
     "JobFailedError",
     "JobMetrics",
     "JobStatus",
+    "JobStream",
     "JoinContext",
     "KeyedCoProcessFunction",
     "KeyedContext",
