@@ -14,6 +14,7 @@ from flowactors import (
     ExecutionConfig,
     InvalidGraphError,
     KeyedProcessFunction,
+    RestartStrategies,
     StateError,
     StreamExecutionEnvironment,
     ValueStateDescriptor,
@@ -188,3 +189,39 @@ async def test_unknown_operator_or_state_names_what_exists(tmp_path: Path) -> No
             client.keyed_state("totals", "count").get(1)
     finally:
         await client.cancel()
+
+
+async def test_the_view_follows_a_restart(tmp_path: Path) -> None:
+    failed: list[int] = []
+
+    def fail_once(r: tuple[int, int]) -> tuple[int, int]:
+        if r[1] == BATCH and not failed:
+            failed.append(r[1])
+            raise RuntimeError("boom")
+        return r
+
+    gate = asyncio.Event()
+    env = environment("memory", tmp_path)
+    env.set_restart_strategy(RestartStrategies.fixed_delay(1, 0))
+    (
+        env.from_source(HeldOpen(range(2 * BATCH), gate), name="numbers")
+        .map(fail_once)
+        .key_by(lambda r: r[0])
+        .sum(1)
+        .uid("sums")
+        .sink_to(_Discard())
+    )
+    client = await env.execute_async("live")
+    sums = client.keyed_state("sums", "value")  # taken before the restart
+    try:
+        await until(lambda: client.attempts == 1 and _readable(sums) == sums_of(range(2 * BATCH)))
+        assert dict(sums.items()) == sums_of(range(2 * BATCH))
+    finally:
+        await client.cancel()
+
+
+def _readable(view: Any) -> Any:
+    try:
+        return dict(view.items())
+    except StateError:  # between the failed run and the restarted one
+        return None
