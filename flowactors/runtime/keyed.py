@@ -9,6 +9,7 @@ when it is chained behind its input (parallelism 1) it computes them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -136,13 +137,15 @@ class KeyedOperator(StreamOperator):
         )
 
     async def capture_snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
-        sliced = getattr(self.backend, "snapshot_tables_sliced", None)
-        if sliced is None:
-            return self.snapshot_state(checkpoint_id)
-        # The heap tables are copied in slices of the time budget; the task is
-        # suspended in between, so they stay as the barrier found them.
+        # The task is suspended until this returns, so the state stays as the barrier
+        # found it while the capture yields: heap tables are copied in slices of the time
+        # budget, and RocksDB flushes and hard-links its files in a worker thread.
         backend = self.backend
-        tables = await sliced(self.ctx.turn.pause_if_expired)
+        sliced = getattr(backend, "snapshot_tables_sliced", None)
+        native = getattr(backend, "native_snapshot", None)
+        if sliced is None and native is None:
+            return self.snapshot_state(checkpoint_id)
+        tables = {} if sliced is None else await sliced(self.ctx.turn.pause_if_expired)
         return OperatorSnapshot(
             keyed=KeyedSnapshot(
                 tables=tables,
@@ -150,6 +153,7 @@ class KeyedOperator(StreamOperator):
                 event_timers=list(self.timers.event.live),
                 processing_timers=list(self.timers.processing.live),
                 max_parallelism=backend.max_parallelism,
+                native=None if native is None else await asyncio.to_thread(native),
             )
         )
 
