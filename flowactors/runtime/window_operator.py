@@ -190,9 +190,9 @@ class WindowOperator(KeyedOperator):
             if acc is _MISSING:
                 contents[slot] = first(v)
                 if top > watermark:
-                    register((k, window), top)
+                    register(slot, top)  # one tuple serves as state key and timer owner
                 if lateness:
-                    register((k, window), top + lateness)
+                    register(slot, top + lateness)
             elif value_first:
                 if copies and backend.snapshots_in_flight:
                     acc = copy.copy(acc)  # a snapshot may still hold this one
@@ -291,11 +291,18 @@ class WindowOperator(KeyedOperator):
         turn = self.ctx.turn
         self.timers.current_watermark = watermark
         for timestamp, owners in self.timers.event.pop_due_buckets(watermark):
-            for start in range(0, len(owners), _FIRE_CHUNK):
+            # Taken from the end of the reversed list, chunk by chunk, so that the owners
+            # are freed as they fire rather than all at once at the end.
+            owners.reverse()
+            while owners:
+                chunk = owners[-_FIRE_CHUNK:]
+                del owners[-_FIRE_CHUNK:]
+                chunk.reverse()
                 try:
-                    await self._fire_tumbling(timestamp, owners[start : start + _FIRE_CHUNK])
+                    await self._fire_tumbling(timestamp, chunk)
                 except Exception as exc:
                     raise self.failure(exc) from exc
+                del chunk
                 if turn.expired():
                     await self._emit()  # what fired so far goes on meanwhile
                     await turn.pause()
