@@ -150,8 +150,9 @@ class TurnBudget:
         self.holds += 1
         self.longest_hold_s = max(self.longest_hold_s, held)
         log.warning(
-            "%s held the event loop for %.0f ms without yielding (user code that runs "
-            "this long in one call blocks the service embedding the job)",
+            "%s held the event loop for %.0f ms without yielding: work the runtime "
+            "cannot split (a user function, a source's poll) made every other coroutine "
+            "of the service wait that long",
             who,
             held * 1000.0,
         )

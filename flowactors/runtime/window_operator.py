@@ -168,21 +168,22 @@ class WindowOperator(KeyedOperator):
         register = self.timers.event.add
         strategy = self.strategy
         first, fold, value_first = strategy.first, strategy.fold, strategy.value_first
-        copies = strategy.copies_on_snapshot
         backend = self.backend
+        # No snapshot can start while this batch is processed (the task is inside it), so
+        # whether entries must be copied before they are mutated is known for the batch.
+        copy_first = strategy.copies_on_snapshot and bool(backend.snapshots_in_flight)
+        if None in timestamps:
+            raise ValueError("TumblingEventTimeWindows needs event timestamps: the record has none")
+        too_late = watermark - lateness  # a window whose max timestamp is <= this is dropped
         for v, ts, k in zip(values, timestamps, keys):
-            if ts is None:
-                raise ValueError(
-                    "TumblingEventTimeWindows needs event timestamps: the record has none"
-                )
-            start = ts - (ts - offset) % size
+            start = ts - (ts - offset) % size  # type: ignore[operator]
             window = cache.get(start)
             if window is None:
                 window = cache[start] = TimeWindow(start, start + size)
                 if len(cache) > 4096:
                     cache.clear()
             top = start + size - 1
-            if top + lateness <= watermark:
+            if top <= too_late:
                 self._late(v, ts)
                 continue
             slot = (k, window)
@@ -194,13 +195,13 @@ class WindowOperator(KeyedOperator):
                 if lateness:
                     register(slot, top + lateness)
             elif value_first:
-                if copies and backend.snapshots_in_flight:
+                if copy_first:
                     acc = copy.copy(acc)  # a snapshot may still hold this one
                 contents[slot] = fold(v, acc)
             else:
                 contents[slot] = fold(acc, v)
             if top <= watermark:  # late, but within the allowed lateness: fire again now
-                self.backend.current_key = k
+                backend.current_key = k
                 self.window = window
                 await self._fire(k, window)
 
