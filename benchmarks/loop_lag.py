@@ -26,6 +26,9 @@ shared: time it ran other processes is not the loop being held by the job), and
 windowed count — each one's throughput beside the other
 as a share of its throughput alone. Everything goes to JSON as well
 (``benchmarks/loop_lag_results.json``).
+
+One file on purpose (a little over 500 lines): the cases share the probe and
+must run in one process, one after the other, to be comparable.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ class TurnBudget:
         if self._mine + self._theirs > _ACCOUNT_S:
             self._mine *= 0.5
             self._theirs *= 0.5
-        self.slice_s = max(_MIN_SLICE_S, self.max_slice_s - last)
+        self.slice_s = min(self.max_slice_s, max(_MIN_SLICE_S, self.max_slice_s - last))
         self.begin()
 
     async def pause_if_expired(self) -> None:
