@@ -8,7 +8,12 @@ left), else from the newest checkpoint (what a crash left), else starts fresh.
 shutdown path (aiohttp's ``cleanup_ctx``, an ASGI lifespan) calls it.
 
 ``SERVICE_STATE`` names the state directory, ``SERVICE_RATE`` the events per
-second (default 2000) and ``SERVICE_KEYS`` the keys (default 10).
+second (default 2000) and ``SERVICE_KEYS`` the keys (default 10). With
+``SERVICE_KAFKA`` (bootstrap servers) and ``SERVICE_TOPIC`` the events come
+from that topic instead (JSON records ``{"k": ..., ...}``, counted per
+``key-<k % SERVICE_KEYS>``), read from the earliest offset.
+``SERVICE_TIME_SLICE_MS`` sets the longest the job holds the event loop in one
+go (``ExecutionConfig.time_slice_ms``, default 5).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowactors import JobClient, KeyedStateView, StreamExecutionEnvironment
+from flowactors import ExecutionConfig, JobClient, KeyedStateView, StreamExecutionEnvironment
 from flowactors.spi import Sink, SinkWriter, SinkWriterContext
 
 KEYS = int(os.environ.get("SERVICE_KEYS", "10"))
@@ -42,6 +47,20 @@ class _DiscardWriter(SinkWriter[Any]):
         pass
 
 
+def kafka_source(bootstrap: str, topic: str) -> Any:
+    from flowactors_kafka import KafkaOffsetsInitializer, KafkaSource
+
+    return (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_topics(topic)
+        .set_group_id("service-example")
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer("json")
+        .build()
+    )
+
+
 def state_dir() -> Path:
     return Path(os.environ.get("SERVICE_STATE", "service-state"))
 
@@ -52,11 +71,19 @@ def newest_savepoint(state: Path) -> Path | None:
 
 
 async def start_job(state: Path) -> JobClient:
-    env = StreamExecutionEnvironment()
+    time_slice_ms = float(os.environ.get("SERVICE_TIME_SLICE_MS", "5"))
+    env = StreamExecutionEnvironment(config=ExecutionConfig(time_slice_ms=time_slice_ms))
     env.enable_checkpointing(1000, storage=state / "checkpoints")
-    (
+    kafka = os.environ.get("SERVICE_KAFKA")
+    events = (
         env.from_generator(event, rate=RATE, name="Events")
-        .uid("events")
+        if kafka is None
+        else env.from_source(kafka_source(kafka, os.environ["SERVICE_TOPIC"]), name="Events").map(
+            lambda r: (f"key-{r['k'] % KEYS}", 1)
+        )
+    )
+    (
+        events.uid("events")
         .key_by(lambda e: e[0])
         .sum(1)
         .name("Counts")
