@@ -386,8 +386,10 @@ class StreamTask:
             directory = participant.directory_of(checkpoint_id)
             meta: dict[str, Any] = {}
             if directory is not None:
-                # The writer runs beside the task: its own budget, of the same slice.
-                turn = TurnBudget(self.config.time_slice_ms, self.config.report_loop_hold_ms)
+                # The writer runs beside the task, with a budget of its own. Its units of
+                # work are coarse (pickling one key group can take a few ms), so it checks
+                # against half a slice to stay within one.
+                turn = TurnBudget(self.config.time_slice_ms / 2, self.config.report_loop_hold_ms)
                 meta = await write_subtask_snapshot(
                     directory,
                     self.subtask_index,
