@@ -33,12 +33,19 @@ class _TimerQueue:
     gone is skipped when popped). Firing takes a whole bucket at once: the
     window operator fires every window that ends at one timestamp as a batch,
     without a heap operation or a tuple per timer.
+
+    A caller that knows a timer is new (the tumbling window path registers a
+    window's timers only when the window gets its first element) adds it with
+    :meth:`add_new`: its bucket is then a plain list, appended to without a
+    duplicate check (a list grows without rehashing; a dict of 200,000 owners
+    rehashes all of them in one go). Any other operation on such a bucket first
+    turns it into a dict.
     """
 
     __slots__ = ("buckets", "firing", "heap", "size")
 
     def __init__(self) -> None:
-        self.buckets: dict[int, dict[Any, None]] = {}
+        self.buckets: dict[int, dict[Any, None] | list[Any]] = {}
         self.heap: list[int] = []
         self.size = 0
         #: The bucket being fired (taken out of ``buckets``), so a timer deleted
@@ -50,15 +57,35 @@ class _TimerQueue:
         if bucket is None:
             self.buckets[timestamp] = {key: None}
             heapq.heappush(self.heap, timestamp)
-        elif key in bucket:
-            return False
         else:
+            if type(bucket) is list:
+                bucket = self._as_dict(timestamp, bucket)
+            if key in bucket:
+                return False
             bucket[key] = None
         self.size += 1
         return True
 
+    def add_new(self, key: Any, timestamp: int) -> None:
+        """Add a timer the caller knows is not registered (no duplicate check)."""
+        bucket = self.buckets.get(timestamp)
+        if bucket is None:
+            self.buckets[timestamp] = [key]
+            heapq.heappush(self.heap, timestamp)
+        elif type(bucket) is list:
+            bucket.append(key)
+        else:
+            bucket[key] = None
+        self.size += 1
+
+    def _as_dict(self, timestamp: int, bucket: list[Any]) -> dict[Any, None]:
+        owners = self.buckets[timestamp] = dict.fromkeys(bucket)
+        return owners
+
     def remove(self, key: Any, timestamp: int) -> None:
         bucket = self.buckets.get(timestamp)
+        if type(bucket) is list:
+            bucket = self._as_dict(timestamp, bucket)
         if bucket is not None and key in bucket:
             del bucket[key]
             self.size -= 1
@@ -76,9 +103,10 @@ class _TimerQueue:
         heap, buckets = self.heap, self.buckets
         while heap and heap[0] <= until:
             timestamp = heapq.heappop(heap)
-            bucket = buckets.pop(timestamp, None)
-            if bucket is None:
+            popped = buckets.pop(timestamp, None)
+            if popped is None:
                 continue
+            bucket: dict[Any, None] = dict.fromkeys(popped) if isinstance(popped, list) else popped
             self.firing = (timestamp, bucket)
             try:
                 for key in list(bucket):
@@ -99,7 +127,7 @@ class _TimerQueue:
             bucket = buckets.pop(timestamp, None)
             if bucket:
                 self.size -= len(bucket)
-                yield timestamp, list(bucket)
+                yield timestamp, bucket if type(bucket) is list else list(bucket)
 
     @property
     def live(self) -> list[tuple[int, Any]]:

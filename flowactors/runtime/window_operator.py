@@ -165,7 +165,7 @@ class WindowOperator(KeyedOperator):
         contents = self.contents
         watermark = self.timers.current_watermark
         lateness = self.lateness
-        register = self.timers.event.add
+        register = self.timers.event.add_new  # a window's timers are set once, when new
         strategy = self.strategy
         first, fold, value_first = strategy.first, strategy.fold, strategy.value_first
         backend = self.backend
