@@ -67,6 +67,11 @@ class KeyedStateView:
     value of value and reducing state, the list of list state, the dict of map
     state, the result of aggregating state. Window-scoped state is not readable
     here (it is keyed by key and window).
+
+    ``get`` and ``in`` cost one lookup (a dict lookup in memory, a point read in
+    RocksDB). ``keys``, ``items``, ``values`` and, on RocksDB, ``len`` visit the
+    whole state in one go, on the loop: for serving requests use ``get``, and
+    keep whole-state reads for small state or occasional use.
     """
 
     def __init__(
