@@ -5,9 +5,9 @@
 
 ``COUNTS_RATE`` (events per second, default 1000), ``COUNTS_KEYS`` (default 10)
 and ``COUNTS_EVENTS`` (default: endless) tune it. The running count of every key
-is the keyed state ``reduce`` of the operator with uid ``counts`` (the state of
+is the keyed state ``value`` of the operator with uid ``counts`` (the state of
 built-in aggregations):
-``flowactors state read <savepoint> --uid counts --state reduce`` prints it.
+``flowactors state read <savepoint> --uid counts --state value`` prints it.
 """
 
 from __future__ import annotations

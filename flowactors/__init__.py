@@ -18,7 +18,7 @@ from flowactors.api.contexts import (
     ProcessWindowContext,
     TimerService,
 )
-from flowactors.api.datastream import DataStream, DataStreamSink, KeyedStream
+from flowactors.api.datastream import DataStream, DataStreamSink, JobStream, KeyedStream
 from flowactors.api.environment import JobClient, StreamExecutionEnvironment
 from flowactors.api.functions import (
     AggregateFunction,
@@ -60,6 +60,7 @@ from flowactors.errors import (
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.context import RuntimeContext
 from flowactors.runtime.executor import JobExecutionResult, JobStatus
+from flowactors.runtime.live_state import KeyedStateView
 from flowactors.runtime.metrics import JobMetrics, TaskMetrics
 from flowactors.runtime.timers import TimeDomain
 from flowactors.state.descriptors import (
@@ -107,11 +108,13 @@ __all__ = [
     "JobFailedError",
     "JobMetrics",
     "JobStatus",
+    "JobStream",
     "JoinContext",
     "KeyedCoProcessFunction",
     "KeyedContext",
     "KeyedProcessFunction",
     "KeyedStateStore",
+    "KeyedStateView",
     "KeyedStream",
     "ListStateDescriptor",
     "MalformedRecord",

@@ -14,7 +14,7 @@ returns a new stream; nothing runs until the environment executes it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 from flowactors.api.aggregations import Aggregation, field_aggregation
@@ -55,7 +55,7 @@ from flowactors.time.watermarks import WatermarkStrategy
 from flowactors.windows.assigners import WindowAssigner
 
 if TYPE_CHECKING:
-    from flowactors.api.environment import StreamExecutionEnvironment
+    from flowactors.api.environment import JobClient, StreamExecutionEnvironment
     from flowactors.api.output_tag import OutputTag
 
 T = TypeVar("T")
@@ -282,32 +282,18 @@ class DataStream(Generic[T]):
         await self._env.execute(job_name)
         return sink.results
 
-    async def execute_and_stream(self, job_name: str = "stream") -> AsyncIterator[T]:
+    def execute_and_stream(self, job_name: str = "stream") -> JobStream[T]:
         """Run the job and yield this stream's records as they arrive.
 
-        Closing the iterator cancels the job; to close it as soon as a loop is
-        left early, use ``async with contextlib.aclosing(stream.execute_and_stream())
-        as results: async for x in results: ...`` (otherwise it is closed when
-        the event loop finalises it). A failure of the job raises
+        ``async for x in stream.execute_and_stream()`` starts the job on its first
+        iteration; ``async with stream.execute_and_stream() as results`` starts it at
+        once and hands back the job's client as ``results.client`` (for savepoints,
+        metrics and live keyed state) before the first record. Closing the iterator
+        (leaving the ``async with``) cancels the job; a plain ``async for`` left early
+        closes it when the event loop finalises it. A failure of the job raises
         ``JobFailedError`` after the records that arrived before it.
         """
-        mailbox = Mailbox(1, self._env.config.mailbox_capacity)
-        self.sink_to(StreamSink(mailbox), name="Stream Sink")
-        client = await self._env.execute_async(job_name)
-        client._master.on_done(lambda: mailbox.put_control(None))
-        try:
-            while True:
-                channel, message = await mailbox.take()
-                if channel == CONTROL:
-                    while (item := mailbox.poll()) is not None:
-                        for value in item[1]:
-                            yield value
-                    await client.wait()
-                    return
-                for value in message:
-                    yield value
-        finally:
-            await client.cancel()
+        return JobStream(self, job_name)
 
 
 _PER_RECORD: dict[str, tuple[str, Callable[[Any], StreamOperator]]] = {
@@ -420,3 +406,75 @@ class KeyedStream(DataStream[T], Generic[K, T]):
 def _check_parallelism(parallelism: int) -> None:
     if not isinstance(parallelism, int) or isinstance(parallelism, bool) or parallelism < 1:
         raise InvalidGraphError(f"parallelism must be an int >= 1, got {parallelism!r}")
+
+
+class JobStream(Generic[T]):
+    """The records of a running job as they arrive (``execute_and_stream``), and its client."""
+
+    def __init__(self, stream: DataStream[T], job_name: str) -> None:
+        self._stream = stream
+        self._job_name = job_name
+        self._client: JobClient | None = None
+        self._records: AsyncGenerator[T, None] | None = None
+
+    @property
+    def client(self) -> JobClient:
+        """The running job (once started: by ``async with`` or the first iteration)."""
+        if self._client is None:
+            raise InvalidGraphError(
+                "the job has not started yet: use `async with stream.execute_and_stream() "
+                "as results` to have its client before the first record"
+            )
+        return self._client
+
+    async def start(self) -> JobClient:
+        """Start the job (once) and return its client."""
+        if self._client is None:
+            env = self._stream._env
+            mailbox = Mailbox(1, env.config.mailbox_capacity)
+            self._stream.sink_to(StreamSink(mailbox), name="Stream Sink")
+            client = self._client = await env.execute_async(self._job_name)
+            client._master.on_done(lambda: mailbox.put_control(None))
+            self._records = _records(client, mailbox)
+        return self._client
+
+    def __aiter__(self) -> JobStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._records is None:
+            await self.start()
+        assert self._records is not None
+        return await self._records.__anext__()
+
+    async def aclose(self) -> None:
+        """Cancel the job (if it runs) and stop iterating."""
+        if self._records is not None:
+            await self._records.aclose()
+        if self._client is not None:
+            await self._client.cancel()  # also when the records were never iterated
+
+    async def __aenter__(self) -> JobStream[T]:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+async def _records(client: JobClient, mailbox: Mailbox) -> AsyncGenerator[Any, None]:
+    # A generator, so that the event loop finalises (and cancels the job of) a stream
+    # that was left early and never closed.
+    try:
+        while True:
+            channel, message = await mailbox.take()
+            if channel == CONTROL:
+                while (item := mailbox.poll()) is not None:
+                    for value in item[1]:
+                        yield value
+                await client.wait()
+                return
+            for value in message:
+                yield value
+    finally:
+        await client.cancel()

@@ -40,6 +40,7 @@ from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobStatus
 from flowactors.runtime.graph import Input, Transformation, build_plan
 from flowactors.runtime.jobmaster import JobMaster
+from flowactors.runtime.live_state import KeyedStateView, wait_state_restored
 from flowactors.runtime.metrics import JobMetrics
 from flowactors.runtime.source_sink import SourceOperator
 from flowactors.spi import Source
@@ -58,6 +59,7 @@ class JobClient:
 
     def __init__(self, master: JobMaster) -> None:
         self._master = master
+        self._loop = asyncio.get_running_loop()
 
     @property
     def _execution(self) -> JobExecution:
@@ -91,6 +93,18 @@ class JobClient:
     def metrics(self) -> JobMetrics:
         """Counters per task, and the records in flight (queued or buffered) right now."""
         return self._master.metrics()
+
+    def keyed_state(self, uid: str, state_name: str) -> KeyedStateView:
+        """A read-only live view of keyed state ``state_name`` of the operator with ``uid``.
+
+        ``view.get(key)``, ``view.keys()``, ``view.items()``, ``len(view)``, ``key in view``:
+        the values the job holds right now, read on the job's event loop between its
+        batches. Built-in keyed aggregations (``reduce``, ``sum``, ...) name their state
+        ``"value"``. Works with the in-memory and the RocksDB backends, follows restarts,
+        and is populated as soon as ``execute_async`` returned (restored state included).
+        An unknown uid or state name raises an error listing what exists.
+        """
+        return KeyedStateView(self._master, self._loop, uid, state_name)
 
     def checkpoint_stats(self) -> CheckpointStats | None:
         """Duration, size and longest synchronous pause of the last completed snapshot."""
@@ -363,7 +377,10 @@ class StreamExecutionEnvironment:
             allow_non_restored_state,
         )
         master.start()
-        return JobClient(master)
+        client = JobClient(master)
+        # Keyed state restored before this returns: a live state view answers at once.
+        await wait_state_restored(master)
+        return client
 
     async def execute(
         self,

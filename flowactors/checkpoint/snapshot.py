@@ -6,8 +6,9 @@ entries. The asynchronous part (:func:`write_operator_snapshot`) groups keyed
 entries and timers by key group, serialises each group into its own section
 of one file per subtask (the metadata records each section's offset, size and
 checksum, so a restore at any parallelism reads just the groups it owns) and
-each subtask's operator state into another file, yielding to the event loop every
-few thousand entries so processing goes on meanwhile.
+each subtask's operator state into another file, yielding to the event loop
+(through the ``pause`` it is given: the task's time budget; by default every few
+thousand entries) so processing goes on meanwhile.
 
 Restoring (:class:`RestoreView`) reads the key groups a subtask owns now —
 whatever the parallelism was when the snapshot was taken — and hands operator
@@ -18,6 +19,7 @@ subtask, for union state).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,18 @@ from typing import Any
 from flowactors.checkpoint.config import Serializer
 from flowactors.checkpoint.storage import CompletedCheckpoint
 from flowactors.errors import CheckpointError
-from flowactors.state.files import FileInfo, checksum, write_file
+from flowactors.state.files import FileInfo, checksum, write_file, write_parts
 from flowactors.state.keygroups import key_group_for
 
 _YIELD_EVERY = 5000
+#: Entries (or key groups) between two calls of a given ``pause``.
+_CHECK_EVERY = 256
+
+Pause = Callable[[], Awaitable[None]]
+
+
+async def _yield() -> None:
+    await asyncio.sleep(0)
 
 
 @dataclass
@@ -67,6 +77,7 @@ async def write_operator_snapshot(
     snapshot: OperatorSnapshot,
     serializer: Serializer,
     shared_dir: Path | None = None,
+    pause: Pause | None = None,
 ) -> dict[str, Any]:
     """Write one subtask's snapshot of one operator; return its metadata part.
 
@@ -77,7 +88,7 @@ async def write_operator_snapshot(
     if snapshot.keyed is not None and snapshot.keyed.native is not None:
         meta["rocksdb"] = [await snapshot.keyed.native.write(directory, shared_dir, uid, subtask)]
     if snapshot.keyed is not None:
-        groups = await _group_by_key_group(snapshot.keyed)
+        groups = await _group_by_key_group(snapshot.keyed, pause)
         sections: list[bytes] = []
         keyed: dict[str, Any] = {}
         path = f"{uid}/keyed-{subtask}.bin"
@@ -94,10 +105,12 @@ async def write_operator_snapshot(
             keyed[str(group)] = FileInfo(path, len(data), checksum(data), offset).to_json()
             sections.append(data)
             offset += len(data)
-            if n % 16 == 15:
+            if pause is not None:
+                await pause()
+            elif n % 16 == 15:
                 await asyncio.sleep(0)
         if sections:
-            await write_file(directory, path, b"".join(sections))
+            await write_parts(directory, path, sections)
         meta["keyed"] = keyed
         meta["max_parallelism"] = snapshot.keyed.max_parallelism
     if snapshot.operator_state:  # nothing to restore is not written (a stateless sink)
@@ -113,6 +126,7 @@ async def write_subtask_snapshot(
     snapshots: list[tuple[str, OperatorSnapshot | None]],
     serializer: Serializer,
     shared_dir: Path | None = None,
+    pause: Pause | None = None,
 ) -> dict[str, Any]:
     """Write the snapshots of one subtask's operators (by uid); their metadata parts.
 
@@ -122,7 +136,7 @@ async def write_subtask_snapshot(
     for uid, snapshot in snapshots:
         if snapshot is not None:
             part = await write_operator_snapshot(
-                directory, uid, subtask, snapshot, serializer, shared_dir
+                directory, uid, subtask, snapshot, serializer, shared_dir, pause
             )
             if part:
                 meta[uid] = part
@@ -144,7 +158,11 @@ def merge_subtask_part(
         merged["max_parallelism"] = part["max_parallelism"]
 
 
-async def _group_by_key_group(snapshot: KeyedSnapshot) -> dict[int, KeyGroupState]:
+async def _group_by_key_group(
+    snapshot: KeyedSnapshot, pause: Pause | None = None
+) -> dict[int, KeyGroupState]:
+    every = _YIELD_EVERY if pause is None else _CHECK_EVERY
+    pause = pause or _yield
     groups: dict[int, KeyGroupState] = {}
     cache: dict[Any, int] = {}
     max_p = snapshot.max_parallelism
@@ -170,10 +188,13 @@ async def _group_by_key_group(snapshot: KeyedSnapshot) -> dict[int, KeyGroupStat
                     state.namespaced.add(name)
             entries[k] = value
             seen += 1
-            if seen % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)
+            if seen % every == 0:
+                await pause()
     for ts, owner in snapshot.event_timers:
         group_of(owner[0]).event_timers.append((ts, owner))
+        seen += 1
+        if seen % every == 0:
+            await pause()
     for ts, owner in snapshot.processing_timers:
         group_of(owner[0]).processing_timers.append((ts, owner))
     return groups

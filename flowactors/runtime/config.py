@@ -38,6 +38,16 @@ class ExecutionConfig:
       ``flowactors.state.RocksDBStateBackend`` keeps it on disk.
     - ``clock``: where processing time comes from; ``None`` is the wall clock,
       ``flowactors.testing.ManualClock`` lets a test move it.
+    - ``time_slice_ms``: the longest the runtime keeps the event loop before it
+      lets the embedding service's coroutines (and other jobs) run: tasks,
+      timer and window firing, snapshots and restores yield after this long.
+    - ``report_loop_hold_ms``: a task that holds the loop longer than this in one
+      go (user code the runtime cannot slice) is logged and counted
+      (``loopHolds``, ``longestLoopHoldMs``).
+    - ``freeze_long_lived_objects``: while the job runs, objects that survived a
+      full garbage collection are frozen (``gc.freeze``), so later full
+      collections do not pause the loop in proportion to the state (see
+      ``flowactors/runtime/gc_policy.py``).
 
     Change a copy with :meth:`replace` (a misspelt setting is a ``TypeError``);
     ``env.get_config()`` offers Flink's setters over the environment's config.
@@ -50,8 +60,15 @@ class ExecutionConfig:
     chaining: bool = True
     state_backend: Any = None
     clock: Clock | None = None
+    time_slice_ms: float = 5.0
+    report_loop_hold_ms: float = 50.0
+    freeze_long_lived_objects: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("time_slice_ms", "report_loop_hold_ms"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise InvalidGraphError(f"{name} must be a number > 0, got {value!r}")
         _positive("batch_size", self.batch_size)
         _positive("mailbox_capacity", self.mailbox_capacity)
         if not isinstance(self.buffer_timeout_ms, int | float) or self.buffer_timeout_ms < 0:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowactors.errors import FlowactorsError
+from flowactors.runtime.budget import TurnBudget
 from flowactors.state.backend import (
     AggregatingState,
     ListState,
@@ -113,6 +114,8 @@ class OperatorContext:
     checkpointing: bool = False
     #: The highest parallelism any run of the job gave this operator (this one included).
     highest_parallelism: int = 1
+    #: The owning task's time budget: long work yields when it is spent.
+    turn: TurnBudget = field(default_factory=TurnBudget)
 
 
 class RuntimeContext:

@@ -154,6 +154,7 @@ class JobExecution:
                                 chain.parallelism,
                                 self.highest_parallelism.get(plan.uids[t], 0),
                             ),
+                            turn=task.turn,
                         )
                     )
                     ops.append(op)

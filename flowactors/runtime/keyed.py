@@ -9,7 +9,8 @@ when it is chained behind its input (parallelism 1) it computes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flowactors.checkpoint.snapshot import KeyedSnapshot, OperatorSnapshot, RestoreView
@@ -31,6 +32,9 @@ from flowactors.state.backend import HeapKeyedStateBackend
 from flowactors.state.keygroups import check_keys, key_group_range
 
 _MISSING: Any = object()
+#: The state name of the built-in keyed aggregations (``reduce``, ``sum``, ``min``, ...).
+REDUCE_STATE = "value"
+_LEGACY_REDUCE_STATE = "reduce"
 
 
 class KeyedContext:
@@ -155,6 +159,27 @@ class KeyedOperator(StreamOperator):
             )
         )
 
+    async def capture_snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
+        # The task is suspended until this returns, so the state stays as the barrier
+        # found it while the capture yields: heap tables are copied in slices of the time
+        # budget, and RocksDB flushes and hard-links its files in a worker thread.
+        backend = self.backend
+        sliced = getattr(backend, "snapshot_tables_sliced", None)
+        native = getattr(backend, "native_snapshot", None)
+        if sliced is None and native is None:
+            return self.snapshot_state(checkpoint_id)
+        tables = {} if sliced is None else await sliced(self.ctx.turn.pause_if_expired)
+        return OperatorSnapshot(
+            keyed=KeyedSnapshot(
+                tables=tables,
+                namespaced=set(backend.namespaced),
+                event_timers=list(self.timers.event.live),
+                processing_timers=list(self.timers.processing.live),
+                max_parallelism=backend.max_parallelism,
+                native=None if native is None else await asyncio.to_thread(native),
+            )
+        )
+
     def snapshot_finished(self, checkpoint_id: int) -> None:
         self.backend.snapshot_released()
 
@@ -169,7 +194,9 @@ class KeyedOperator(StreamOperator):
                     "restore it with env.set_state_backend(RocksDBStateBackend(...))"
                 )
             await restore_native(native, restore.checkpoint.read)
+        turn = self.ctx.turn
         for group in await restore.key_groups(backend.key_groups, backend.max_parallelism):
+            await turn.pause_if_expired()
             for name, entries in group.tables.items():
                 backend.restore_table(name, entries, name in group.namespaced)
             for ts, owner in group.event_timers:
@@ -178,18 +205,29 @@ class KeyedOperator(StreamOperator):
                 self.timers.register_processing_time_timer(owner, ts)
 
     async def process_watermark(self, timestamp: int) -> None:
-        backend = self.backend
-        for ts, (key, namespace) in self.timers.due_event_timers(timestamp):
-            backend.current_key = key
-            await self.on_event_time(ts, namespace)
-        await self.flush_timer_output()
+        # Everything the watermark made due fires before it goes on, in slices of the
+        # task's time budget: the task stays inside this message while it yields.
+        await self.fire_event_timers(timestamp)
         await super().process_watermark(timestamp)
 
+    async def fire_event_timers(self, watermark: int) -> None:
+        """Fire every event-time timer due at ``watermark``, yielding between slices."""
+        await self._fire_due(self.timers.due_event_timers(watermark), self.on_event_time)
+
     async def _on_processing_time(self, now: int) -> None:
+        await self._fire_due(self.timers.due_processing_timers(now), self.on_processing_time)
+
+    async def _fire_due(
+        self, due: Iterator[tuple[int, Any]], fire: Callable[[int, Any], Awaitable[None]]
+    ) -> None:
         backend = self.backend
-        for ts, (key, namespace) in self.timers.due_processing_timers(now):
+        turn = self.ctx.turn
+        for n, (ts, (key, namespace)) in enumerate(due, 1):
             backend.current_key = key
-            await self.on_processing_time(ts, namespace)
+            await fire(ts, namespace)
+            if not n & 63 and turn.expired():
+                await self.flush_timer_output()  # what fired so far goes on meanwhile
+                await turn.pause()
         await self.flush_timer_output()
 
     async def on_event_time(self, timestamp: int, namespace: Any) -> None:
@@ -326,8 +364,19 @@ class KeyedReduceOperator(KeyedOperator):
 
     def setup(self, ctx: OperatorContext) -> None:
         super().setup(ctx)
-        #: key -> current aggregate: the reduce reads and writes the table directly.
-        self.state = self.backend.table("reduce")
+        #: key -> current aggregate: the reduce reads and writes the table directly. Its
+        #: name is the one every built-in keyed aggregation's state has (``"value"``), which
+        #: is what ``client.keyed_state(uid, "value")`` and ``flowactors state read`` use.
+        self.state = self.backend.table(REDUCE_STATE)
+
+    async def initialize_state(self, restore: RestoreView) -> None:
+        await super().initialize_state(restore)
+        # Snapshots taken before the table was named "value" call it "reduce".
+        legacy = self.backend.tables.get(_LEGACY_REDUCE_STATE)
+        if legacy:
+            for key, value in list(legacy.items()):
+                self.state[key] = value
+                legacy.pop(key, None)
 
     async def process_batch(
         self, values: Values, timestamps: Timestamps, keys: Values | None = None

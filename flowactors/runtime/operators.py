@@ -180,6 +180,12 @@ class StreamOperator:
         """The synchronous part of a snapshot: cheap copies, no I/O."""
         return None
 
+    async def capture_snapshot(self, checkpoint_id: int) -> OperatorSnapshot | None:
+        """What the task calls at a barrier: :meth:`snapshot_state`, or the same taken in
+        slices of the task's time budget (the task is suspended while it yields, so the
+        state stays as the barrier found it)."""
+        return self.snapshot_state(checkpoint_id)
+
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         """Checkpoint ``checkpoint_id`` is complete (commit external side effects now)."""
 

@@ -24,7 +24,9 @@ from typing import Any, Protocol
 from flowactors.checkpoint.barrier import CheckpointBarrier
 from flowactors.checkpoint.config import Serializer
 from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView, write_subtask_snapshot
+from flowactors.runtime import gc_policy
 from flowactors.runtime.alignment import BarrierAligner
+from flowactors.runtime.budget import TurnBudget
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.elements import (
     MAX_WATERMARK,
@@ -42,9 +44,6 @@ from flowactors.runtime.valve import WatermarkValve
 from flowactors.runtime.writer import RecordWriter
 from flowactors.spi import InputStatus
 from flowactors.time.clock import ProcessingTimeService
-
-#: The longest a task keeps the event loop without giving other coroutines a turn.
-YIELD_INTERVAL_S = 0.005
 
 BatchHandler = Callable[[Values, Timestamps, Values | None], Awaitable[None]]
 ControlMessage = Callable[[], Awaitable[None]]
@@ -83,6 +82,8 @@ class StreamTask:
         self.operators = operators
         self.mailbox = mailbox
         self.config = config
+        #: How long this task keeps the event loop before it yields (see budget.py).
+        self.turn = TurnBudget(config.time_slice_ms, config.report_loop_hold_ms)
         self.writers: list[RecordWriter] = []
         #: Per input channel: the head's batch handler (input 1 or 2 of a two-input head).
         self.channel_handlers: list[BatchHandler] = []
@@ -100,8 +101,19 @@ class StreamTask:
         self.snapshot_writers: set[asyncio.Task[None]] = set()
         #: False after a stop (stop-with-savepoint): end without finishing operators.
         self.drain = True
+        #: Set once every operator's state is restored (or found empty): what live state
+        #: readers and ``execute_async`` wait for.
+        self.state_restored = asyncio.Event()
+        #: True from then until the operators are closed (their backends may be gone).
+        self.state_readable = False
+        #: Operators whose ``open`` ran (their state handles exist).
+        self.opened: list[StreamOperator] = []
         self._stop_requested = False
         self._stop_checkpoint: int | None = None
+
+    @property
+    def description(self) -> str:
+        return f"operator {self.name!r} (subtask {self.subtask_index})"
 
     @property
     def head(self) -> StreamOperator:
@@ -127,12 +139,23 @@ class StreamTask:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.started_at = loop.time()
-        opened: list[StreamOperator] = []
+        self.turn.begin()
+        metrics = self.head.ctx.metric_group
+        metrics.gauge("loopHolds", lambda: self.turn.holds)
+        metrics.gauge("longestLoopHoldMs", lambda: self.turn.longest_hold_s * 1000.0)
+        opened = self.opened
         failed = False
+        freezing = self.config.freeze_long_lived_objects
+        if freezing:
+            gc_policy.hold()
         try:
             if self.restore_views is not None:
                 for op, view in zip(self.operators, self.restore_views):
                     await op.initialize_state(view)
+                if freezing:
+                    gc_policy.freeze_now()  # restored state lives long
+            self.state_readable = True
+            self.state_restored.set()
             for op in reversed(self.operators):
                 await op.open()
                 opened.append(op)
@@ -140,6 +163,7 @@ class StreamTask:
                 await self._run_source(self.head)
             else:
                 await self._run_inputs()
+            self.turn.check_hold(self.description)
             if self.drain:
                 for op in self.operators:
                     await op.finish()
@@ -160,12 +184,18 @@ class StreamTask:
             raise self._attribute(exc) from exc
         finally:
             self.ended_at = loop.time()
+            self.state_readable = False
+            self.state_restored.set()  # nobody waits for a task that ended
             self.processing_time.shutdown()
             for writer_task in self.snapshot_writers:
                 writer_task.cancel()
             if self.snapshot_writers:
                 await asyncio.gather(*self.snapshot_writers, return_exceptions=True)
-            await self._close(opened, failed)
+            try:
+                await self._close(opened, failed)
+            finally:
+                if freezing:
+                    gc_policy.release()
 
     async def _close(self, opened: list[StreamOperator], failed: bool) -> None:
         first_error: BaseException | None = None
@@ -189,7 +219,7 @@ class StreamTask:
         next_flush = loop.time() + timeout
         periodic = head.periodic_interval_ms / 1000.0
         next_periodic = loop.time() + periodic if periodic else float("inf")
-        next_yield = loop.time() + YIELD_INTERVAL_S
+        turn = self.turn
         more = InputStatus.MORE_AVAILABLE
         end = InputStatus.END_OF_INPUT
         while True:
@@ -209,18 +239,21 @@ class StreamTask:
                 if self.writers and now >= next_flush:
                     await self.flush_outputs()
                     next_flush = now + timeout
-                if now >= next_yield:
+                if turn.expired():
                     # A source whose chain never has to wait would keep the event loop to
                     # itself: let timers, the coordinator and other coroutines run.
-                    await asyncio.sleep(0)
-                    next_yield = loop.time() + YIELD_INTERVAL_S
+                    turn.check_hold(self.description)
+                    await turn.pause()
                 continue
             if status is end:
+                turn.check_hold(self.description)
                 break
             await self.flush_outputs()
             next_flush = loop.time() + timeout
             wait = next_periodic - loop.time()
+            turn.check_hold(self.description)
             await _first_of(head.is_available(), mailbox.wait_control(), timeout=max(0.0, wait))
+            turn.begin()
         # A finished source ends event time: every pending timer and window fires.
         await head.process_watermark(MAX_WATERMARK)
 
@@ -235,7 +268,7 @@ class StreamTask:
         aligner = BarrierAligner(mailbox)
         timeout = self.config.buffer_timeout_ms / 1000.0
         next_flush = loop.time() + timeout
-        next_yield = loop.time() + YIELD_INTERVAL_S
+        turn = self.turn
         poll = mailbox.poll
         has_writers = bool(self.writers)
 
@@ -253,7 +286,9 @@ class StreamTask:
                 if has_writers:
                     await self.flush_outputs()
                     next_flush = loop.time() + timeout
+                turn.check_hold(self.description)
                 item = await mailbox.take()
+                turn.begin()
             channel, message = item
             kind = type(message)
             if kind is Batch:
@@ -287,9 +322,9 @@ class StreamTask:
             if has_writers and now >= next_flush:
                 await self.flush_outputs()
                 next_flush = now + timeout
-            if now >= next_yield:
-                await asyncio.sleep(0)  # as in the source loop: never hold the loop for long
-                next_yield = loop.time() + YIELD_INTERVAL_S
+            if turn.expired():  # as in the source loop: never hold the loop for long
+                turn.check_hold(self.description)
+                await turn.pause()
 
     # -- checkpoints -------------------------------------------------------
 
@@ -318,7 +353,7 @@ class StreamTask:
         try:
             started = clock()
             for uid, op in zip(self.uids, self.operators):
-                snapshots.append((uid, op, op.snapshot_state(n)))
+                snapshots.append((uid, op, await op.capture_snapshot(n)))
             pause = clock() - started
         except Exception as exc:
             # A failed snapshot (nothing was lost) fails the checkpoint, not the job: the
@@ -351,12 +386,17 @@ class StreamTask:
             directory = participant.directory_of(checkpoint_id)
             meta: dict[str, Any] = {}
             if directory is not None:
+                # The writer runs beside the task, with a budget of its own. Its units of
+                # work are coarse (pickling one key group can take a few ms), so it checks
+                # against half a slice to stay within one.
+                turn = TurnBudget(self.config.time_slice_ms / 2, self.config.report_loop_hold_ms)
                 meta = await write_subtask_snapshot(
                     directory,
                     self.subtask_index,
                     [(uid, snapshot) for uid, _, snapshot in snapshots],
                     participant.serializer,
                     participant.shared_dir_of(checkpoint_id),
+                    turn.pause_if_expired,
                 )
             participant.acknowledge(checkpoint_id, self, meta, pause)
         except asyncio.CancelledError:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import heapq
-import itertools
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -27,43 +26,122 @@ class TimeDomain(enum.Enum):
 
 
 class _TimerQueue:
-    __slots__ = ("heap", "live", "seq")
+    """Timers of one time domain, bucketed by timestamp.
 
-    def __init__(self, seq: Iterator[int]) -> None:
-        self.heap: list[tuple[int, int, Any]] = []
-        self.live: set[tuple[int, Any]] = set()
-        self.seq = seq
+    ``buckets`` maps a timestamp to its owners in registration order (a dict used
+    as an ordered set), ``heap`` holds the timestamps (an entry whose bucket is
+    gone is skipped when popped). Firing takes a whole bucket at once: the
+    window operator fires every window that ends at one timestamp as a batch,
+    without a heap operation or a tuple per timer.
+
+    A caller that knows a timer is new (the tumbling window path registers a
+    window's timers only when the window gets its first element) adds it with
+    :meth:`add_new`: its bucket is then a plain list, appended to without a
+    duplicate check (a list grows without rehashing; a dict of 200,000 owners
+    rehashes all of them in one go). Any other operation on such a bucket first
+    turns it into a dict.
+    """
+
+    __slots__ = ("buckets", "firing", "heap", "size")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, dict[Any, None] | list[Any]] = {}
+        self.heap: list[int] = []
+        self.size = 0
+        #: The bucket being fired (taken out of ``buckets``), so a timer deleted
+        #: while its bucket fires does not fire.
+        self.firing: tuple[int, dict[Any, None]] | None = None
 
     def add(self, key: Any, timestamp: int) -> bool:
-        entry = (timestamp, key)
-        if entry in self.live:
-            return False
-        self.live.add(entry)
-        heapq.heappush(self.heap, (timestamp, next(self.seq), key))
+        bucket = self.buckets.get(timestamp)
+        if bucket is None:
+            self.buckets[timestamp] = {key: None}
+            heapq.heappush(self.heap, timestamp)
+        else:
+            if type(bucket) is list:
+                bucket = self._as_dict(timestamp, bucket)
+            if key in bucket:
+                return False
+            bucket[key] = None
+        self.size += 1
         return True
 
+    def add_new(self, key: Any, timestamp: int) -> None:
+        """Add a timer the caller knows is not registered (no duplicate check)."""
+        bucket = self.buckets.get(timestamp)
+        if bucket is None:
+            self.buckets[timestamp] = [key]
+            heapq.heappush(self.heap, timestamp)
+        elif type(bucket) is list:
+            bucket.append(key)
+        else:
+            bucket[key] = None
+        self.size += 1
+
+    def _as_dict(self, timestamp: int, bucket: list[Any]) -> dict[Any, None]:
+        owners = self.buckets[timestamp] = dict.fromkeys(bucket)
+        return owners
+
     def remove(self, key: Any, timestamp: int) -> None:
-        self.live.discard((timestamp, key))
+        bucket = self.buckets.get(timestamp)
+        if type(bucket) is list:
+            bucket = self._as_dict(timestamp, bucket)
+        if bucket is not None and key in bucket:
+            del bucket[key]
+            self.size -= 1
+            if not bucket:
+                del self.buckets[timestamp]
+            return
+        firing = self.firing
+        if firing is not None and firing[0] == timestamp and key in firing[1]:
+            del firing[1][key]
+            self.size -= 1
 
     def pop_due(self, until: int) -> Iterator[tuple[int, Any]]:
-        """Live timers with timestamp <= ``until``, earliest first (including ones
-        registered while iterating)."""
-        heap, live = self.heap, self.live
-        while heap and heap[0][0] <= until:
-            timestamp, _, key = heapq.heappop(heap)
-            entry = (timestamp, key)
-            if entry in live:
-                live.remove(entry)
-                yield entry
+        """Live timers with timestamp <= ``until``, earliest first, in registration order
+        within a timestamp (including ones registered while iterating)."""
+        heap, buckets = self.heap, self.buckets
+        while heap and heap[0] <= until:
+            timestamp = heapq.heappop(heap)
+            popped = buckets.pop(timestamp, None)
+            if popped is None:
+                continue
+            bucket: dict[Any, None] = dict.fromkeys(popped) if isinstance(popped, list) else popped
+            self.firing = (timestamp, bucket)
+            try:
+                for key in list(bucket):
+                    if key in bucket:  # not deleted since
+                        del bucket[key]
+                        self.size -= 1
+                        yield timestamp, key
+            finally:
+                self.firing = None
+
+    def pop_due_buckets(self, until: int) -> Iterator[tuple[int, list[Any]]]:
+        """Like :meth:`pop_due`, a whole timestamp at a time: ``(timestamp, owners)``.
+
+        For callers that delete none of the timers they are handed while firing them."""
+        heap, buckets = self.heap, self.buckets
+        while heap and heap[0] <= until:
+            timestamp = heapq.heappop(heap)
+            bucket = buckets.pop(timestamp, None)
+            if bucket:
+                self.size -= len(bucket)
+                yield timestamp, bucket if type(bucket) is list else list(bucket)
+
+    @property
+    def live(self) -> list[tuple[int, Any]]:
+        """Every pending timer as ``(timestamp, owner)``."""
+        return [(ts, key) for ts, bucket in self.buckets.items() for key in bucket]
 
     def earliest(self) -> int | None:
-        heap, live = self.heap, self.live
-        while heap and (heap[0][0], heap[0][2]) not in live:
+        heap, buckets = self.heap, self.buckets
+        while heap and heap[0] not in buckets:
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return heap[0] if heap else None
 
     def __len__(self) -> int:
-        return len(self.live)
+        return self.size
 
 
 class InternalTimerService:
@@ -74,9 +152,8 @@ class InternalTimerService:
         processing_time: ProcessingTimeService,
         on_processing_time: Callable[[int], Awaitable[None]],
     ) -> None:
-        seq = itertools.count()
-        self.event = _TimerQueue(seq)
-        self.processing = _TimerQueue(seq)
+        self.event = _TimerQueue()
+        self.processing = _TimerQueue()
         self.clock = processing_time
         self._on_processing_time = on_processing_time
         self._wakeup: tuple[int, Cancellable] | None = None

@@ -23,6 +23,7 @@ window's end timer once; fire at once if the element is late but allowed).
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from itertools import repeat
 from typing import Any
@@ -39,6 +40,8 @@ from flowactors.windows.assigners import TimeWindow, TumblingEventTimeWindows, W
 from flowactors.windows.triggers import EventTimeTrigger, Trigger, TriggerResult
 
 _MISSING: Any = object()
+#: Windows fired between two checks of the time budget.
+_FIRE_CHUNK = 256
 
 
 class WindowOperator(KeyedOperator):
@@ -162,24 +165,25 @@ class WindowOperator(KeyedOperator):
         contents = self.contents
         watermark = self.timers.current_watermark
         lateness = self.lateness
-        register = self.timers.event.add
+        register = self.timers.event.add_new  # a window's timers are set once, when new
         strategy = self.strategy
         first, fold, value_first = strategy.first, strategy.fold, strategy.value_first
-        copies = strategy.copies_on_snapshot
         backend = self.backend
+        # No snapshot can start while this batch is processed (the task is inside it), so
+        # whether entries must be copied before they are mutated is known for the batch.
+        copy_first = strategy.copies_on_snapshot and bool(backend.snapshots_in_flight)
+        if None in timestamps:
+            raise ValueError("TumblingEventTimeWindows needs event timestamps: the record has none")
+        too_late = watermark - lateness  # a window whose max timestamp is <= this is dropped
         for v, ts, k in zip(values, timestamps, keys):
-            if ts is None:
-                raise ValueError(
-                    "TumblingEventTimeWindows needs event timestamps: the record has none"
-                )
-            start = ts - (ts - offset) % size
+            start = ts - (ts - offset) % size  # type: ignore[operator]
             window = cache.get(start)
             if window is None:
                 window = cache[start] = TimeWindow(start, start + size)
                 if len(cache) > 4096:
                     cache.clear()
             top = start + size - 1
-            if top + lateness <= watermark:
+            if top <= too_late:
                 self._late(v, ts)
                 continue
             slot = (k, window)
@@ -187,17 +191,17 @@ class WindowOperator(KeyedOperator):
             if acc is _MISSING:
                 contents[slot] = first(v)
                 if top > watermark:
-                    register((k, window), top)
+                    register(slot, top)  # one tuple serves as state key and timer owner
                 if lateness:
-                    register((k, window), top + lateness)
+                    register(slot, top + lateness)
             elif value_first:
-                if copies and backend.snapshots_in_flight:
+                if copy_first:
                     acc = copy.copy(acc)  # a snapshot may still hold this one
                 contents[slot] = fold(v, acc)
             else:
                 contents[slot] = fold(acc, v)
             if top <= watermark:  # late, but within the allowed lateness: fire again now
-                self.backend.current_key = k
+                backend.current_key = k
                 self.window = window
                 await self._fire(k, window)
 
@@ -277,6 +281,73 @@ class WindowOperator(KeyedOperator):
         return [target]
 
     # -- timers ------------------------------------------------------------
+
+    async def fire_event_timers(self, watermark: int) -> None:
+        if not self.fast:
+            await super().fire_event_timers(watermark)
+            return
+        # Tumbling windows with the default trigger: every timer is a window's end (fire)
+        # or its cleanup time; all windows due at one timestamp fire as one batch, with
+        # no trigger call, no TriggerResult and no heap operation per window.
+        turn = self.ctx.turn
+        self.timers.current_watermark = watermark
+        for timestamp, owners in self.timers.event.pop_due_buckets(watermark):
+            # Taken from the end of the reversed list, chunk by chunk, so that the owners
+            # are freed as they fire rather than all at once at the end.
+            owners.reverse()
+            while owners:
+                chunk = owners[-_FIRE_CHUNK:]
+                del owners[-_FIRE_CHUNK:]
+                chunk.reverse()
+                try:
+                    await self._fire_tumbling(timestamp, chunk)
+                except Exception as exc:
+                    raise self.failure(exc) from exc
+                del chunk
+                if turn.expired():
+                    await self._emit()  # what fired so far goes on meanwhile
+                    await turn.pause()
+        await self._emit()
+
+    async def _fire_tumbling(self, timestamp: int, owners: list[tuple[Any, Any]]) -> None:
+        contents = self.contents
+        backend = self.backend
+        out = self.collector
+        window_input = self.strategy.window_input
+        process = self.process_fn
+        keyed_output = self.keyed_output
+        wctx = self.wctx
+        clear_fn = self.clear_fn
+        isawaitable = inspect.isawaitable
+        window: Any = None
+        fire = cleanup = False
+        for key, w in owners:
+            if w is not window:
+                window = self.window = w
+                top = w.max_timestamp()
+                fire = timestamp == top
+                cleanup = timestamp == self._cleanup_time(w)
+                out.timestamp = top
+            content = (
+                contents.pop((key, w), _MISSING) if cleanup else contents.get((key, w), _MISSING)
+            )
+            if fire and content is not _MISSING:
+                backend.current_key = key
+                elements = window_input(content)
+                if process is None:
+                    for element in elements:
+                        out.collect(element)
+                else:
+                    r = (
+                        process(key, wctx, elements, out)
+                        if keyed_output
+                        else process(wctx, elements, out)
+                    )
+                    if r is not None and isawaitable(r):
+                        await r
+            if cleanup and clear_fn is not None:
+                backend.current_key = key
+                await resolve(clear_fn(wctx))
 
     async def on_event_time(self, timestamp: int, namespace: Any) -> None:
         await self._on_timer(timestamp, namespace, event_time=True)

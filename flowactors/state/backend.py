@@ -17,7 +17,8 @@ their elements one by one.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from itertools import islice
 from typing import Any, Generic, TypeVar
 
 from flowactors.errors import StateError
@@ -37,6 +38,8 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 _MISSING: Any = object()
+#: Entries copied between two checks of the caller's time budget (about 1 ms).
+_COPY_CHUNK = 16384
 #: The namespace of state that is not scoped to a window.
 VOID: Any = None
 
@@ -101,6 +104,30 @@ class HeapKeyedStateBackend(StateRegistry):
         copied first, so the snapshot keeps the values it saw)."""
         self.snapshots_in_flight += 1
         return {name: dict(table) for name, table in self.tables.items() if table}
+
+    async def snapshot_tables_sliced(
+        self, pause: Callable[[], Awaitable[None]]
+    ) -> dict[str, dict[Any, Any]]:
+        """:meth:`snapshot_tables` in chunks, awaiting ``pause()`` between them.
+
+        The caller guarantees that nothing writes to the tables until this returns
+        (the owning task is suspended inside its snapshot meanwhile)."""
+        self.snapshots_in_flight += 1
+        copies: dict[str, dict[Any, Any]] = {}
+        for name, table in list(self.tables.items()):
+            if not table:
+                continue
+            if len(table) <= _COPY_CHUNK:
+                copies[name] = dict(table)
+            else:
+                copied: dict[Any, Any] = {}
+                entries = iter(table.items())
+                while len(copied) < len(table):
+                    copied.update(islice(entries, _COPY_CHUNK))
+                    await pause()
+                copies[name] = copied
+            await pause()
+        return copies
 
     def snapshot_released(self) -> None:
         self.snapshots_in_flight = max(0, self.snapshots_in_flight - 1)

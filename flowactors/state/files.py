@@ -79,8 +79,20 @@ async def write_file(directory: Path, relative: str, data: bytes) -> FileInfo:
     The whole write happens in one worker-thread call, so cancelling the caller can
     never leave the file open.
     """
-    await asyncio.to_thread(write_durably, directory / relative, data)
-    return FileInfo(relative, len(data), checksum(data))
+    digest = await asyncio.to_thread(_write_and_sum, directory / relative, data)
+    return FileInfo(relative, len(data), digest)
+
+
+async def write_parts(directory: Path, relative: str, parts: list[bytes]) -> FileInfo:
+    """:func:`write_file` of ``b"".join(parts)``, joined in the worker thread as well."""
+    size = sum(len(p) for p in parts)
+    digest = await asyncio.to_thread(lambda: _write_and_sum(directory / relative, b"".join(parts)))
+    return FileInfo(relative, size, digest)
+
+
+def _write_and_sum(path: Path, data: bytes) -> str:
+    write_durably(path, data)
+    return checksum(data)
 
 
 def read_piece(path: Path, offset: int, size: int) -> bytes:

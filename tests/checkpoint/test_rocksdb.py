@@ -186,7 +186,10 @@ async def test_state_larger_than_the_memory_budget_with_incremental_checkpoints(
     client = await env.execute_async("big-state")
     for lo in range(0, keys, 1000):
         queue.put_nowait([(k, os.urandom(blob)) for k in range(lo, lo + 1000)])
-        await asyncio.sleep(0)
+        # The job gets a fair share of the loop, not all of it: wait until it took the
+        # batch, so that what grows is the job's state and not this producer's queue.
+        while not queue.empty():
+            await asyncio.sleep(0.001)
     await _drain(queue)
     rss_growth = process.memory_info().rss - rss_before
     full = await _checkpoint(client)

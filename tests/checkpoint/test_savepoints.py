@@ -131,7 +131,7 @@ async def test_no_record_after_a_barrier_enters_its_snapshot(tmp_path: Path, sha
             expected = await emitted(savepoint)
             tables, _ = await read_snapshot(savepoint, "count")
             if shape == "union":
-                counts = {key: value[1] for key, value in tables["reduce"].items()}
+                counts = {key: value[1] for key, value in tables["value"].items()}
             else:
                 counts = tables["count"]
                 seen = tables["seen"]
@@ -264,7 +264,7 @@ async def test_rescaling_round_trip_2_3_1_keeps_every_key_state(tmp_path: Path) 
     [position] = generator_positions((await read_snapshot(savepoint, "source"))[1]).values()
     assert 0 < position < COUNT
     state_then = final_state(lines_of(expected_running_sums(COUNT, 1, KEYS, range(position))))
-    assert {key: value[2] for key, value in tables["reduce"].items()} == state_then
+    assert {key: value[2] for key, value in tables["value"].items()} == state_then
 
     env = StreamExecutionEnvironment(parallelism=1)
     env.enable_checkpointing(50, storage=tmp_path / "checkpoints", resume="none")

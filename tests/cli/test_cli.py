@@ -69,7 +69,7 @@ def complete_checkpoints(storage: Path) -> list[Path]:
 
 
 def counts_of(savepoint: str) -> dict[str, int]:
-    lines = flowactors("state", "read", savepoint, "--uid", "counts", "--state", "reduce")
+    lines = flowactors("state", "read", savepoint, "--uid", "counts", "--state", "value")
     records = [json.loads(line) for line in lines.stdout.splitlines()]
     counts = {}
     for r in records:
@@ -196,7 +196,7 @@ async def take_known_savepoint(tmp_path: Path) -> Path:
 
 async def test_state_read_prints_the_keyed_state_of_a_savepoint(tmp_path: Path) -> None:
     savepoint = await take_known_savepoint(tmp_path)
-    result = flowactors("state", "read", str(savepoint), "--uid", "sums", "--state", "reduce")
+    result = flowactors("state", "read", str(savepoint), "--uid", "sums", "--state", "value")
     got = [json.loads(line) for line in result.stdout.splitlines()]
     expected = {k: 2 * sum(x for x in range(100) if x % 7 == k) for k in range(7)}
     assert sorted(got, key=lambda r: r["key"]) == [
@@ -206,7 +206,7 @@ async def test_state_read_prints_the_keyed_state_of_a_savepoint(tmp_path: Path) 
     missing = flowactors(
         "state", "read", str(savepoint), "--uid", "sums", "--state", "x", check=False
     )
-    assert missing.returncode == 1 and "it has: reduce" in missing.stderr
+    assert missing.returncode == 1 and "it has: value" in missing.stderr
     other = flowactors(
         "state", "read", str(savepoint), "--uid", "nope", "--state", "x", check=False
     )

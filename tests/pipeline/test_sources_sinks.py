@@ -11,6 +11,7 @@ import pytest
 
 from flowactors import (
     JobFailedError,
+    JobStatus,
     MalformedRecord,
     OutputTag,
     StreamExecutionEnvironment,
@@ -197,3 +198,13 @@ async def test_failed_job_leaves_no_finished_part_file(tmp_path: Path) -> None:
     with pytest.raises(JobFailedError):
         await env.execute()
     assert [p.name for p in out_dir.iterdir()] == [".part-0-0.inprogress"]
+
+
+async def test_execute_and_stream_hands_back_the_job_client_before_the_first_record() -> None:
+    env = StreamExecutionEnvironment()
+    stream = env.from_collection([("a", 1), ("b", 2), ("a", 3)]).key_by(lambda r: r[0]).sum(1)
+    async with stream.uid("sums").execute_and_stream() as results:
+        assert results.client.status is JobStatus.RUNNING
+        got = [x async for x in results]
+    assert got == [("a", 1), ("b", 2), ("a", 4)]
+    assert results.client.status is JobStatus.FINISHED
