@@ -139,7 +139,11 @@ async def test_a_restart_with_only_damaged_checkpoints_of_its_run_fails_the_job(
         return record
 
     env = StreamExecutionEnvironment(parallelism=PARALLELISM)
-    env.enable_checkpointing(20, storage=storage_root, resume="none", max_concurrent=1)
+    # One checkpoint, then none for long after (min_pause): none is in flight, or completes
+    # after the damage, when the failure strikes.
+    env.enable_checkpointing(
+        20, storage=storage_root, resume="none", max_concurrent=1, min_pause=60_000
+    )
     env.set_restart_strategy(RestartStrategies.fixed_delay(3, 10))
     running_sum_job(env, tmp_path / "out", COUNT, rate=RATE, inject=damage_all_then_fail)
     with pytest.raises(JobFailedError) as info:
