@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -47,6 +47,34 @@ class InputStatus(enum.Enum):
 class Boundedness(enum.Enum):
     BOUNDED = "bounded"
     CONTINUOUS_UNBOUNDED = "unbounded"
+
+
+class SourceMetrics(Protocol):
+    """Where a reader reports how far behind it is; the runtime exports it (per split:
+    ``flowactors_consumer_lag_records``, and in ``JobClient.metrics()``)."""
+
+    def report_lag(self, topic: str, partition: int, lag: int) -> None:
+        """The reader is ``lag`` records behind the end of ``topic``/``partition``."""
+        ...
+
+    def forget_lag(self, topic: str, partition: int) -> None:
+        """The reader no longer reads ``topic``/``partition``."""
+        ...
+
+    def report_commit(self, seconds: float) -> None:
+        """Committing positions to the external system took ``seconds``."""
+        ...
+
+
+class _NoSourceMetrics:
+    def report_lag(self, topic: str, partition: int, lag: int) -> None:
+        pass
+
+    def forget_lag(self, topic: str, partition: int) -> None:
+        pass
+
+    def report_commit(self, seconds: float) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -69,6 +97,8 @@ class SourceReaderContext:
     batch_size: int
     restored_state: list[Any] | None = None
     restored_union_state: list[Any] | None = None
+    #: Where the reader reports its lag (and commit latency).
+    metrics: SourceMetrics = field(default_factory=_NoSourceMetrics)
 
 
 @dataclass(frozen=True)
@@ -202,5 +232,6 @@ __all__ = [
     "SinkWriterContext",
     "Source",
     "SourceReader",
+    "SourceMetrics",
     "SourceReaderContext",
 ]

@@ -95,6 +95,10 @@ class SubtaskView:
     #: ``(uid, name) -> value`` of user counters and gauges.
     counters: dict[tuple[str, str], float] = field(default_factory=dict)
     gauges: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: A source subtask's lag per ``(topic, partition)``, as its reader reported it.
+    consumer_lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: How long its reader's last commit of positions took.
+    offset_commit_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -388,6 +392,8 @@ class JobMonitor:
                         keyed_state_bytes=size,
                         counters=counters,
                         gauges=gauges,
+                        consumer_lag=m.consumer_lag,
+                        offset_commit_seconds=m.offset_commit_seconds,
                     )
                 )
                 c_in, c_out = counts[vertex]

@@ -27,7 +27,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from flowactors.monitoring._introspect import DURATION_BUCKETS, JobMonitor, JobSnapshot
-from flowactors.monitoring.lag import consumer_lags
 from flowactors.runtime.executor import JobStatus
 from flowactors.time import MAX_WATERMARK
 
@@ -137,6 +136,11 @@ class JobCollector(Collector):
             "Records a source reader is behind the end of its partition",
             labels=[*SUBTASK_LABELS, "topic", "partition"],
         )
+        commit = GaugeMetricFamily(
+            "flowactors_offset_commit_seconds",
+            "How long a source reader's last commit of its positions (to a consumer group) took",
+            labels=SUBTASK_LABELS,
+        )
         builtin = [
             running,
             restarts,
@@ -155,6 +159,7 @@ class JobCollector(Collector):
             pause,
             age,
             lag,
+            commit,
         ]
         if snap is None:
             yield from builtin
@@ -213,9 +218,11 @@ class JobCollector(Collector):
             pause.add_metric([job], last.sync_pause_s)
         if snap.last_checkpoint_age_s is not None:
             age.add_metric([job], snap.last_checkpoint_age_s)
-        source_vertex = {v.operators[0].name: v.name for v in snap.vertices if v.is_source}
-        for (source, subtask, topic, partition), value in consumer_lags(job).items():
-            operator = source_vertex.get(source, source)
-            lag.add_metric([job, operator, str(subtask), topic, str(partition)], value)
+        for s in snap.subtasks:
+            for (topic, partition), value in s.consumer_lag.items():
+                labels = [job, names[s.vertex], str(s.subtask), topic, str(partition)]
+                lag.add_metric(labels, value)
+            if s.offset_commit_seconds is not None:
+                commit.add_metric([job, names[s.vertex], str(s.subtask)], s.offset_commit_seconds)
         yield from builtin
         yield from user.values()

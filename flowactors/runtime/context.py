@@ -88,6 +88,30 @@ class MetricGroup:
         return out
 
 
+class ReaderMetrics:
+    """What a source reader reported about its progress (``flowactors.spi.SourceMetrics``)."""
+
+    __slots__ = ("commit_seconds_total", "commits", "lags", "last_commit_seconds")
+
+    def __init__(self) -> None:
+        #: ``(topic, partition) -> records behind``.
+        self.lags: dict[tuple[str, int], int] = {}
+        self.commits = 0
+        self.commit_seconds_total = 0.0
+        self.last_commit_seconds: float | None = None
+
+    def report_lag(self, topic: str, partition: int, lag: int) -> None:
+        self.lags[(topic, partition)] = max(0, int(lag))
+
+    def forget_lag(self, topic: str, partition: int) -> None:
+        self.lags.pop((topic, partition), None)
+
+    def report_commit(self, seconds: float) -> None:
+        self.commits += 1
+        self.commit_seconds_total += seconds
+        self.last_commit_seconds = seconds
+
+
 @dataclass(eq=False)
 class OperatorContext:
     """Everything an operator instance needs to know about its place in the job."""

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from flowactors.runtime.context import ReaderMetrics
 from flowactors.runtime.task import StreamTask
 
 __all__ = ["JobMetrics", "TaskMetrics", "collect_metrics"]
@@ -30,6 +31,10 @@ class TaskMetrics:
     watermark: int
     #: Metrics of the chain's operators, each scoped ``"<operator>.<metric>"``.
     user_metrics: dict[str, float] = field(default_factory=dict)
+    #: A source task's lag per ``(topic, partition)`` as its reader reported it.
+    consumer_lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: How long the reader's last commit of positions to the external system took.
+    offset_commit_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,9 @@ class JobMetrics:
     #: The most that mailboxes and output buffers can hold: ``in_flight_records`` never exceeds it.
     in_flight_capacity: int
     tasks: list[TaskMetrics]
+
+
+_NONE = ReaderMetrics()
 
 
 def collect_metrics(tasks: Sequence[StreamTask], batch_size: int) -> JobMetrics:
@@ -63,6 +71,7 @@ def collect_metrics(tasks: Sequence[StreamTask], batch_size: int) -> JobMetrics:
             for name, value in op.ctx.metric_group.values().items():
                 user[f"{op.name}.{name}"] = value
         records_in = task.records_in or getattr(task.head, "records_out", 0)
+        reader = getattr(task.head, "reader_metrics", _NONE)
         taken.append(
             TaskMetrics(
                 name=task.name,
@@ -72,6 +81,8 @@ def collect_metrics(tasks: Sequence[StreamTask], batch_size: int) -> JobMetrics:
                 backpressure_ratio=min(1.0, task.backpressured_seconds() / lifetime),
                 watermark=task.watermark,
                 user_metrics=user,
+                consumer_lag=dict(reader.lags),
+                offset_commit_seconds=reader.last_commit_seconds,
             )
         )
     return JobMetrics(in_flight, capacity, taken)

@@ -6,6 +6,7 @@ from typing import Any
 
 from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView
 from flowactors.runtime.collector import SideOutputs
+from flowactors.runtime.context import ReaderMetrics
 from flowactors.runtime.operators import StreamOperator, Timestamps, Values
 from flowactors.runtime.watermark_ops import SplitWatermarks, emit_progress, emit_segments
 from flowactors.spi import (
@@ -34,6 +35,7 @@ class SourceOperator(StreamOperator):
         self.reader: SourceReader[Any] | None = None
         self.records_out = 0
         self.tracker: SplitWatermarks | None = None
+        self.reader_metrics = ReaderMetrics()
         #: What this subtask restores: (its share, every subtask's entries).
         self.restored: tuple[list[Any], list[Any]] | None = None
 
@@ -57,6 +59,7 @@ class SourceOperator(StreamOperator):
                     batch_size=ctx.config.batch_size,
                     restored_state=None if self.restored is None else self.restored[0],
                     restored_union_state=None if self.restored is None else self.restored[1],
+                    metrics=self.reader_metrics,
                 )
             )
             await self.reader.start()

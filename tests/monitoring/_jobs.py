@@ -21,7 +21,6 @@ from flowactors import (
     StreamExecutionEnvironment,
     WatermarkStrategy,
 )
-from flowactors.monitoring import clear_consumer_lag, report_consumer_lag
 from flowactors.spi import (
     Boundedness,
     InputStatus,
@@ -129,7 +128,7 @@ class _GatedReader(SourceReader[int]):
 
     async def start(self) -> None:
         await self.source.gate.wait()  # "connecting to the broker"
-        report_consumer_lag(self.context, "numbers", self.context.subtask_index, self.source.count)
+        self.context.metrics.report_lag("numbers", self.context.subtask_index, self.source.count)
 
     async def poll_next(self, output: ReaderOutput[int]) -> InputStatus:
         end = min(self.position + 100, self.source.count)
@@ -137,7 +136,7 @@ class _GatedReader(SourceReader[int]):
             await output.collect_batch(list(range(self.position, end)))
             self.position = end
         lag = self.source.count - self.position
-        report_consumer_lag(self.context, "numbers", self.context.subtask_index, lag)
+        self.context.metrics.report_lag("numbers", self.context.subtask_index, lag)
         return InputStatus.MORE_AVAILABLE if lag else InputStatus.NOTHING_AVAILABLE
 
     async def is_available(self) -> None:
@@ -147,7 +146,7 @@ class _GatedReader(SourceReader[int]):
         return [self.position]
 
     async def close(self) -> None:
-        clear_consumer_lag(self.context)
+        self.context.metrics.forget_lag("numbers", self.context.subtask_index)
 
 
 async def wait_until(condition: Any, timeout: float = 10.0, interval: float = 0.05) -> None:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -337,6 +338,7 @@ class KafkaSourceReader(SourceReader[T]):
             return END
         if not self._buffer:
             self._buffer = {tp: [records, 0] for tp, records in (await self._fetch(0)).items()}
+            self._report_lag()
         if not self._buffer:
             if self.bounded:
                 self._finish_by_position()
@@ -371,6 +373,15 @@ class KafkaSourceReader(SourceReader[T]):
         if self.bounded and self._unfinished == 0:
             return END
         return MORE
+
+    def _report_lag(self) -> None:
+        """Each partition's lag, from the end offsets the consumer's fetches returned."""
+        assert self.consumer is not None
+        report = self.context.metrics.report_lag
+        for tp, split in self.splits.items():
+            end = self.consumer.end_offset(tp)
+            if end is not None:
+                report(tp.topic, tp.partition, end - split.next_offset)
 
     async def _fetch(self, timeout_ms: int) -> dict[Any, list[Any]]:
         """Up to ``max_records_per_poll`` records the consumer has fetched (waiting up to
@@ -480,7 +491,9 @@ class KafkaSourceReader(SourceReader[T]):
             del self._commits[old]
         if offsets is None or self.consumer is None:
             return
+        started = time.monotonic()
         try:
             await self.consumer.commit(offsets)
+            self.context.metrics.report_commit(time.monotonic() - started)
         except ConnectorError as exc:  # offsets in Kafka are for monitoring only
             log.warning("Kafka source: committing offsets of checkpoint %d: %s", checkpoint_id, exc)

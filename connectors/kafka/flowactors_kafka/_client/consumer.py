@@ -109,6 +109,18 @@ class Consumer:
         except (kafka_errors.KafkaError, OSError) as exc:
             raise translate_error(exc, "fetching records") from exc
 
+    def end_offset(self, tp: TopicPartition) -> int | None:
+        """The end of ``tp`` as the last fetch saw it (the last stable offset when reading
+        committed records), or ``None`` before a fetch returned it; no request is made."""
+        key = aiokafka.TopicPartition(tp.topic, tp.partition)
+        try:
+            end = self._c.last_stable_offset(key)
+            if end is None:
+                end = self._c.highwater(key)
+        except (AssertionError, KeyError):  # not assigned (any more)
+            return None
+        return None if end is None else int(end)
+
     def position(self, tp: TopicPartition) -> int | None:
         """The next offset the consumer will fetch, if it knows it (without waiting)."""
         subscription = self._c._subscription.subscription
