@@ -231,7 +231,7 @@ __all__ = [
     "SinkWriter",
     "SinkWriterContext",
     "Source",
-    "SourceReader",
     "SourceMetrics",
+    "SourceReader",
     "SourceReaderContext",
 ]
