@@ -270,6 +270,8 @@ class StreamExecutionEnvironment:
             lambda: SourceOperator(source, watermark_strategy),
             max_parallelism=source.max_parallelism,
             is_source=True,
+            source=source,
+            watermark_strategy=watermark_strategy,
         )
         return DataStream(self, [Input(t)], t)
 
