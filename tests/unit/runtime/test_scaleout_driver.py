@@ -1,0 +1,239 @@
+"""The core's half of scale-out, against an in-memory backend (no Kafka).
+
+The backend here plays Kafka with lists: one list per partition of every topic.
+It runs the source stage's tasks to the end, then the tasks that read the
+internal topic, and checks that every task is one chain of today's runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import EntryPoint
+from typing import Any
+
+import pytest
+
+from flowactors import InvalidGraphError
+from flowactors import StreamExecutionEnvironment as Env
+from flowactors.runtime import scaleout
+from flowactors.spi import (
+    HopSpec,
+    InputStatus,
+    ReaderOutput,
+    ScaleOutJob,
+    ScaleOutSettings,
+    Sink,
+    SinkWriter,
+    SinkWriterContext,
+    Source,
+    SourceReader,
+    SourceReaderContext,
+    StageTask,
+    TaskPorts,
+)
+
+
+class Topic(Source[Any]):
+    """A user topic: its partitions are lists."""
+
+    def __init__(self, partitions: list[list[Any]]) -> None:
+        self.partitions = partitions
+
+    def create_reader(self, context: SourceReaderContext) -> SourceReader[Any]:
+        raise AssertionError("a scaled-out job reads through the backend")
+
+
+class ListReader(SourceReader[Any]):
+    def __init__(self, records: list[Any]) -> None:
+        self.records = records
+
+    async def poll_next(self, output: ReaderOutput[Any]) -> InputStatus:
+        records, self.records = self.records, []
+        await output.collect_batch(records)
+        return InputStatus.END_OF_INPUT
+
+
+class ListSource(Source[Any]):
+    def __init__(self, records: list[Any]) -> None:
+        self.records = records
+
+    def create_reader(self, context: SourceReaderContext) -> SourceReader[Any]:
+        return ListReader(self.records)
+
+
+class Appender(SinkWriter[Any]):
+    def __init__(self, write: Any) -> None:
+        self._write = write
+
+    async def write(self, values: list[Any], timestamps: list[int | None] | None) -> None:
+        self._write(values)
+
+
+class HopSink(Sink[Any]):
+    def __init__(self, spec: HopSpec, partitions: list[list[Any]]) -> None:
+        self.route = spec.make_router()
+        self.partitions = partitions
+
+    def create_writer(self, context: SinkWriterContext) -> SinkWriter[Any]:
+        def write(values: list[Any]) -> None:
+            for value, partition in zip(values, self.route(values)):
+                self.partitions[partition].append(value)
+
+        return Appender(write)
+
+
+class Collected(Sink[Any]):
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def create_writer(self, context: SinkWriterContext) -> SinkWriter[Any]:
+        return Appender(self.values.extend)
+
+
+class MemoryWorker:
+    def __init__(self, job: ScaleOutJob) -> None:
+        self.job = job
+        self.topics = {name: [[] for _ in range(n)] for name, n in job.internal_topics.items()}
+        self.owned: list[tuple[str, int]] = []
+        self.wrapped: list[Sink[Any]] = []
+
+    def ports(self, records: list[Any]) -> TaskPorts:
+        def wrap(sink: Sink[Any]) -> Sink[Any]:
+            self.wrapped.append(sink)
+            return sink
+
+        return TaskPorts(
+            ListSource(records), lambda spec: HopSink(spec, self.topics[spec.topic]), wrap
+        )
+
+    async def start(self) -> None:
+        self._run = asyncio.ensure_future(self._all())
+
+    async def _all(self) -> None:
+        for stage in self.job.stages:
+            if stage.source is not None:
+                assert isinstance(stage.source, Topic)
+                inputs = stage.source.partitions
+            else:
+                assert stage.input_topic is not None
+                inputs = self.topics[stage.input_topic]
+            tasks: list[StageTask] = []
+            for partition, records in enumerate(inputs):
+                self.owned.append((stage.uid, partition))
+                tasks.append(await self.job.start_task(stage.uid, partition, self.ports(records)))
+            for task in tasks:
+                await task.wait()
+
+    def assignment(self) -> list[tuple[str, int]]:
+        return list(self.owned)
+
+    async def wait(self) -> None:
+        await self._run
+
+    async def stop(self) -> None:
+        await self._run
+
+    async def cancel(self) -> None:
+        self._run.cancel()
+
+
+class MemoryBackend:
+    workers: list[MemoryWorker] = []
+
+    def can_read(self, source: Source[Any]) -> bool:
+        return isinstance(source, Topic)
+
+    def create_worker(self, settings: ScaleOutSettings, job: ScaleOutJob) -> MemoryWorker:
+        assert settings.application_id == "app"
+        worker = MemoryWorker(job)
+        self.workers.append(worker)
+        return worker
+
+
+@pytest.fixture
+def backend(monkeypatch: pytest.MonkeyPatch) -> MemoryBackend:
+    monkeypatch.setattr(scaleout, "load_backend", MemoryBackend)
+    monkeypatch.setattr("flowactors.api.environment.load_backend", MemoryBackend)
+    MemoryBackend.workers = []
+    return MemoryBackend()
+
+
+async def test_a_keyed_sum_runs_as_two_stages_of_one_chain_per_task(
+    backend: MemoryBackend,
+) -> None:
+    env = Env(parallelism=3)
+    env.enable_checkpointing(100)  # no storage: the commit interval
+    env.enable_scale_out(bootstrap_servers="unused:9092", application_id="app")
+    topic = Topic([[(k % 5, 1) for k in range(p, 100, 4)] for p in range(4)])
+    out = Collected()
+    (
+        env.from_source(topic, name="in")
+        .map(lambda r: (r[0], r[1] * 2))
+        .key_by(lambda r: r[0])
+        .sum(1)
+        .uid("sum")
+        .sink_to(out)
+    )
+    client = await env.execute_async("sums")
+    await client.wait()
+    (worker,) = MemoryBackend.workers
+    assert worker.wrapped == [out] * 3  # once per task of the stage that writes it
+    assert sorted(client.assignment()) == [("in-0", p) for p in range(4)] + [
+        ("sum", r) for r in range(3)
+    ]
+    finals: dict[int, int] = {}
+    for key, total in out.values:
+        finals[key] = max(finals.get(key, 0), total)
+    assert finals == {k: 40 for k in range(5)}
+    assert len(out.values) == 100
+    # every key's records went to the one partition owning its key group
+    partitions_of = {
+        key: {
+            r
+            for r, part in enumerate(worker.topics["app-sum-repartition"])
+            if any(v[0] == key for v in part)
+        }
+        for key in range(5)
+    }
+    assert all(len(parts) == 1 for parts in partitions_of.values())
+
+
+async def test_a_source_the_backend_cannot_read_fails_before_starting(
+    backend: MemoryBackend,
+) -> None:
+    env = Env()
+    env.enable_scale_out(bootstrap_servers="unused:9092", application_id="app")
+    env.from_collection([1, 2]).name("numbers").print()
+    with pytest.raises(InvalidGraphError, match="'numbers' cannot scale out"):
+        await env.execute_async()
+
+
+def test_without_a_backend_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scaleout, "entry_points", lambda group: [])
+    with pytest.raises(InvalidGraphError, match="pip install flowactors-kafka"):
+        scaleout.load_backend()
+
+
+def test_the_backend_is_found_by_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    ep = EntryPoint("kafka", f"{__name__}:MemoryBackend", "flowactors.scale_out")
+    monkeypatch.setattr(scaleout, "entry_points", lambda group: [ep])
+    assert isinstance(scaleout.load_backend(), MemoryBackend)
+
+
+def test_storage_is_needed_without_scale_out() -> None:
+    env = Env()
+    env.enable_checkpointing(100)
+    env.from_collection([1]).print()
+    with pytest.raises(InvalidGraphError, match="needs a storage directory"):
+        asyncio.run(env.execute())
+
+
+async def test_reinterpret_as_keyed_keys_like_key_by_in_one_process() -> None:
+    env = Env(parallelism=2)
+    result = await (
+        env.from_collection([("a", 1), ("b", 2), ("a", 3)])
+        .reinterpret_as_keyed(lambda r: r[0])
+        .sum(1)
+        .execute_and_collect()
+    )
+    assert sorted(result) == [("a", 1), ("a", 4), ("b", 2)]
