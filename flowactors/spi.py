@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -240,6 +240,8 @@ class StageSpec:
     #: Partitions of ``input_topic`` (``None`` for a source stage: its topics decide).
     partitions: int | None
     outputs: tuple[HopSpec, ...]
+    #: The compacted topic of the stage's keyed state (``None``: the stage keeps none).
+    changelog_topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,8 @@ class TaskPorts:
     source: Source[Any]
     hop_sink: Callable[[HopSpec], Sink[Any]]
     wrap_sink: Callable[[Sink[Any]], Sink[Any]]
+    #: The values of the task's changelog partition, latest per key, tombstones dropped.
+    restored_state: Sequence[bytes] = ()
 
 
 class StageTask(Protocol):
@@ -266,6 +270,10 @@ class StageTask(Protocol):
 
     async def cancel(self) -> None:
         """Stop the task and wait until it has."""
+
+    def state_changes(self) -> list[tuple[bytes, bytes | None]]:
+        """Keyed state written since the last call, as changelog (key, value) records
+        (``None``: deleted). Called while the task is quiet (from its source reader)."""
 
 
 @dataclass(frozen=True)

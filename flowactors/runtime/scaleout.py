@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+import pickle
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -40,6 +41,8 @@ from flowactors.spi import (
     StageSpec,
     TaskPorts,
 )
+from flowactors.state.backend import HeapKeyedStateBackend
+from flowactors.state.keygroups import key_bytes, key_group_for
 
 log = logging.getLogger("flowactors.scaleout")
 
@@ -61,13 +64,14 @@ def _hop_spec(hop: Hop, max_parallelism: int) -> HopSpec:
     return HopSpec(hop.topic, hop.input_index, lambda: hop.router(max_parallelism))
 
 
-def stage_spec(stage: Stage, max_parallelism: int) -> StageSpec:
+def stage_spec(stage_plan: StagePlan, stage: Stage) -> StageSpec:
     return StageSpec(
         stage.uid,
         stage.source,
         stage.input_topic,
         stage.partitions,
-        tuple(_hop_spec(h, max_parallelism) for h in stage.hops_out),
+        tuple(_hop_spec(h, stage_plan.max_parallelism) for h in stage.hops_out),
+        stage_plan.changelog_topic(stage),
     )
 
 
@@ -138,15 +142,85 @@ def _sink_factory(sink: Sink[Any]) -> Callable[[], SinkOperator]:
     return lambda: SinkOperator(sink)
 
 
+class KeyedStateLog:
+    """A task's keyed state as changelog records: what changed since the last commit.
+
+    A record's key is ``key group | operator uid | state name | key`` (the key as its
+    canonical bytes, so equal keys compact together); its value is the pickled entry.
+    Changes are found by comparing each entry's pickled bytes with those of the last
+    commit: O(state) per commit, with no cost on the per-record path.
+    """
+
+    def __init__(self, backends: dict[str, Any], max_parallelism: int) -> None:
+        self.backends = backends
+        self.max_parallelism = max_parallelism
+        self._last: dict[bytes, bytes] = {}
+
+    def _key(self, uid: str, name: str, namespaced: bool, table_key: Any) -> bytes:
+        key = table_key[0] if namespaced else table_key
+        group = key_group_for(key, self.max_parallelism)
+        return b"".join(
+            (
+                group.to_bytes(2, "big"),
+                uid.encode(),
+                b"\x00",
+                name.encode(),
+                b"\x00",
+                key_bytes(table_key),
+            )
+        )
+
+    def restore(self, values: Sequence[bytes]) -> None:
+        tables: dict[tuple[str, str, bool], dict[Any, Any]] = {}
+        for raw in values:
+            uid, name, namespaced, table_key, value = pickle.loads(raw)
+            tables.setdefault((uid, name, namespaced), {})[table_key] = value
+            self._last[self._key(uid, name, namespaced, table_key)] = pickle.dumps(value)
+        for (uid, name, namespaced), entries in tables.items():
+            backend = self.backends.get(uid)
+            if backend is None:
+                raise InvalidGraphError(
+                    f"the changelog holds state of operator {uid!r}, which this job lacks"
+                )
+            backend.restore_table(name, entries, namespaced)
+
+    def changes(self) -> list[tuple[bytes, bytes | None]]:
+        out: list[tuple[bytes, bytes | None]] = []
+        seen: dict[bytes, bytes] = {}
+        last = self._last
+        dumps = pickle.dumps
+        for uid, backend in self.backends.items():
+            tables = backend.snapshot_tables()
+            try:
+                for name, table in tables.items():
+                    namespaced = name in backend.namespaced
+                    for table_key, value in table.items():
+                        raw = dumps(value)
+                        key = self._key(uid, name, namespaced, table_key)
+                        seen[key] = raw
+                        if last.get(key) != raw:
+                            out.append((key, dumps((uid, name, namespaced, table_key, value))))
+            finally:
+                backend.snapshot_released()
+        out.extend((key, None) for key in last.keys() - seen.keys())
+        self._last = seen
+        return out
+
+
 class RunningTask:
     """One task's execution (a :class:`flowactors.spi.StageTask`)."""
 
     def __init__(
-        self, name: str, execution: JobExecution, on_end: Callable[[RunningTask], None]
+        self,
+        name: str,
+        execution: JobExecution,
+        on_end: Callable[[RunningTask], None],
+        state: KeyedStateLog | None = None,
     ) -> None:
         self.name = name
         self.execution = execution
         self._on_end = on_end
+        self._state = state
 
     async def wait(self) -> None:
         try:
@@ -159,6 +233,24 @@ class RunningTask:
             await self.execution.cancel()
         finally:
             self._on_end(self)
+
+    def state_changes(self) -> list[tuple[bytes, bytes | None]]:
+        return [] if self._state is None else self._state.changes()
+
+
+def _keyed_backends(execution: JobExecution) -> dict[str, Any]:
+    backends: dict[str, Any] = {}
+    for t, ops in execution.operators.items():
+        for op in ops:
+            if getattr(op, "keyed", False):
+                backend = op.backend  # type: ignore[attr-defined]
+                if not isinstance(backend, HeapKeyedStateBackend):
+                    raise InvalidGraphError(
+                        f"{t.name!r}: scale-out keeps keyed state in memory only for now "
+                        "(the RocksDB backend is not supported yet)"
+                    )
+                backends[execution.plan.uids[t]] = backend
+    return backends
 
 
 class ScaleOutRunner:
@@ -181,7 +273,7 @@ class ScaleOutRunner:
             settings,
             ScaleOutJob(
                 job_name,
-                tuple(stage_spec(s, stage_plan.max_parallelism) for s in stage_plan.stages),
+                tuple(stage_spec(stage_plan, s) for s in stage_plan.stages),
                 stage_plan.internal_topics,
                 self._start_task,
             ),
@@ -197,9 +289,17 @@ class ScaleOutRunner:
         assert len(plan.chains) == 1, "a task runs as one chain"
         name = f"{self.job_name}/{stage_uid}#{partition}"
         execution = JobExecution(name, plan, self.config, self.stage_plan.max_parallelism)
-        execution.start()
+        execution.start()  # builds the operators; none runs before the next await
+        state = None
+        if self.stage_plan.changelog_topic(stage) is not None:
+            state = KeyedStateLog(_keyed_backends(execution), self.stage_plan.max_parallelism)
+            try:
+                state.restore(ports.restored_state)
+            except BaseException:
+                await execution.cancel()
+                raise
         key = (stage_uid, partition)
-        task = RunningTask(name, execution, lambda t: self._forget(key, t))
+        task = RunningTask(name, execution, lambda t: self._forget(key, t), state)
         self.tasks[key] = task
         return task
 

@@ -115,6 +115,15 @@ class Stage:
     hops_out: list[Hop] = field(default_factory=list)
 
     @property
+    def keyed(self) -> bool:
+        """Whether operators of the stage keep keyed state (one of them is keyed)."""
+        return any(
+            inp.partition is not None and inp.partition.kind is Partitioning.HASH
+            for t in self.members
+            for inp in t.inputs
+        ) or any(h.key_selector is not None for h in self.hops_in)
+
+    @property
     def source(self) -> Any:
         """The user's source object heading the stage (``None`` for an internal topic)."""
         return self.head.source if self.head.is_source else None
@@ -153,6 +162,12 @@ class StagePlan:
             if t in s.members:
                 return s
         raise KeyError(t)
+
+    def changelog_topic(self, stage: Stage) -> str | None:
+        """The compacted topic of a keyed stage's state, one partition per task."""
+        if not stage.keyed:
+            return None
+        return f"{self.application_id}-{stage.uid}-changelog"
 
     def transactional_id(self, stage: Stage | str, partition: int) -> str:
         """The id of the one transactional producer of task (``stage``, ``partition``)."""

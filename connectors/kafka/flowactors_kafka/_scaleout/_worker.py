@@ -1,0 +1,312 @@
+"""A worker: this replica's member of the consumer group ``application_id``.
+
+The group consumer subscribes to every topic a stage reads (the user topics of source
+stages, the internal topics); Kafka's group protocol assigns their partitions, and a
+partition of a stage's input topic *is* a task of that stage. aiokafka rebalances
+eagerly, so:
+
+- on revocation every task commits (at its next batch boundary) and is dropped;
+- on assignment the new partitions are paused, and each task is opened: its
+  transactional producer is initialised (fencing any previous owner and aborting what
+  it left open), then the committed offset is read, the changelog partition restored
+  up to its last stable offset, the partition sought, the task's plan started, and
+  the partition resumed.
+
+One fetch loop feeds every task's queue and pauses partitions whose task is behind.
+A planned :meth:`stop` commits every task and leaves the group at once; :meth:`cancel`
+commits nothing (the next owner's fence aborts what is open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+from flowactors import ConnectorError, InvalidGraphError
+from flowactors.spi import ScaleOutJob, ScaleOutSettings, Sink, StageSpec, TaskPorts
+from flowactors_kafka._client import TopicPartition, client_options
+from flowactors_kafka._scaleout._client import (
+    GroupConsumer,
+    TaskFenced,
+    TaskProducer,
+    ensure_topics,
+    read_partition,
+    topic_partitions,
+)
+from flowactors_kafka._scaleout._task import HopSink, Task, TaskInput, TransactionalKafkaSink
+from flowactors_kafka._sink import KafkaSink
+from flowactors_kafka._source import KafkaSource
+
+log = logging.getLogger("flowactors_kafka.scaleout")
+
+_STARTUP_TIMEOUT_S = 60.0
+_FINAL_COMMIT_TIMEOUT_S = 30.0
+
+
+class KafkaScaleOutWorker:
+    """This replica's share of a scaled-out job (a :class:`flowactors.spi.ScaleOutWorker`)."""
+
+    def __init__(self, settings: ScaleOutSettings, job: ScaleOutJob) -> None:
+        self.settings = settings
+        self.job = job
+        self.stage_of_topic: dict[str, StageSpec] = {}
+        for stage in job.stages:
+            if stage.source is not None:
+                topics = cast(KafkaSource[Any], stage.source).settings.topics
+                if topics is None or len(topics) != 1:
+                    raise InvalidGraphError(
+                        f"stage {stage.uid!r}: a scaled-out Kafka source reads exactly one "
+                        "topic for now (set_topics with one name)"
+                    )
+                topic = topics[0]
+            else:
+                assert stage.input_topic is not None
+                topic = stage.input_topic
+            if topic in self.stage_of_topic:
+                raise InvalidGraphError(f"topic {topic!r} is read by two stages")
+            self.stage_of_topic[topic] = stage
+        props = dict(settings.properties)
+        #: Replication factor of internal and changelog topics (not a client property).
+        self.replication_factor = int(props.pop("replication.factor", 1))
+        self.consumer_options = client_options(props, "consumer")
+        self.producer_options = client_options(props, "producer")
+        self.tasks: dict[TopicPartition, Task] = {}
+        self.consumer: GroupConsumer | None = None
+        self.rebalances = 0
+        self._fetcher: asyncio.Task[None] | None = None
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._done: asyncio.Future[None] | None = None
+        self._closing = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        await self._create_topics()
+        s = self.settings
+        self.consumer = GroupConsumer(
+            s.bootstrap_servers,
+            group_id=s.application_id,
+            instance_id=s.instance_id,
+            topics=sorted(self.stage_of_topic),
+            options=self.consumer_options,
+            on_revoked=self._on_revoked,
+            on_assigned=self._on_assigned,
+        )
+        await self.consumer.start(_STARTUP_TIMEOUT_S)
+        self._fetcher = asyncio.create_task(self._fetch_loop(), name="flowactors:scale-out:fetch")
+        self._fetcher.add_done_callback(self._fetcher_done)
+
+    async def _create_topics(self) -> None:
+        s = self.settings
+        topics: dict[str, tuple[int, Mapping[str, str]]] = {
+            name: (n, {}) for name, n in self.job.internal_topics.items()
+        }
+        source_topics = [t for t, st in self.stage_of_topic.items() if st.source is not None]
+        counts = await topic_partitions(
+            s.bootstrap_servers, source_topics, options=self.consumer_options
+        )
+        for topic, stage in self.stage_of_topic.items():
+            if stage.changelog_topic is None:
+                continue
+            n = stage.partitions if stage.partitions is not None else counts[topic]
+            topics[stage.changelog_topic] = (n, {"cleanup.policy": "compact"})
+        await ensure_topics(
+            s.bootstrap_servers,
+            topics,
+            options=self.consumer_options,
+            replication_factor=self.replication_factor,
+            timeout_s=_STARTUP_TIMEOUT_S,
+        )
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc)
+
+    def _fetcher_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(cast(BaseException, task.exception()))
+
+    async def wait(self) -> None:
+        assert self._done is not None, "not started"
+        await asyncio.shield(self._done)
+
+    def assignment(self) -> list[tuple[str, int]]:
+        return sorted(t.uid for t in self.tasks.values())
+
+    async def stop(self) -> None:
+        """Commit every task, leave the group, end."""
+        await self._shut_down(commit=True)
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    async def cancel(self) -> None:
+        await self._shut_down(commit=False)
+        if self._done is not None and not self._done.done():
+            self._done.cancel()
+
+    async def _shut_down(self, *, commit: bool) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._fetcher is not None:
+            self._fetcher.cancel()
+            await asyncio.gather(self._fetcher, return_exceptions=True)
+        tasks = list(self.tasks.values())
+        self.tasks.clear()
+        await asyncio.gather(*(self._close(t, commit=commit) for t in tasks))
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    # -- the fetch loop --------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        paused: set[TopicPartition] = set()
+        while True:
+            got = await consumer.fetch(100, None)
+            for tp, records in got.items():
+                task = self.tasks.get(tp)
+                if task is not None and records and task.feed(records):
+                    consumer.pause(tp)
+                    paused.add(tp)
+            for tp in list(paused):
+                task = self.tasks.get(tp)
+                if task is None:
+                    paused.discard(tp)
+                elif task.wants_more():
+                    consumer.resume(tp)
+                    paused.discard(tp)
+            if not got:
+                await asyncio.sleep(0)
+
+    # -- rebalances ------------------------------------------------------------------
+
+    async def _on_revoked(self, tps: list[TopicPartition]) -> None:
+        self.rebalances += 1
+        tasks = [self.tasks.pop(tp) for tp in tps if tp in self.tasks]
+        if tasks:
+            log.info("revoked: committing and closing %s", sorted(t.uid for t in tasks))
+        await asyncio.gather(*(self._close(t, commit=True) for t in tasks))
+
+    async def _on_assigned(self, tps: list[TopicPartition]) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        mine = [tp for tp in tps if tp.topic in self.stage_of_topic]
+        for tp in mine:
+            consumer.pause(tp)
+        results = await asyncio.gather(*(self._open(tp) for tp in mine), return_exceptions=True)
+        for tp, result in zip(mine, results):
+            if isinstance(result, BaseException):
+                log.error("opening task for %s failed: %r", tp, result)
+                self._fail(result)
+                return
+            consumer.resume(tp)
+        log.info("assigned: %s", self.assignment())
+
+    async def _open(self, tp: TopicPartition) -> None:
+        s = self.settings
+        consumer = self.consumer
+        assert consumer is not None
+        stage = self.stage_of_topic[tp.topic]
+        producer = TaskProducer(
+            s.bootstrap_servers,
+            transactional_id=f"{s.application_id}-{stage.uid}-{tp.partition}",
+            options=self.producer_options,
+        )
+        await producer.start(_STARTUP_TIMEOUT_S)  # fences the previous owner first
+        try:
+            committed = await consumer.committed(tp)
+            restored: list[bytes] = []
+            if stage.changelog_topic is not None:
+                restored = _latest_values(
+                    await read_partition(
+                        s.bootstrap_servers,
+                        TopicPartition(stage.changelog_topic, tp.partition),
+                        options=self.consumer_options,
+                        timeout_s=_STARTUP_TIMEOUT_S,
+                    )
+                )
+            await consumer.seek(tp, committed)
+            await producer.begin()
+            task = Task(
+                stage,
+                tp,
+                producer,
+                group_id=s.application_id,
+                commit_interval_s=s.commit_interval_ms / 1000.0,
+                start_offset=committed,
+            )
+
+            def wrap(sink: Sink[Any]) -> Sink[Any]:
+                if isinstance(sink, KafkaSink):
+                    return TransactionalKafkaSink(task, sink)
+                return sink
+
+            ports = TaskPorts(TaskInput(task), lambda spec: HopSink(task, spec), wrap, restored)
+            task.handle = await self.job.start_task(stage.uid, tp.partition, ports)
+        except BaseException:
+            await producer.abandon()
+            raise
+        self.tasks[tp] = task
+        watcher = asyncio.create_task(self._watch(task))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        log.debug(
+            "task %s opened at offset %s (%d state entries)", task.uid, committed, len(restored)
+        )
+
+    async def _watch(self, task: Task) -> None:
+        assert task.handle is not None
+        try:
+            await task.handle.wait()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if self.tasks.get(task.tp) is not task:
+                return  # closed on purpose
+            if _fenced(exc):
+                log.warning("task %s was fenced by a newer owner: dropping it", task.uid)
+                self.tasks.pop(task.tp, None)
+                await task.producer.abandon()
+                return
+            self._fail(exc)
+
+    async def _close(self, task: Task, *, commit: bool) -> None:
+        try:
+            if commit and task.handle is not None and not task.stopped:
+                try:
+                    await asyncio.wait_for(
+                        asyncio.shield(task.request_final_commit()), _FINAL_COMMIT_TIMEOUT_S
+                    )
+                except (TimeoutError, ConnectorError) as exc:
+                    log.warning("task %s: final commit failed: %r", task.uid, exc)
+                    commit = False
+        finally:
+            if task.handle is not None:
+                await task.handle.cancel()
+            if commit:
+                await task.producer.stop()
+            else:
+                await task.producer.abandon()
+
+
+def _fenced(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TaskFenced):
+            return True
+        seen = seen.__cause__ or getattr(seen, "cause", None)
+    return False
+
+
+def _latest_values(records: list[tuple[bytes | None, bytes | None]]) -> list[bytes]:
+    """The value of each key's last record, keys whose last record is a tombstone dropped."""
+    latest: dict[bytes | None, bytes | None] = {}
+    for key, value in records:
+        latest[key] = value
+    return [v for v in latest.values() if v is not None]

@@ -1,0 +1,162 @@
+"""Scale-out on the real broker: workers of one job share its tasks, exactly once.
+
+The job (``tests/kafka/scaleout_worker.py``): a Kafka source with 4 partitions -> map ->
+key_by -> running sum -> exactly-once Kafka sink. Input records are ``{"k": key, "v": 1}``
+produced with each key in one partition, in order, so the failure-free output is known
+exactly: for every key with n records, ``[key, 1] ... [key, n]``, each once.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import flowactors_kafka
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from flowactors import StreamExecutionEnvironment
+from tests.kafka._kafka import create_topic, read_topic, unique
+from tests.kafka.scaleout_worker import build
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parents[2]
+SCALEOUT = Path(flowactors_kafka.__file__).parent / "_scaleout"
+KEYS = 40
+
+
+def test_only_the_scale_out_seam_imports_aiokafka() -> None:
+    for path in SCALEOUT.glob("*.py"):
+        modules: list[str] = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules.extend(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                modules.append(node.module or "")
+        uses = any(m == "aiokafka" or m.startswith("aiokafka.") for m in modules)
+        assert uses == (path.name == "_client.py"), path.name
+
+
+async def produce_keyed(bootstrap: str, topic: str, start: int, count: int) -> None:
+    """Records ``start .. start+count-1``: key ``i % KEYS``, in partition ``key % 4``."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for i in range(start, start + count):
+            key = i % KEYS
+            futures.append(
+                await producer.send(
+                    topic,
+                    orjson.dumps({"k": key, "v": 1}),
+                    key=str(key).encode(),
+                    partition=key % 4,
+                )
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def expected_output(total: int) -> Counter[tuple[int, int]]:
+    per_key = Counter(i % KEYS for i in range(total))
+    return Counter((k, s) for k, n in per_key.items() for s in range(1, n + 1))
+
+
+def output_of(records: list[Any]) -> Counter[tuple[int, int]]:
+    return Counter(tuple(orjson.loads(r.value)) for r in records)  # type: ignore[misc]
+
+
+async def test_one_worker_runs_both_stages_exactly_once(bootstrap: str) -> None:
+    src = await create_topic(bootstrap, unique("so-in"), 4)
+    out = await create_topic(bootstrap, unique("so-out"), 4)
+    app = unique("so-app")
+    await produce_keyed(bootstrap, src, 0, 2000)
+    env = StreamExecutionEnvironment(parallelism=4)
+    env.enable_checkpointing(100)
+    env.enable_scale_out(bootstrap_servers=bootstrap, application_id=app)
+    build(env, bootstrap, src, out)
+    client = await env.execute_async("keyed-sum")
+    try:
+        records = await read_topic(bootstrap, out, expected=2000, timeout=60, settle=1.0)
+        assert sorted(client.assignment()) == [("in-0", p) for p in range(4)] + [
+            ("sum", r) for r in range(4)
+        ]
+    finally:
+        await client.stop()  # type: ignore[attr-defined]
+    assert output_of(records) == expected_output(2000)
+    # internal topic named after the operator that reads it, with R = 4 partitions
+    internal = await read_topic(bootstrap, f"{app}-sum-repartition", expected=2000, timeout=10)
+    assert len(internal) == 2000
+
+
+def start_worker(bootstrap: str, app: str, src: str, out: str, log: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.kafka.scaleout_worker", bootstrap, app, src, out],
+        cwd=REPO,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+async def test_a_worker_killed_mid_run_changes_nothing_in_the_output(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    src = await create_topic(bootstrap, unique("so-in"), 4)
+    out = await create_topic(bootstrap, unique("so-out"), 4)
+    app = unique("so-app")
+    workers = [
+        start_worker(bootstrap, app, src, out, tmp_path / f"worker{i}.log") for i in range(3)
+    ]
+    total, chunk = 0, 500
+    killed = False
+    try:
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:  # a steady trickle of input while workers run
+            await produce_keyed(bootstrap, src, total, chunk)
+            total += chunk
+            if not killed and time.monotonic() > deadline - 7:
+                workers[0].send_signal(signal.SIGKILL)  # mid-run: tasks in flight
+                killed = True
+            await asyncio.sleep(0.2)
+        records = await read_topic(bootstrap, out, expected=total, timeout=90, settle=3.0)
+        got = output_of(records)
+        want = expected_output(total)
+        missing = want - got
+        extra = got - want
+        assert not missing and not extra, (
+            f"{len(records)} records for {total} inputs; missing {sorted(missing)[:5]}, "
+            f"extra {sorted(extra)[:5]}"
+        )
+    finally:
+        codes, logs = await asyncio.to_thread(stop_workers, workers, tmp_path)
+    assert codes == [-signal.SIGKILL, 0, 0], logs
+
+
+def stop_workers(
+    workers: list[subprocess.Popen[str]], logs: Path
+) -> tuple[list[int | None], dict[str, str]]:
+    """SIGTERM the live ones (a planned stop); their exit codes and the ends of their logs."""
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    codes: list[int | None] = []
+    for w in workers:
+        try:
+            codes.append(w.wait(60))
+        except subprocess.TimeoutExpired:
+            w.kill()
+            codes.append(None)
+    return codes, {p.name: p.read_text()[-3000:] for p in logs.glob("*.log")}
