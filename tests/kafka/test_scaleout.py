@@ -101,14 +101,15 @@ async def test_one_worker_runs_both_stages_exactly_once(bootstrap: str) -> None:
 
 
 def start_worker(bootstrap: str, app: str, src: str, out: str, log: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.kafka.scaleout_worker", bootstrap, app, src, out],
-        cwd=REPO,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    with log.open("w") as output:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.kafka.scaleout_worker", bootstrap, app, src, out],
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
 
 
 async def test_a_worker_killed_mid_run_changes_nothing_in_the_output(
@@ -143,6 +144,13 @@ async def test_a_worker_killed_mid_run_changes_nothing_in_the_output(
     finally:
         codes, logs = await asyncio.to_thread(stop_workers, workers, tmp_path)
     assert codes == [-signal.SIGKILL, 0, 0], logs
+    # it died owning tasks, and the survivors took every task over
+    assert "assigned [(" in logs["worker0.log"], logs
+    taken = set()
+    for name in ("worker1.log", "worker2.log"):
+        lines = [line for line in logs[name].splitlines() if line.startswith("assigned [(")]
+        taken |= set(ast.literal_eval(lines[-1].removeprefix("assigned ")))
+    assert taken == {("in-0", p) for p in range(4)} | {("sum", r) for r in range(4)}, logs
 
 
 def stop_workers(

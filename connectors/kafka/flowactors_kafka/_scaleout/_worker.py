@@ -195,13 +195,17 @@ class KafkaScaleOutWorker:
 
     async def _on_assigned(self, tps: list[TopicPartition]) -> None:
         consumer = self.consumer
-        assert consumer is not None
+        if consumer is None or self._closing:
+            return
         mine = [tp for tp in tps if tp.topic in self.stage_of_topic]
         for tp in mine:
             consumer.pause(tp)
         results = await asyncio.gather(*(self._open(tp) for tp in mine), return_exceptions=True)
         for tp, result in zip(mine, results):
             if isinstance(result, BaseException):
+                if self._closing:
+                    log.debug("opening task for %s while stopping: %r", tp, result)
+                    return
                 log.error("opening task for %s failed: %r", tp, result)
                 self._fail(result)
                 return
@@ -252,6 +256,9 @@ class KafkaScaleOutWorker:
         except BaseException:
             await producer.abandon()
             raise
+        if self._closing:  # stopped while this task was opening
+            await self._close(task, commit=False)
+            return
         self.tasks[tp] = task
         watcher = asyncio.create_task(self._watch(task))
         self._watchers.add(watcher)
