@@ -16,6 +16,7 @@ import pytest
 from flowactors import InvalidGraphError
 from flowactors import StreamExecutionEnvironment as Env
 from flowactors.runtime import scaleout
+from flowactors.runtime.scaleout import KeyedStateLog
 from flowactors.spi import (
     HopSpec,
     InputStatus,
@@ -31,6 +32,8 @@ from flowactors.spi import (
     StageTask,
     TaskPorts,
 )
+from flowactors.state.backend import HeapKeyedStateBackend
+from flowactors.state.keygroups import key_group_for
 
 
 class Topic(Source[Any]):
@@ -237,3 +240,33 @@ async def test_reinterpret_as_keyed_keys_like_key_by_in_one_process() -> None:
         .execute_and_collect()
     )
     assert sorted(result) == [("a", 1), ("a", 4), ("b", 2)]
+
+
+def test_keyed_state_log_writes_changes_only_and_restores_them() -> None:
+    def backend() -> HeapKeyedStateBackend:
+        return HeapKeyedStateBackend(range(16), 16, lambda: 0)
+
+    source = backend()
+    log = KeyedStateLog({"sum": source}, 16)
+    table = source.table("reduce")
+    table.update({"a": 1, "b": 2})
+    first = log.changes()
+    assert len(first) == 2 and all(v is not None for _, v in first)
+    assert log.changes() == []  # nothing changed since
+    table["a"] = 5
+    del table["b"]
+    second = log.changes()
+    assert len(second) == 2
+    deleted = [k for k, v in second if v is None]
+    assert len(deleted) == 1 and deleted[0] in dict(first)  # b's tombstone, under b's key
+    # a new owner restores the latest value of every live key
+    latest: dict[bytes, bytes | None] = dict(first)
+    latest.update(second)
+    target = backend()
+    restored = KeyedStateLog({"sum": target}, 16)
+    restored.restore([v for v in latest.values() if v is not None])
+    assert target.table("reduce") == {"a": 5}
+    assert restored.changes() == []  # what was restored is not written again
+    # compaction keys start with the key group (2 bytes, big-endian)
+    key_a = next(k for k, v in second if v is not None)
+    assert int.from_bytes(key_a[:2], "big") == key_group_for("a", 16)
