@@ -24,6 +24,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from flowactors.errors import InvalidGraphError, JobCancelledError
+from flowactors.runtime.async_io import AsyncMapOperator
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
 from flowactors.runtime.graph import Input, Transformation, build_plan
@@ -290,6 +291,13 @@ class ScaleOutRunner:
         name = f"{self.job_name}/{stage_uid}#{partition}"
         execution = JobExecution(name, plan, self.config, self.stage_plan.max_parallelism)
         execution.start()  # builds the operators; none runs before the next await
+        for t, ops in execution.operators.items():
+            if any(isinstance(op, AsyncMapOperator) for op in ops):
+                await execution.cancel()
+                raise InvalidGraphError(
+                    f"{t.name!r} cannot scale out yet: map_async keeps records in flight "
+                    "across the task's commits"
+                )
         state = None
         if self.stage_plan.changelog_topic(stage) is not None:
             state = KeyedStateLog(_keyed_backends(execution), self.stage_plan.max_parallelism)

@@ -270,3 +270,16 @@ def test_keyed_state_log_writes_changes_only_and_restores_them() -> None:
     # compaction keys start with the key group (2 bytes, big-endian)
     key_a = next(k for k, v in second if v is not None)
     assert int.from_bytes(key_a[:2], "big") == key_group_for("a", 16)
+
+
+async def test_map_async_is_refused_in_a_task(backend: MemoryBackend) -> None:
+    env = Env()
+    env.enable_scale_out(bootstrap_servers="unused:9092", application_id="app")
+
+    async def slow(x: Any) -> Any:
+        return x
+
+    env.from_source(Topic([[1]]), name="in").map_async(slow).name("lookup").sink_to(Collected())
+    client = await env.execute_async()
+    with pytest.raises(InvalidGraphError, match="'lookup' cannot scale out yet: map_async"):
+        await client.wait()
