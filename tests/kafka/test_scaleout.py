@@ -168,3 +168,104 @@ def stop_workers(
             w.kill()
             codes.append(None)
     return codes, {p.name: p.read_text()[-3000:] for p in logs.glob("*.log")}
+
+
+def check_output(records: list[Any], total: int) -> None:
+    got = output_of(records)
+    want = expected_output(total)
+    missing, extra = want - got, got - want
+    assert not missing and not extra, (
+        f"{len(records)} records for {total} inputs; missing {sorted(missing)[:5]}, "
+        f"extra {sorted(extra)[:5]}"
+    )
+
+
+async def trickle(
+    bootstrap: str, topic: str, seconds: float, events: dict[float, Any], start: int = 0
+) -> int:
+    """Write 500 records every ~0.2 s for ``seconds``; call ``events[t]()`` once ``t``
+    seconds have passed. Returns how many records were written in all."""
+    total = start
+    began = time.monotonic()
+    pending = sorted(events)
+    while time.monotonic() - began < seconds:
+        await produce_keyed(bootstrap, topic, total, 500)
+        total += 500
+        while pending and time.monotonic() - began >= pending[0]:
+            events[pending.pop(0)]()
+        await asyncio.sleep(0.2)
+    assert not pending, "the input ended before every event happened"
+    return total
+
+
+async def test_workers_joining_leaving_and_dying_change_nothing_in_the_output(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    src = await create_topic(bootstrap, unique("so-in"), 4)
+    out = await create_topic(bootstrap, unique("so-out"), 4)
+    app = unique("so-app")
+
+    def start(i: int) -> subprocess.Popen[str]:
+        return start_worker(bootstrap, app, src, out, tmp_path / f"worker{i}.log")
+
+    workers = [start(0), start(1)]
+    try:
+        total = await trickle(
+            bootstrap,
+            src,
+            13,
+            {
+                2.0: lambda: workers.append(start(2)),  # joins later
+                5.0: lambda: workers[0].send_signal(signal.SIGKILL),  # dies
+                8.0: lambda: workers[1].send_signal(signal.SIGTERM),  # leaves as planned
+            },
+        )
+        check_output(
+            await read_topic(bootstrap, out, expected=total, timeout=90, settle=3.0), total
+        )
+    finally:
+        codes, logs = await asyncio.to_thread(stop_workers, workers, tmp_path)
+    assert codes == [-signal.SIGKILL, 0, 0], logs
+    assert "stopped" in logs["worker1.log"], logs
+
+
+async def test_a_zombie_is_fenced_and_rejoins(bootstrap: str, tmp_path: Path) -> None:
+    """A worker stopped (SIGSTOP) past the session timeout loses its tasks; continued, its
+    commits are fenced, it writes nothing more for them, and it rejoins the group."""
+    src = await create_topic(bootstrap, unique("so-in"), 4)
+    out = await create_topic(bootstrap, unique("so-out"), 4)
+    app = unique("so-app")
+    workers = [
+        start_worker(bootstrap, app, src, out, tmp_path / f"worker{i}.log") for i in range(2)
+    ]
+    try:
+        total = await trickle(
+            bootstrap,
+            src,
+            20,
+            {
+                4.0: lambda: workers[0].send_signal(signal.SIGSTOP),
+                14.0: lambda: workers[0].send_signal(signal.SIGCONT),  # after the takeover
+            },
+        )
+        check_output(
+            await read_topic(bootstrap, out, expected=total, timeout=90, settle=3.0), total
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not rejoined(tmp_path / "worker0.log"):
+            await asyncio.sleep(0.5)
+    finally:
+        workers[0].send_signal(signal.SIGCONT)
+        codes, logs = await asyncio.to_thread(stop_workers, workers, tmp_path)
+    assert codes == [0, 0], logs
+    assert "fenced by a newer owner" in (tmp_path / "worker0.log").read_text(), logs
+    assert rejoined(tmp_path / "worker0.log"), logs
+
+
+def rejoined(log: Path) -> bool:
+    """Whether the worker owned tasks again after it had lost all of them."""
+    lines = [line for line in log.read_text().splitlines() if line.startswith("assigned")]
+    if "assigned []" not in lines:
+        return False
+    after = lines[len(lines) - lines[::-1].index("assigned []") :]
+    return any(line.startswith("assigned [(") for line in after)

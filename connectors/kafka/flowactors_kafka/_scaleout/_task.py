@@ -78,6 +78,8 @@ class Task:
         self.sent = False
         self.next_commit = time.monotonic() + commit_interval_s
         self.final: asyncio.Future[None] | None = None
+        #: Set once the task's plan has ended (failed, or cancelled): no final commit then.
+        self.ended = asyncio.Event()
         self.stopped = False
         self.commits = 0
         self.records_in = 0

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, cast
 
-from flowactors import ConnectorError, InvalidGraphError
+from flowactors import InvalidGraphError
 from flowactors.spi import ScaleOutJob, ScaleOutSettings, Sink, StageSpec, TaskPorts
 from flowactors_kafka._client import TopicPartition, client_options
 from flowactors_kafka._scaleout._client import (
@@ -274,6 +274,7 @@ class KafkaScaleOutWorker:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
+            task.ended.set()
             if self.tasks.get(task.tp) is not task:
                 return  # closed on purpose
             if _fenced(exc):
@@ -286,13 +287,7 @@ class KafkaScaleOutWorker:
     async def _close(self, task: Task, *, commit: bool) -> None:
         try:
             if commit and task.handle is not None and not task.stopped:
-                try:
-                    await asyncio.wait_for(
-                        asyncio.shield(task.request_final_commit()), _FINAL_COMMIT_TIMEOUT_S
-                    )
-                except (TimeoutError, ConnectorError) as exc:
-                    log.warning("task %s: final commit failed: %r", task.uid, exc)
-                    commit = False
+                commit = await self._final_commit(task)
         finally:
             if task.handle is not None:
                 await task.handle.cancel()
@@ -300,6 +295,26 @@ class KafkaScaleOutWorker:
                 await task.producer.stop()
             else:
                 await task.producer.abandon()
+
+    async def _final_commit(self, task: Task) -> bool:
+        """Commit at the task's next batch boundary; whether that worked (not when the
+        task's plan ended first, e.g. fenced, or the commit did not finish in time)."""
+        final = task.request_final_commit()
+        ended: asyncio.Future[Any] = asyncio.ensure_future(task.ended.wait())
+        waiting: set[asyncio.Future[Any]] = {final, ended}
+        try:
+            await asyncio.wait(
+                waiting, timeout=_FINAL_COMMIT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ended.cancel()
+        if not final.done():
+            log.warning("task %s: no final commit (the task ended or took too long)", task.uid)
+            return False
+        if final.exception() is not None:
+            log.warning("task %s: final commit failed: %r", task.uid, final.exception())
+            return False
+        return True
 
 
 def _fenced(exc: BaseException) -> bool:
