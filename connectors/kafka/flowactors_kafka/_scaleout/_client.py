@@ -16,7 +16,7 @@ from typing import Any
 import aiokafka
 import aiokafka.errors as kafka_errors
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from flowactors import ConnectorError
 from flowactors_kafka._client import (
@@ -441,3 +441,49 @@ async def topic_partitions(
             await admin.close()
         except Exception as exc:
             log.debug("closing the admin client: %r", exc)
+
+
+class RecordPurger:
+    """Deletes records of internal topics that every reader has committed past
+    (``DeleteRecords``), so repartition topics hold only what is still to be read."""
+
+    def __init__(self, bootstrap_servers: str, *, options: Mapping[str, Any]) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._options = admin_options(options)
+        self._admin: Any = None
+
+    async def start(self, timeout_s: float) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **self._options)
+
+        async def start() -> None:
+            await admin.start()
+
+        async def nothing() -> None:
+            return None
+
+        await connect_with_retry(
+            start,
+            nothing,
+            what="Kafka admin client",
+            bootstrap_servers=self.bootstrap_servers,
+            timeout_s=timeout_s,
+        )
+        self._admin = admin
+
+    async def delete_before(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not offsets or self._admin is None:
+            return
+        await _call(
+            self._admin.delete_records(
+                {aiokafka.TopicPartition(*tp): RecordsToDelete(o) for tp, o in offsets.items()}
+            ),
+            "purging internal topics",
+        )
+
+    async def stop(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                await admin.close()
+            except Exception as exc:
+                log.debug("closing the admin client: %r", exc)

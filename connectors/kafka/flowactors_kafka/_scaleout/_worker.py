@@ -24,11 +24,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any, cast
 
-from flowactors import InvalidGraphError
+from flowactors import ConnectorError, InvalidGraphError
 from flowactors.spi import ScaleOutJob, ScaleOutSettings, Sink, StageSpec, TaskPorts
 from flowactors_kafka._client import TopicPartition, client_options
 from flowactors_kafka._scaleout._client import (
     GroupConsumer,
+    RecordPurger,
     TaskFenced,
     TaskProducer,
     ensure_topics,
@@ -70,6 +71,9 @@ class KafkaScaleOutWorker:
         props = dict(settings.properties)
         #: Replication factor of internal and changelog topics (not a client property).
         self.replication_factor = int(props.pop("replication.factor", 1))
+        #: How often records of internal topics that their readers committed past are
+        #: deleted (Kafka Streams' ``repartition.purge.interval.ms``).
+        self.purge_interval_s = int(props.pop("repartition.purge.interval.ms", 30_000)) / 1000
         self.consumer_options = client_options(props, "consumer")
         self.producer_options = client_options(props, "producer")
         self.tasks: dict[TopicPartition, Task] = {}
@@ -79,6 +83,8 @@ class KafkaScaleOutWorker:
         self._watchers: set[asyncio.Task[None]] = set()
         self._done: asyncio.Future[None] | None = None
         self._closing = False
+        self._purger: asyncio.Task[None] | None = None
+        self.purged: dict[TopicPartition, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -99,6 +105,10 @@ class KafkaScaleOutWorker:
         await self.consumer.start(_STARTUP_TIMEOUT_S)
         self._fetcher = asyncio.create_task(self._fetch_loop(), name="flowactors:scale-out:fetch")
         self._fetcher.add_done_callback(self._fetcher_done)
+        if self.job.internal_topics:
+            self._purger = asyncio.create_task(
+                self._purge_loop(), name="flowactors:scale-out:purge"
+            )
 
     async def _create_topics(self) -> None:
         s = self.settings
@@ -152,9 +162,10 @@ class KafkaScaleOutWorker:
         if self._closing:
             return
         self._closing = True
-        if self._fetcher is not None:
-            self._fetcher.cancel()
-            await asyncio.gather(self._fetcher, return_exceptions=True)
+        for loop_task in (self._fetcher, self._purger):
+            if loop_task is not None:
+                loop_task.cancel()
+                await asyncio.gather(loop_task, return_exceptions=True)
         tasks = list(self.tasks.values())
         self.tasks.clear()
         await asyncio.gather(*(self._close(t, commit=commit) for t in tasks))
@@ -183,6 +194,29 @@ class KafkaScaleOutWorker:
                     paused.discard(tp)
             if not got:
                 await asyncio.sleep(0)
+
+    async def _purge_loop(self) -> None:
+        """Delete what the owned tasks of internal topics committed past; a failure is
+        logged and retried at the next interval (purging only saves disk)."""
+        purger = RecordPurger(self.settings.bootstrap_servers, options=self.consumer_options)
+        await purger.start(_STARTUP_TIMEOUT_S)
+        try:
+            while True:
+                await asyncio.sleep(self.purge_interval_s)
+                todo = {
+                    tp: t.committed_offset
+                    for tp, t in list(self.tasks.items())
+                    if t.stage.source is None
+                    and t.committed_offset is not None
+                    and t.committed_offset > self.purged.get(tp, 0)
+                }
+                try:
+                    await purger.delete_before(todo)
+                    self.purged.update(todo)
+                except ConnectorError as exc:
+                    log.warning("purging internal topics failed (retried later): %s", exc)
+        finally:
+            await purger.stop()
 
     # -- rebalances ------------------------------------------------------------------
 
