@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
 from flowactors.errors import InvalidGraphError, JobCancelledError
 from flowactors.runtime.async_io import AsyncMapOperator
+from flowactors.runtime.changelog import KeyedStateLog
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobMetrics, JobStatus
 from flowactors.runtime.graph import Input, Transformation, build_plan
@@ -43,7 +43,6 @@ from flowactors.spi import (
     TaskPorts,
 )
 from flowactors.state.backend import HeapKeyedStateBackend
-from flowactors.state.keygroups import key_bytes, key_group_for
 
 log = logging.getLogger("flowactors.scaleout")
 
@@ -143,71 +142,6 @@ def _sink_factory(sink: Sink[Any]) -> Callable[[], SinkOperator]:
     return lambda: SinkOperator(sink)
 
 
-class KeyedStateLog:
-    """A task's keyed state as changelog records: what changed since the last commit.
-
-    A record's key is ``key group | operator uid | state name | key`` (the key as its
-    canonical bytes, so equal keys compact together); its value is the pickled entry.
-    Changes are found by comparing each entry's pickled bytes with those of the last
-    commit: O(state) per commit, with no cost on the per-record path.
-    """
-
-    def __init__(self, backends: dict[str, Any], max_parallelism: int) -> None:
-        self.backends = backends
-        self.max_parallelism = max_parallelism
-        self._last: dict[bytes, bytes] = {}
-
-    def _key(self, uid: str, name: str, namespaced: bool, table_key: Any) -> bytes:
-        key = table_key[0] if namespaced else table_key
-        group = key_group_for(key, self.max_parallelism)
-        return b"".join(
-            (
-                group.to_bytes(2, "big"),
-                uid.encode(),
-                b"\x00",
-                name.encode(),
-                b"\x00",
-                key_bytes(table_key),
-            )
-        )
-
-    def restore(self, values: Sequence[bytes]) -> None:
-        tables: dict[tuple[str, str, bool], dict[Any, Any]] = {}
-        for raw in values:
-            uid, name, namespaced, table_key, value = pickle.loads(raw)
-            tables.setdefault((uid, name, namespaced), {})[table_key] = value
-            self._last[self._key(uid, name, namespaced, table_key)] = pickle.dumps(value)
-        for (uid, name, namespaced), entries in tables.items():
-            backend = self.backends.get(uid)
-            if backend is None:
-                raise InvalidGraphError(
-                    f"the changelog holds state of operator {uid!r}, which this job lacks"
-                )
-            backend.restore_table(name, entries, namespaced)
-
-    def changes(self) -> list[tuple[bytes, bytes | None]]:
-        out: list[tuple[bytes, bytes | None]] = []
-        seen: dict[bytes, bytes] = {}
-        last = self._last
-        dumps = pickle.dumps
-        for uid, backend in self.backends.items():
-            tables = backend.snapshot_tables()
-            try:
-                for name, table in tables.items():
-                    namespaced = name in backend.namespaced
-                    for table_key, value in table.items():
-                        raw = dumps(value)
-                        key = self._key(uid, name, namespaced, table_key)
-                        seen[key] = raw
-                        if last.get(key) != raw:
-                            out.append((key, dumps((uid, name, namespaced, table_key, value))))
-            finally:
-                backend.snapshot_released()
-        out.extend((key, None) for key in last.keys() - seen.keys())
-        self._last = seen
-        return out
-
-
 class RunningTask:
     """One task's execution (a :class:`flowactors.spi.StageTask`)."""
 
@@ -239,8 +173,10 @@ class RunningTask:
         return [] if self._state is None else self._state.changes()
 
 
-def _keyed_backends(execution: JobExecution) -> dict[str, Any]:
+def _keyed_operators(execution: JobExecution) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keyed state backends and timer services of a task's operators, by uid."""
     backends: dict[str, Any] = {}
+    timers: dict[str, Any] = {}
     for t, ops in execution.operators.items():
         for op in ops:
             if getattr(op, "keyed", False):
@@ -250,8 +186,10 @@ def _keyed_backends(execution: JobExecution) -> dict[str, Any]:
                         f"{t.name!r}: scale-out keeps keyed state in memory only for now "
                         "(the RocksDB backend is not supported yet)"
                     )
-                backends[execution.plan.uids[t]] = backend
-    return backends
+                uid = execution.plan.uids[t]
+                backends[uid] = backend
+                timers[uid] = op.timers  # type: ignore[attr-defined]
+    return backends, timers
 
 
 class ScaleOutRunner:
@@ -300,7 +238,8 @@ class ScaleOutRunner:
                 )
         state = None
         if self.stage_plan.changelog_topic(stage) is not None:
-            state = KeyedStateLog(_keyed_backends(execution), self.stage_plan.max_parallelism)
+            backends, timers = _keyed_operators(execution)
+            state = KeyedStateLog(backends, self.stage_plan.max_parallelism, timers)
             try:
                 state.restore(ports.restored_state)
             except BaseException:

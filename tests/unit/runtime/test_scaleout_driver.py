@@ -16,7 +16,8 @@ import pytest
 from flowactors import InvalidGraphError
 from flowactors import StreamExecutionEnvironment as Env
 from flowactors.runtime import scaleout
-from flowactors.runtime.scaleout import KeyedStateLog
+from flowactors.runtime.changelog import KeyedStateLog
+from flowactors.runtime.timers import InternalTimerService
 from flowactors.spi import (
     HopSpec,
     InputStatus,
@@ -34,6 +35,7 @@ from flowactors.spi import (
 )
 from flowactors.state.backend import HeapKeyedStateBackend
 from flowactors.state.keygroups import key_group_for
+from flowactors.time.clock import ManualProcessingTimeService
 
 
 class Topic(Source[Any]):
@@ -283,3 +285,29 @@ async def test_map_async_is_refused_in_a_task(backend: MemoryBackend) -> None:
     client = await env.execute_async()
     with pytest.raises(InvalidGraphError, match="'lookup' cannot scale out yet: map_async"):
         await client.wait()
+
+
+def test_keyed_state_log_carries_event_time_timers() -> None:
+    async def no_timer(now: int) -> None:
+        return None
+
+    def timers() -> InternalTimerService:
+        return InternalTimerService(ManualProcessingTimeService(), no_timer)
+
+    backend = HeapKeyedStateBackend(range(16), 16, lambda: 0)
+    source = timers()
+    log = KeyedStateLog({"w": backend}, 16, {"w": source})
+    source.register_event_time_timer(("a", None), 1000)
+    source.register_event_time_timer(("b", None), 2000)
+    first = log.changes()
+    assert len(first) == 2
+    list(source.due_event_timers(1500))  # a's fires
+    second = log.changes()
+    assert [v for _, v in second] == [None]  # its tombstone
+    latest = dict(first)
+    latest.update(second)
+    target = timers()
+    KeyedStateLog(
+        {"w": HeapKeyedStateBackend(range(16), 16, lambda: 0)}, 16, {"w": target}
+    ).restore([v for v in latest.values() if v is not None])
+    assert target.event.live == {(2000, ("b", None))}
