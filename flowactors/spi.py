@@ -112,6 +112,11 @@ class ReaderOutput(Protocol[T]):
     def emit_side_output(self, tag: Any, value: Any) -> None:
         """Send a value (e.g. a malformed record) to a side output of the source."""
 
+    async def emit_watermark(self, timestamp: int) -> None:
+        """Advance event time to ``timestamp`` (for readers whose source is used without a
+        watermark strategy and knows event time itself, e.g. from upstream markers);
+        a watermark not above the last one is ignored."""
+
 
 class SourceReader(ABC, Generic[T]):
     """Reads one subtask's share of a source."""
@@ -162,6 +167,9 @@ class SinkWriter(ABC, Generic[T]):
 
     async def flush(self, end_of_input: bool) -> None:
         """Make written records durable/visible; ``end_of_input`` on the final call."""
+
+    async def write_watermark(self, timestamp: int) -> None:
+        """Event time reached ``timestamp`` at this sink (Flink's ``writeWatermark``)."""
 
     async def close(self) -> None:
         """Release resources; called once, also after failure or cancellation."""
@@ -242,6 +250,8 @@ class StageSpec:
     outputs: tuple[HopSpec, ...]
     #: The compacted topic of the stage's keyed state (``None``: the stage keeps none).
     changelog_topic: str | None = None
+    #: The stages that write into ``input_topic`` (their tasks send watermark markers).
+    upstream_stages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

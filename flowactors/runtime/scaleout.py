@@ -72,6 +72,7 @@ def stage_spec(stage_plan: StagePlan, stage: Stage) -> StageSpec:
         stage.partitions,
         tuple(_hop_spec(h, stage_plan.max_parallelism) for h in stage.hops_out),
         stage_plan.changelog_topic(stage),
+        tuple(sorted({stage_plan.stage_of(h.upstream).uid for h in stage.hops_in})),
     )
 
 

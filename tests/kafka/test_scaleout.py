@@ -23,8 +23,10 @@ import flowactors_kafka
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
 
-from flowactors import StreamExecutionEnvironment
+from flowactors import StreamExecutionEnvironment, WatermarkStrategy
+from flowactors.windows import TumblingEventTimeWindows
 from tests.kafka._kafka import create_topic, read_topic, unique
 from tests.kafka.scaleout_worker import build
 
@@ -291,3 +293,60 @@ def rejoined(log: Path) -> bool:
         return False
     after = lines[len(lines) - lines[::-1].index("assigned []") :]
     return any(line.startswith("assigned [(") for line in after)
+
+
+async def test_event_time_windows_fire_after_the_hop(bootstrap: str) -> None:
+    """Watermarks cross the internal topic as markers (minimum over the upstream tasks):
+    a tumbling event-time window after key_by gives the single-process results."""
+    src = await create_topic(bootstrap, unique("so-in"), 4)
+    out = await create_topic(bootstrap, unique("so-out"), 4)
+    app = unique("so-app")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(2000):  # 20 records per 100 ms of event time, keys 0..9
+            key = i % 10
+            await producer.send(
+                src, orjson.dumps({"k": key}), partition=key % 4, timestamp_ms=1_000_000 + i * 5
+            )
+        for p in range(4):  # move every partition's event time past the last window
+            await producer.send(src, orjson.dumps({"k": -1}), partition=p, timestamp_ms=2_000_000)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    source: KafkaSource[Any] = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_topics(src)
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer("json")
+        .build()
+    )
+    sink: KafkaSink[Any] = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_record_serializer(topic=out, value_serializer="json")
+        .build()
+    )
+    env = StreamExecutionEnvironment(parallelism=4)
+    env.enable_checkpointing(100)
+    env.enable_scale_out(bootstrap_servers=bootstrap, application_id=app)
+    (
+        env.from_source(source, WatermarkStrategy.for_monotonous_timestamps(), "in")
+        .filter(lambda r: r["k"] >= 0)
+        .map(lambda r: (r["k"], 1))
+        .key_by(lambda kv: kv[0])
+        .window(TumblingEventTimeWindows.of(1000))
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .uid("windows")
+        .sink_to(sink)
+    )
+    client = await env.execute_async("windows")
+    try:
+        records = await read_topic(bootstrap, out, expected=100, timeout=60, settle=1.0)
+    finally:
+        await client.stop()  # type: ignore[attr-defined]
+    # 10 s of event time: 10 windows of 1 s, 20 records of each key in each
+    assert sorted(tuple(orjson.loads(r.value)) for r in records) == sorted(  # type: ignore[misc]
+        (k, 20) for k in range(10) for _ in range(10)
+    )

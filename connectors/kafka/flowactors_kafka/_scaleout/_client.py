@@ -220,7 +220,7 @@ class TaskProducer:
         )
 
     async def send(
-        self, topic: str, partitions: Sequence[int], records: Sequence[Record]
+        self, topic: str, partitions: Iterable[int], records: Iterable[Record]
     ) -> list[asyncio.Future[Any]]:
         """Queue ``records[i]`` for ``partitions[i]`` of ``topic``, one batch per partition."""
         batches: dict[int, RecordBatch] = {}

@@ -15,6 +15,12 @@ commit is one Kafka transaction holding
 
 so a task that moves resumes from exactly what its outputs and state reflect.
 
+Event time crosses internal topics as *watermark markers*: at a commit, each hop writer
+whose watermark rose (or every second, unchanged) writes ``(stage, partition,
+watermark)`` under the key :data:`WATERMARK_KEY` into every partition of its topic,
+inside the transaction. A reading task keeps the newest watermark per upstream task and
+emits the minimum once every upstream task has reported, never going back.
+
 Records in internal topics are pickled ``(value, timestamp)`` pairs: internal topics
 must be as trusted as the job's code (the same trust as checkpoint storage).
 """
@@ -48,6 +54,10 @@ from flowactors_kafka._source import KafkaSource
 
 #: Pause fetching a partition when its task has this many fetched batches waiting.
 _HIGH_WATER = 8
+#: The record key of a watermark marker in an internal topic (data records have none).
+WATERMARK_KEY = b"flowactors.watermark"
+#: An unchanged watermark is sent again after this long.
+_MARKER_REPEAT_S = 1.0
 
 
 class Task:
@@ -62,6 +72,7 @@ class Task:
         group_id: str,
         commit_interval_s: float,
         start_offset: int | None,
+        upstream_tasks: int = 0,
     ) -> None:
         self.stage = stage
         self.tp = tp
@@ -83,7 +94,13 @@ class Task:
         self.stopped = False
         self.commits = 0
         self.records_in = 0
-        self.decode = _decoder(stage)
+        self.decode = self._decoder()
+        #: Event time across the cut: the newest watermark of every upstream task seen
+        #: in the input, and how many upstream tasks there are.
+        self.upstream_tasks = upstream_tasks
+        self.upstream_watermarks: dict[tuple[str, int], int] = {}
+        self.emitted_watermark: int | None = None
+        self.hop_writers: list[HopWriter] = []
 
     @property
     def uid(self) -> tuple[str, int]:
@@ -107,7 +124,74 @@ class Task:
             self.wakeup.set()
         return self.final
 
+    async def _send_watermarks(self) -> None:
+        """A marker with each hop's newest watermark into every partition it feeds."""
+        now = time.monotonic()
+        for writer in self.hop_writers:
+            watermark = writer.watermark
+            if watermark is None:
+                continue
+            # Unchanged watermarks are repeated now and then: a downstream task that
+            # moved learns every upstream task's watermark from markers after its offset.
+            if watermark == writer.sent_watermark and now - writer.sent_at < _MARKER_REPEAT_S:
+                continue
+            n = await self.producer.num_partitions(writer.spec.topic)
+            marker = pickle.dumps((self.stage.uid, self.partition, watermark))
+            await self.producer.send(
+                writer.spec.topic, range(n), [(WATERMARK_KEY, marker, None, [])] * n
+            )
+            writer.sent_watermark = watermark
+            writer.sent_at = now
+            self.sent = True
+
+    def on_marker(self, value: bytes) -> None:
+        stage, partition, watermark = pickle.loads(value)
+        key = (stage, partition)
+        if watermark > self.upstream_watermarks.get(key, watermark - 1):
+            self.upstream_watermarks[key] = watermark
+
+    def watermark_to_emit(self) -> int | None:
+        """The minimum over all upstream tasks, once each has reported and when it rose."""
+        marks = self.upstream_watermarks
+        if not self.upstream_tasks or len(marks) < self.upstream_tasks:
+            return None
+        low = min(marks.values())
+        if self.emitted_watermark is not None and low <= self.emitted_watermark:
+            return None
+        self.emitted_watermark = low
+        return low
+
+    def _decoder(self) -> Callable[[list[Any]], tuple[list[Any], list[int | None]]]:
+        """A function from fetched records to (values, timestamps)."""
+        stage = self.stage
+        if stage.source is None:
+            loads = pickle.loads
+            on_marker = self.on_marker
+
+            def internal(records: list[Any]) -> tuple[list[Any], list[int | None]]:
+                data = [r for r in records if r.key is None]
+                if len(data) != len(records):  # watermark markers among them
+                    for r in records:
+                        if r.key is not None:
+                            on_marker(r.value)
+                pairs = [loads(r.value) for r in data]
+                return [p[0] for p in pairs], [p[1] for p in pairs]
+
+            return internal
+        settings = cast(KafkaSource[Any], stage.source).settings
+        value_fn, decode = settings.value_fn, settings.decode
+
+        def user(records: list[Any]) -> tuple[list[Any], list[int | None]]:
+            if value_fn is not None:
+                values = [value_fn(r.value) for r in records]
+            else:
+                values = [decode(r) for r in records]
+            return values, [r.timestamp for r in records]
+
+        return user
+
     async def commit(self) -> None:
+        await self._send_watermarks()
         handle = self.handle
         changes = handle.state_changes() if handle is not None else []
         topic = self.stage.changelog_topic
@@ -132,29 +216,6 @@ class Task:
             raise RuntimeError(f"task {self.uid} sent records after its final commit")
         await self.producer.send(topic, partitions, records)
         self.sent = True
-
-
-def _decoder(stage: StageSpec) -> Any:
-    """A function from fetched records to (values, timestamps)."""
-    if stage.source is None:
-        loads = pickle.loads
-
-        def internal(records: list[Any]) -> tuple[list[Any], list[int | None]]:
-            pairs = [loads(r.value) for r in records]
-            return [p[0] for p in pairs], [p[1] for p in pairs]
-
-        return internal
-    settings = cast(KafkaSource[Any], stage.source).settings
-    value_fn, decode = settings.value_fn, settings.decode
-
-    def user(records: list[Any]) -> tuple[list[Any], list[int | None]]:
-        if value_fn is not None:
-            values = [value_fn(r.value) for r in records]
-        else:
-            values = [decode(r) for r in records]
-        return values, [r.timestamp for r in records]
-
-    return user
 
 
 class TaskInput(Source[Any]):
@@ -193,7 +254,11 @@ class TaskReader(SourceReader[Any]):
             return InputStatus.NOTHING_AVAILABLE
         records = task.batches.popleft()
         values, timestamps = task.decode(records)
-        await output.collect_batch(values, timestamps, split_id=task.tp)
+        if values:
+            await output.collect_batch(values, timestamps, split_id=task.tp)
+        watermark = task.watermark_to_emit()
+        if watermark is not None:
+            await output.emit_watermark(watermark)
         task.next_offset = records[-1].offset + 1
         task.records_in += len(records)
         return InputStatus.MORE_AVAILABLE if task.batches else InputStatus.NOTHING_AVAILABLE
@@ -223,6 +288,32 @@ class _Writer(SinkWriter[Any]):
         await self._write(values, timestamps)
 
 
+class HopWriter(SinkWriter[Any]):
+    """Sends a task's records to an internal topic, remembering its newest watermark
+    (sent as markers at the task's commits)."""
+
+    def __init__(self, task: Task, spec: HopSpec) -> None:
+        self.task = task
+        self.spec = spec
+        self.route = spec.make_router()
+        self.headers: list[tuple[str, bytes]] = (
+            [] if spec.input_index == 0 else [("flowactors.input", str(spec.input_index).encode())]
+        )
+        self.watermark: int | None = None
+        self.sent_watermark: int | None = None
+        self.sent_at = 0.0
+        task.hop_writers.append(self)
+
+    async def write(self, values: list[Any], timestamps: list[int | None] | None) -> None:
+        dumps, headers = pickle.dumps, self.headers
+        ts = timestamps if timestamps is not None else [None] * len(values)
+        records: list[Record] = [(None, dumps((v, t)), t, headers) for v, t in zip(values, ts)]
+        await self.task.send(self.spec.topic, self.route(values), records)
+
+    async def write_watermark(self, timestamp: int) -> None:
+        self.watermark = timestamp
+
+
 class HopSink(Sink[Any]):
     """Writes a task's records into an internal topic, within the task's transaction."""
 
@@ -231,19 +322,7 @@ class HopSink(Sink[Any]):
         self.spec = spec
 
     def create_writer(self, context: SinkWriterContext) -> SinkWriter[Any]:
-        task, spec = self.task, self.spec
-        route = spec.make_router()
-        headers: list[tuple[str, bytes]] = (
-            [] if spec.input_index == 0 else [("flowactors.input", str(spec.input_index).encode())]
-        )
-        dumps = pickle.dumps
-
-        async def write(values: list[Any], timestamps: list[int | None] | None) -> None:
-            ts = timestamps if timestamps is not None else [None] * len(values)
-            records: list[Record] = [(None, dumps((v, t)), t, headers) for v, t in zip(values, ts)]
-            await task.send(spec.topic, route(values), records)
-
-        return _Writer(write)
+        return HopWriter(self.task, self.spec)
 
 
 class _ProducerPort:

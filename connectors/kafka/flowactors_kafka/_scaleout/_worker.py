@@ -84,6 +84,8 @@ class KafkaScaleOutWorker:
         self._done: asyncio.Future[None] | None = None
         self._closing = False
         self._purger: asyncio.Task[None] | None = None
+        #: Tasks per stage (the partitions of its input topic).
+        self.task_counts: dict[str, int] = {}
         self.purged: dict[TopicPartition, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------
@@ -119,6 +121,10 @@ class KafkaScaleOutWorker:
         counts = await topic_partitions(
             s.bootstrap_servers, source_topics, options=self.consumer_options
         )
+        for topic, stage in self.stage_of_topic.items():
+            self.task_counts[stage.uid] = (
+                stage.partitions if stage.partitions is not None else counts[topic]
+            )
         for topic, stage in self.stage_of_topic.items():
             if stage.changelog_topic is None:
                 continue
@@ -278,6 +284,7 @@ class KafkaScaleOutWorker:
                 group_id=s.application_id,
                 commit_interval_s=s.commit_interval_ms / 1000.0,
                 start_offset=committed,
+                upstream_tasks=sum(self.task_counts[u] for u in stage.upstream_stages),
             )
 
             def wrap(sink: Sink[Any]) -> Sink[Any]:
