@@ -1,10 +1,12 @@
 """One worker process of the scale-out tests' keyed-sum job.
 
-    python -m tests.kafka.scaleout_worker BOOTSTRAP APP IN_TOPIC OUT_TOPIC [PARTITIONS]
+    python -m tests.kafka.scaleout_worker BOOTSTRAP APP IN_TOPIC OUT_TOPIC [sum|windows]
 
-Reads ``{"k": key, "v": n}`` JSON records, sums ``v`` per key across workers and writes
-``[key, running_sum]`` exactly once. Prints ``assigned <tasks>`` whenever its tasks
-change; SIGTERM stops it as planned (commit, leave the group, exit 0).
+``sum``: reads ``{"k": key, "v": n}`` JSON records, sums ``v`` per key across workers
+and writes ``[key, running_sum]`` exactly once. ``windows``: reads ``{"k": key, "t": ms}``
+and writes ``[key, second, count]`` per key and tumbling event-time second.
+Prints ``assigned <tasks>`` whenever its tasks change; SIGTERM stops it as planned
+(commit, leave the group, exit 0).
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ from typing import Any
 
 from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
 
-from flowactors import StreamExecutionEnvironment
+from flowactors import StreamExecutionEnvironment, WatermarkStrategy
+from flowactors.windows import TumblingEventTimeWindows
 
 
-def build(env: StreamExecutionEnvironment, bootstrap: str, in_topic: str, out_topic: str) -> None:
+def build(
+    env: StreamExecutionEnvironment,
+    bootstrap: str,
+    in_topic: str,
+    out_topic: str,
+    job: str = "sum",
+) -> None:
     source: KafkaSource[Any] = (
         KafkaSource.builder()
         .set_bootstrap_servers(bootstrap)
@@ -36,6 +45,20 @@ def build(env: StreamExecutionEnvironment, bootstrap: str, in_topic: str, out_to
         .set_transactional_id_prefix("unused-in-scale-out")
         .build()
     )
+    if job == "windows":
+        # records {"k": key, "t": ms} (also their Kafka timestamp), -1 keys only move time
+        (
+            env.from_source(source, WatermarkStrategy.for_monotonous_timestamps(), "in")
+            .filter(lambda r: r["k"] >= 0)
+            .map(lambda r: (r["k"], r["t"] // 1000, 1))
+            .name("pair")
+            .key_by(lambda kwc: kwc[0])
+            .window(TumblingEventTimeWindows.of(1000))
+            .reduce(lambda a, b: (a[0], a[1], a[2] + b[2]))
+            .uid("windows")
+            .sink_to(sink, name="out")
+        )
+        return
     (
         env.from_source(source, name="in")
         .map(lambda r: (r["k"], r["v"]))
@@ -49,7 +72,8 @@ def build(env: StreamExecutionEnvironment, bootstrap: str, in_topic: str, out_to
 
 async def main(argv: list[str]) -> int:
     bootstrap, app, in_topic, out_topic = argv[:4]
-    partitions = int(argv[4]) if len(argv) > 4 else 4
+    job = argv[4] if len(argv) > 4 else "sum"
+    partitions = 4
     env = StreamExecutionEnvironment(parallelism=partitions)
     env.enable_checkpointing(200)
     env.enable_scale_out(
@@ -57,7 +81,7 @@ async def main(argv: list[str]) -> int:
         application_id=app,
         properties={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
     )
-    build(env, bootstrap, in_topic, out_topic)
+    build(env, bootstrap, in_topic, out_topic, job)
     client = await env.execute_async("keyed-sum")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -124,10 +124,12 @@ async def beginning_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-def start_worker(bootstrap: str, app: str, src: str, out: str, log: Path) -> subprocess.Popen[str]:
+def start_worker(
+    bootstrap: str, app: str, src: str, out: str, log: Path, job: str = "sum"
+) -> subprocess.Popen[str]:
     with log.open("w") as output:  # the child keeps its own descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.kafka.scaleout_worker", bootstrap, app, src, out],
+            [sys.executable, "-m", "tests.kafka.scaleout_worker", bootstrap, app, src, out, job],
             cwd=REPO,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -350,3 +352,65 @@ async def test_event_time_windows_fire_after_the_hop(bootstrap: str) -> None:
     assert sorted(tuple(orjson.loads(r.value)) for r in records) == sorted(  # type: ignore[misc]
         (k, 20) for k in range(10) for _ in range(10)
     )
+
+
+async def produce_timed(bootstrap: str, topic: str, start: int, count: int) -> None:
+    """Records ``start .. start+count-1``: key ``i % KEYS`` in partition ``key % 4``, event
+    time ``i * 5`` ms (200 records, 5 per key, per second of event time)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for i in range(start, start + count):
+            key, t = i % KEYS, i * 5
+            value = orjson.dumps({"k": key, "t": t})
+            futures.append(await producer.send(topic, value, partition=key % 4, timestamp_ms=t))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def test_event_time_windows_across_workers_survive_a_kill(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    """Tumbling event-time windows after key_by on three workers, one SIGKILLed mid-run:
+    every (key, second) window is emitted once with its full count."""
+    src = await create_topic(bootstrap, unique("so-in"), 4)
+    out = await create_topic(bootstrap, unique("so-out"), 4)
+    app = unique("so-app")
+    workers = [
+        start_worker(bootstrap, app, src, out, tmp_path / f"worker{i}.log", "windows")
+        for i in range(3)
+    ]
+    total = 0
+    try:
+        began = time.monotonic()
+        killed = False
+        while time.monotonic() - began < 12:
+            await produce_timed(bootstrap, src, total, 400)
+            total += 400
+            if not killed and time.monotonic() - began > 5:
+                workers[0].send_signal(signal.SIGKILL)
+                killed = True
+            await asyncio.sleep(0.2)
+        # move every partition's event time past the last window
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            end = orjson.dumps({"k": -1, "t": total * 5 + 10_000})
+            for p in range(4):
+                await producer.send_and_wait(src, end, partition=p, timestamp_ms=total * 5 + 10_000)
+        finally:
+            await producer.stop()
+        seconds = total * 5 // 1000  # complete seconds of event time (total is a multiple of 200)
+        expected = Counter((k, s, 5) for k in range(KEYS) for s in range(seconds))
+        records = await read_topic(
+            bootstrap, out, expected=sum(expected.values()), timeout=90, settle=3.0
+        )
+        got = Counter(tuple(orjson.loads(r.value)) for r in records)  # type: ignore[misc]
+        assert got == expected, (
+            f"missing {sorted(expected - got)[:5]}, extra {sorted(got - expected)[:5]}"
+        )
+    finally:
+        codes, logs = await asyncio.to_thread(stop_workers, workers, tmp_path)
+    assert codes == [-signal.SIGKILL, 0, 0], logs
