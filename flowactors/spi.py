@@ -171,6 +171,9 @@ class SinkWriter(ABC, Generic[T]):
     async def write_watermark(self, timestamp: int) -> None:
         """Event time reached ``timestamp`` at this sink (Flink's ``writeWatermark``)."""
 
+    async def write_watermark_status(self, idle: bool) -> None:
+        """Every input of this sink became idle (``True``) or active again (``False``)."""
+
     async def close(self) -> None:
         """Release resources; called once, also after failure or cancellation."""
 

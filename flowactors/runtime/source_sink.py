@@ -176,6 +176,16 @@ class SinkOperator(StreamOperator):
                 await writer.write_watermark(timestamp)
         await super().process_watermark(timestamp)
 
+    async def process_watermark_status(self, idle: bool) -> None:
+        writer = self.writer
+        if (
+            writer is not None
+            and type(writer).write_watermark_status is not SinkWriter.write_watermark_status
+        ):
+            with self.attributing_failures():
+                await writer.write_watermark_status(idle)
+        await super().process_watermark_status(idle)
+
     async def finish(self) -> None:
         assert self.writer is not None
         with self.attributing_failures():

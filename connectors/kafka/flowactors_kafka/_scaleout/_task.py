@@ -16,10 +16,11 @@ commit is one Kafka transaction holding
 so a task that moves resumes from exactly what its outputs and state reflect.
 
 Event time crosses internal topics as *watermark markers*: at a commit, each hop writer
-whose watermark rose (or every second, unchanged) writes ``(stage, partition,
-watermark)`` under the key :data:`WATERMARK_KEY` into every partition of its topic,
-inside the transaction. A reading task keeps the newest watermark per upstream task and
-emits the minimum once every upstream task has reported, never going back.
+whose watermark or idleness changed (or every second, unchanged) writes ``(stage,
+partition, watermark, idle)`` under the key :data:`WATERMARK_KEY` into every partition of
+its topic, inside the transaction. A reading task keeps the newest watermark per
+upstream task and emits the minimum over the active ones once every upstream task has
+reported, never going back.
 
 Records in internal topics are pickled ``(value, timestamp)`` pairs: internal topics
 must be as trusted as the job's code (the same trust as checkpoint storage).
@@ -99,6 +100,9 @@ class Task:
         #: in the input, and how many upstream tasks there are.
         self.upstream_tasks = upstream_tasks
         self.upstream_watermarks: dict[tuple[str, int], int] = {}
+        self.upstream_idle: set[tuple[str, int]] = set()
+        #: Whether the reader has shown its split to the source's watermark generators.
+        self.split_registered = False
         self.emitted_watermark: int | None = None
         self.hop_writers: list[HopWriter] = []
 
@@ -128,34 +132,45 @@ class Task:
         """A marker with each hop's newest watermark into every partition it feeds."""
         now = time.monotonic()
         for writer in self.hop_writers:
-            watermark = writer.watermark
-            if watermark is None:
+            state = (writer.watermark, writer.idle)
+            if state == (None, False):
                 continue
-            # Unchanged watermarks are repeated now and then: a downstream task that
-            # moved learns every upstream task's watermark from markers after its offset.
-            if watermark == writer.sent_watermark and now - writer.sent_at < _MARKER_REPEAT_S:
+            # Unchanged states are repeated now and then: a downstream task that moved
+            # learns every upstream task's watermark from markers after its offset.
+            if state == writer.sent_state and now - writer.sent_at < _MARKER_REPEAT_S:
                 continue
             n = await self.producer.num_partitions(writer.spec.topic)
-            marker = pickle.dumps((self.stage.uid, self.partition, watermark))
+            marker = pickle.dumps((self.stage.uid, self.partition, *state))
             await self.producer.send(
                 writer.spec.topic, range(n), [(WATERMARK_KEY, marker, None, [])] * n
             )
-            writer.sent_watermark = watermark
+            writer.sent_state = state
             writer.sent_at = now
             self.sent = True
 
     def on_marker(self, value: bytes) -> None:
-        stage, partition, watermark = pickle.loads(value)
+        stage, partition, watermark, idle = pickle.loads(value)
         key = (stage, partition)
-        if watermark > self.upstream_watermarks.get(key, watermark - 1):
+        known = self.upstream_watermarks.get(key)
+        if known is not None and watermark is not None:
+            watermark = max(watermark, known)
+        if watermark is not None:
             self.upstream_watermarks[key] = watermark
+        if idle:
+            self.upstream_idle.add(key)
+        else:
+            self.upstream_idle.discard(key)
 
     def watermark_to_emit(self) -> int | None:
-        """The minimum over all upstream tasks, once each has reported and when it rose."""
-        marks = self.upstream_watermarks
-        if not self.upstream_tasks or len(marks) < self.upstream_tasks:
+        """The minimum over the active upstream tasks, once every upstream task has
+        reported (a watermark, or that it is idle), and only when it rose."""
+        marks, idle = self.upstream_watermarks, self.upstream_idle
+        if not self.upstream_tasks or len(marks.keys() | idle) < self.upstream_tasks:
             return None
-        low = min(marks.values())
+        active = [w for key, w in marks.items() if key not in idle]
+        if not active:
+            return None
+        low = min(active)
         if self.emitted_watermark is not None and low <= self.emitted_watermark:
             return None
         self.emitted_watermark = low
@@ -249,6 +264,11 @@ class TaskReader(SourceReader[Any]):
             return InputStatus.NOTHING_AVAILABLE
         if time.monotonic() >= task.next_commit:
             await task.commit()
+        if not task.split_registered and task.stage.source is not None:
+            # An empty partition still gets its watermark generator, so that idleness
+            # (with_idleness) can mark it idle instead of holding event time back.
+            task.split_registered = True
+            await output.collect_batch([], [], split_id=task.tp)
         if not task.batches:
             task.wakeup.clear()
             return InputStatus.NOTHING_AVAILABLE
@@ -300,7 +320,8 @@ class HopWriter(SinkWriter[Any]):
             [] if spec.input_index == 0 else [("flowactors.input", str(spec.input_index).encode())]
         )
         self.watermark: int | None = None
-        self.sent_watermark: int | None = None
+        self.idle = False
+        self.sent_state: tuple[int | None, bool] | None = None
         self.sent_at = 0.0
         task.hop_writers.append(self)
 
@@ -312,6 +333,9 @@ class HopWriter(SinkWriter[Any]):
 
     async def write_watermark(self, timestamp: int) -> None:
         self.watermark = timestamp
+
+    async def write_watermark_status(self, idle: bool) -> None:
+        self.idle = idle
 
 
 class HopSink(Sink[Any]):
