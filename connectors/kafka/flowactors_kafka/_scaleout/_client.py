@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,13 @@ log = logging.getLogger("flowactors_kafka.scaleout")
 
 #: (key, value, timestamp ms, headers) of one record to send.
 Record = tuple[bytes | None, bytes | None, int | None, list[tuple[str, bytes]]]
+
+
+class NoPosition(ConnectorError):
+    """A partition is assigned but has no position yet (its task is still opening)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=True)
 
 
 class TaskFenced(ConnectorError):
@@ -99,7 +107,10 @@ class GroupConsumer:
         self.group_id = group_id
         self.topics = list(topics)
         self._kwargs = dict(options)
-        self._kwargs.setdefault("auto_offset_reset", "earliest")
+        # Every task seeks explicitly; a position that falls out of the log later (retention
+        # deleted what was not read yet) fails the worker instead of skipping records,
+        # unless the user's properties choose a reset.
+        self._kwargs.setdefault("auto_offset_reset", "none")
         if instance_id is not None:
             self._kwargs["group_instance_id"] = instance_id
         self._listener = _Listener(on_revoked, on_assigned)
@@ -143,9 +154,12 @@ class GroupConsumer:
     async def fetch(
         self, timeout_ms: int, max_records: int | None
     ) -> dict[TopicPartition, list[Any]]:
-        got = await _call(
-            self._c.getmany(timeout_ms=timeout_ms, max_records=max_records), "fetching records"
-        )
+        try:
+            got = await self._c.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except kafka_errors.NoOffsetForPartitionError as exc:
+            raise NoPosition(f"Kafka: {exc}") from exc
+        except (kafka_errors.KafkaError, OSError) as exc:
+            raise translate_error(exc, "fetching records") from exc
         return {_tp(tp): records for tp, records in got.items()}
 
     async def committed(self, tp: TopicPartition) -> int | None:
@@ -162,6 +176,29 @@ class GroupConsumer:
             await _call(self._c.seek_to_beginning(key), f"seeking {tp.topic}/{tp.partition}")
         else:
             self._c.seek(key, offset)
+
+    async def beginning_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        got = await _call(
+            self._c.beginning_offsets([aiokafka.TopicPartition(*tp) for tp in tps]),
+            "reading the earliest offsets",
+        )
+        return {_tp(tp): int(o) for tp, o in got.items()}
+
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        got = await _call(
+            self._c.end_offsets([aiokafka.TopicPartition(*tp) for tp in tps]),
+            "reading the latest offsets",
+        )
+        return {_tp(tp): int(o) for tp, o in got.items()}
+
+    async def offsets_for_times(
+        self, tps: Sequence[TopicPartition], timestamp_ms: int
+    ) -> dict[TopicPartition, int | None]:
+        got = await _call(
+            self._c.offsets_for_times({aiokafka.TopicPartition(*tp): timestamp_ms for tp in tps}),
+            "looking up offsets by timestamp",
+        )
+        return {_tp(tp): None if o is None else int(o.offset) for tp, o in got.items()}
 
     def pause(self, tp: TopicPartition) -> None:
         self._c.pause(aiokafka.TopicPartition(*tp))
@@ -341,7 +378,18 @@ async def ensure_topics(
             error = kafka_errors.for_code(entry[1])
             if error not in (kafka_errors.NoError, kafka_errors.TopicAlreadyExistsError):
                 raise error(f"{entry[0]}: {entry[2] if len(entry) > 2 else ''}")
-        described = await admin.describe_topics(list(topics))
+        # A topic just created shows its partitions and their leaders a little later:
+        # wait for them, so that the first writes do not meet "not enough replicas".
+        deadline = time.monotonic() + timeout_s
+        while True:
+            described = await admin.describe_topics(list(topics))
+            ready = all(
+                topic["partitions"] and all(p["leader"] >= 0 for p in topic["partitions"])
+                for topic in described
+            )
+            if ready or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
         for topic in described:
             name = topic["topic"]
             have = len(topic["partitions"])

@@ -27,8 +27,10 @@ from typing import Any, cast
 from flowactors import ConnectorError, InvalidGraphError
 from flowactors.spi import ScaleOutJob, ScaleOutSettings, Sink, StageSpec, TaskPorts
 from flowactors_kafka._client import TopicPartition, client_options
+from flowactors_kafka._offsets import KafkaOffsetsInitializer
 from flowactors_kafka._scaleout._client import (
     GroupConsumer,
+    NoPosition,
     RecordPurger,
     TaskFenced,
     TaskProducer,
@@ -84,6 +86,8 @@ class KafkaScaleOutWorker:
         self._done: asyncio.Future[None] | None = None
         self._closing = False
         self._purger: asyncio.Task[None] | None = None
+        #: Rebalance callbacks opening tasks right now (their partitions have no position).
+        self._opening = 0
         #: Tasks per stage (the partitions of its input topic).
         self.task_counts: dict[str, int] = {}
         self.purged: dict[TopicPartition, int] = {}
@@ -185,7 +189,13 @@ class KafkaScaleOutWorker:
         assert consumer is not None
         paused: set[TopicPartition] = set()
         while True:
-            got = await consumer.fetch(100, None)
+            try:
+                got = await consumer.fetch(100, None)
+            except NoPosition:
+                if not self._opening:
+                    raise
+                await asyncio.sleep(0.05)  # tasks still opening seek their partitions
+                continue
             for tp, records in got.items():
                 task = self.tasks.get(tp)
                 if task is not None and records and task.feed(records):
@@ -240,7 +250,11 @@ class KafkaScaleOutWorker:
         mine = [tp for tp in tps if tp.topic in self.stage_of_topic]
         for tp in mine:
             consumer.pause(tp)
-        results = await asyncio.gather(*(self._open(tp) for tp in mine), return_exceptions=True)
+        self._opening += 1
+        try:
+            results = await asyncio.gather(*(self._open(tp) for tp in mine), return_exceptions=True)
+        finally:
+            self._opening -= 1
         for tp, result in zip(mine, results):
             if isinstance(result, BaseException):
                 if self._closing:
@@ -275,7 +289,10 @@ class KafkaScaleOutWorker:
                         timeout_s=_STARTUP_TIMEOUT_S,
                     )
                 )
-            await consumer.seek(tp, committed)
+            start = committed
+            if start is None and stage.source is not None:
+                start = await _starting_offset(consumer, stage, tp)
+            await consumer.seek(tp, start)
             await producer.begin()
             task = Task(
                 stage,
@@ -283,7 +300,7 @@ class KafkaScaleOutWorker:
                 producer,
                 group_id=s.application_id,
                 commit_interval_s=s.commit_interval_ms / 1000.0,
-                start_offset=committed,
+                start_offset=start,
                 upstream_tasks=sum(self.task_counts[u] for u in stage.upstream_stages),
             )
 
@@ -356,6 +373,38 @@ class KafkaScaleOutWorker:
             log.warning("task %s: final commit failed: %r", task.uid, final.exception())
             return False
         return True
+
+
+class _Offsets:
+    """What :meth:`KafkaOffsetsInitializer.resolve` asks of a consumer, over the group
+    consumer. Committed offsets of the source's own group do not apply in scale-out (the
+    application's group is the truth): ``committed(...)`` resolves to its fallback."""
+
+    group_id = None
+
+    def __init__(self, consumer: GroupConsumer) -> None:
+        self.consumer = consumer
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self.consumer.beginning_offsets(tps)
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self.consumer.end_offsets(tps)
+
+    async def offsets_for_times(
+        self, tps: list[TopicPartition], timestamp_ms: int
+    ) -> dict[TopicPartition, int | None]:
+        return await self.consumer.offsets_for_times(tps, timestamp_ms)
+
+
+async def _starting_offset(consumer: GroupConsumer, stage: StageSpec, tp: TopicPartition) -> int:
+    """Where a task of a source stage starts when the application never committed for it:
+    the source's starting offsets (earliest, latest, a timestamp, given offsets)."""
+    initializer = cast(KafkaSource[Any], stage.source).settings.starting
+    if initializer.kind == "committed":
+        initializer = initializer.fallback or KafkaOffsetsInitializer.earliest()
+    resolved = await initializer.resolve(cast(Any, _Offsets(consumer)), [tp])
+    return resolved[tp]
 
 
 def _fenced(exc: BaseException) -> bool:
