@@ -45,7 +45,9 @@ from flowactors_kafka._source import KafkaSource
 log = logging.getLogger("flowactors_kafka.scaleout")
 
 _STARTUP_TIMEOUT_S = 60.0
-_FINAL_COMMIT_TIMEOUT_S = 30.0
+#: A revoked task that cannot commit within this (blocked, or fenced while sending) is
+#: dropped uncommitted: the rebalance must finish within the group's rebalance timeout.
+_FINAL_COMMIT_TIMEOUT_S = 5.0
 
 
 class KafkaScaleOutWorker:
