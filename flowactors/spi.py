@@ -300,6 +300,25 @@ class ScaleOutJob:
     start_task: Callable[[str, int, TaskPorts], Awaitable[StageTask]]
 
 
+@dataclass(frozen=True)
+class ScaleOutStatistics:
+    """What a worker reports about its share of a scaled-out job."""
+
+    #: The tasks it owns: (stage uid, partition).
+    assignment: tuple[tuple[str, int], ...]
+    #: Rebalances it took part in, and how long the last one took (revocation until
+    #: every newly assigned task ran).
+    rebalances: int
+    last_rebalance_seconds: float
+    #: Time spent restoring tasks' state from changelogs, in all.
+    restore_seconds: float
+    #: Transactions its tasks committed.
+    commits: int
+    #: Per task: records it has not taken yet, up to the end of its input partition (the
+    #: last stable offset; transaction markers count as records), when known.
+    lag: Mapping[tuple[str, int], int] = field(default_factory=dict)
+
+
 class ScaleOutWorker(Protocol):
     """This replica's share of a scaled-out job."""
 
@@ -308,6 +327,9 @@ class ScaleOutWorker(Protocol):
 
     def assignment(self) -> list[tuple[str, int]]:
         """The tasks this worker owns now: (stage uid, partition)."""
+
+    def statistics(self) -> ScaleOutStatistics:
+        """Rebalances, restores, commits and lag so far."""
 
     async def wait(self) -> None:
         """Until the worker stops; raises what made it fail."""
@@ -337,6 +359,7 @@ __all__ = [
     "ScaleOutBackend",
     "ScaleOutJob",
     "ScaleOutSettings",
+    "ScaleOutStatistics",
     "ScaleOutWorker",
     "Sink",
     "SinkWriter",

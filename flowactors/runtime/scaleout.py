@@ -37,6 +37,7 @@ from flowactors.spi import (
     ScaleOutBackend,
     ScaleOutJob,
     ScaleOutSettings,
+    ScaleOutStatistics,
     ScaleOutWorker,
     Sink,
     StageSpec,
@@ -141,6 +142,13 @@ def task_graph(stage_plan: StagePlan, stage: Stage, ports: TaskPorts) -> list[Tr
 
 def _sink_factory(sink: Sink[Any]) -> Callable[[], SinkOperator]:
     return lambda: SinkOperator(sink)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleOutMetrics(JobMetrics):
+    """:class:`JobMetrics` of the tasks this replica runs, with the worker's statistics."""
+
+    scale_out: ScaleOutStatistics | None = None
 
 
 class RunningTask:
@@ -304,4 +312,4 @@ class ScaleOutRunner:
             in_flight += m.in_flight_records
             capacity += m.in_flight_capacity
             tasks.extend(m.tasks)
-        return JobMetrics(in_flight, capacity, tasks)
+        return ScaleOutMetrics(in_flight, capacity, tasks, self.worker.statistics())

@@ -99,6 +99,10 @@ async def test_one_worker_runs_both_stages_exactly_once(bootstrap: str) -> None:
         assert sorted(client.assignment()) == [("in-0", p) for p in range(4)] + [
             ("sum", r) for r in range(4)
         ]
+        await asyncio.sleep(0.5)  # a commit after the last records
+        stats = client.metrics().scale_out  # type: ignore[attr-defined]
+        assert stats.rebalances >= 1 and stats.commits >= 8
+        assert set(stats.lag) == set(client.assignment()) and not any(stats.lag.values())
         # the internal topic, named after the operator that reads it, has R = 4 partitions
         # and is purged up to what its readers committed
         internal = f"{app}-sum-repartition"

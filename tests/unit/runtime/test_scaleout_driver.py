@@ -24,6 +24,7 @@ from flowactors.spi import (
     ReaderOutput,
     ScaleOutJob,
     ScaleOutSettings,
+    ScaleOutStatistics,
     Sink,
     SinkWriter,
     SinkWriterContext,
@@ -132,6 +133,9 @@ class MemoryWorker:
     def assignment(self) -> list[tuple[str, int]]:
         return list(self.owned)
 
+    def statistics(self) -> ScaleOutStatistics:
+        return ScaleOutStatistics(tuple(self.owned), 0, 0.0, 0.0, 0)
+
     async def wait(self) -> None:
         await self._run
 
@@ -181,6 +185,7 @@ async def test_a_keyed_sum_runs_as_two_stages_of_one_chain_per_task(
     )
     client = await env.execute_async("sums")
     await client.wait()
+    assert client.metrics().scale_out.assignment == tuple(client.assignment())  # type: ignore[attr-defined]
     (worker,) = MemoryBackend.workers
     assert worker.wrapped == [out] * 3  # once per task of the stage that writes it
     assert sorted(client.assignment()) == [("in-0", p) for p in range(4)] + [

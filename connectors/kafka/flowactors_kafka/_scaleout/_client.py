@@ -200,6 +200,27 @@ class GroupConsumer:
         )
         return {_tp(tp): None if o is None else int(o.offset) for tp, o in got.items()}
 
+    def position(self, tp: TopicPartition) -> int | None:
+        """The next offset the consumer will fetch, if it knows it (no request)."""
+        subscription = self._c._subscription.subscription
+        if subscription is None or subscription.assignment is None:
+            return None
+        key = aiokafka.TopicPartition(*tp)
+        if key not in subscription.assignment.tps:
+            return None
+        state = subscription.assignment.state_value(key)
+        if state is None or not state.has_valid_position:
+            return None
+        return int(state.position)
+
+    def stable_end(self, tp: TopicPartition) -> int | None:
+        """The partition's last stable offset as of the last fetch (no request)."""
+        try:
+            end = self._c.last_stable_offset(aiokafka.TopicPartition(*tp))
+        except (AssertionError, kafka_errors.KafkaError):  # not assigned (any more)
+            return None
+        return None if end is None or end < 0 else int(end)
+
     def pause(self, tp: TopicPartition) -> None:
         self._c.pause(aiokafka.TopicPartition(*tp))
 

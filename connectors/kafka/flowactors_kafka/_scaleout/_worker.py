@@ -21,11 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
 from flowactors import ConnectorError, InvalidGraphError
-from flowactors.spi import ScaleOutJob, ScaleOutSettings, Sink, StageSpec, TaskPorts
+from flowactors.spi import (
+    ScaleOutJob,
+    ScaleOutSettings,
+    ScaleOutStatistics,
+    Sink,
+    StageSpec,
+    TaskPorts,
+)
 from flowactors_kafka._client import TopicPartition, client_options
 from flowactors_kafka._offsets import KafkaOffsetsInitializer
 from flowactors_kafka._scaleout._client import (
@@ -90,6 +98,10 @@ class KafkaScaleOutWorker:
         self._purger: asyncio.Task[None] | None = None
         #: Rebalance callbacks opening tasks right now (their partitions have no position).
         self._opening = 0
+        self.restore_seconds = 0.0
+        self.last_rebalance_seconds = 0.0
+        self._rebalance_started: float | None = None
+        self._commits_of_closed = 0
         #: Tasks per stage (the partitions of its input topic).
         self.task_counts: dict[str, int] = {}
         self.purged: dict[TopicPartition, int] = {}
@@ -158,6 +170,25 @@ class KafkaScaleOutWorker:
 
     def assignment(self) -> list[tuple[str, int]]:
         return sorted(t.uid for t in self.tasks.values())
+
+    def statistics(self) -> ScaleOutStatistics:
+        lag: dict[tuple[str, int], int] = {}
+        consumer = self.consumer
+        for tp, task in list(self.tasks.items()):
+            if consumer is None:
+                break
+            end, position = consumer.stable_end(tp), consumer.position(tp)
+            if end is not None and position is not None:
+                # not fetched yet, plus fetched and not taken by the task yet
+                lag[task.uid] = max(0, end - position) + sum(map(len, task.batches))
+        return ScaleOutStatistics(
+            assignment=tuple(self.assignment()),
+            rebalances=self.rebalances,
+            last_rebalance_seconds=self.last_rebalance_seconds,
+            restore_seconds=self.restore_seconds,
+            commits=self._commits_of_closed + sum(t.commits for t in self.tasks.values()),
+            lag=lag,
+        )
 
     async def stop(self) -> None:
         """Commit every task, leave the group, end."""
@@ -240,6 +271,7 @@ class KafkaScaleOutWorker:
 
     async def _on_revoked(self, tps: list[TopicPartition]) -> None:
         self.rebalances += 1
+        self._rebalance_started = time.monotonic()
         tasks = [self.tasks.pop(tp) for tp in tps if tp in self.tasks]
         if tasks:
             log.info("revoked: committing and closing %s", sorted(t.uid for t in tasks))
@@ -266,6 +298,8 @@ class KafkaScaleOutWorker:
                 self._fail(result)
                 return
             consumer.resume(tp)
+        if self._rebalance_started is not None:
+            self.last_rebalance_seconds = time.monotonic() - self._rebalance_started
         log.info("assigned: %s", self.assignment())
 
     async def _open(self, tp: TopicPartition) -> None:
@@ -283,6 +317,7 @@ class KafkaScaleOutWorker:
             committed = await consumer.committed(tp)
             restored: list[bytes] = []
             if stage.changelog_topic is not None:
+                began = time.monotonic()
                 restored = _latest_values(
                     await read_partition(
                         s.bootstrap_servers,
@@ -291,6 +326,7 @@ class KafkaScaleOutWorker:
                         timeout_s=_STARTUP_TIMEOUT_S,
                     )
                 )
+                self.restore_seconds += time.monotonic() - began
             start = committed
             if start is None and stage.source is not None:
                 start = await _starting_offset(consumer, stage, tp)
@@ -349,6 +385,7 @@ class KafkaScaleOutWorker:
             if commit and task.handle is not None and not task.stopped:
                 commit = await self._final_commit(task)
         finally:
+            self._commits_of_closed += task.commits
             if task.handle is not None:
                 await task.handle.cancel()
             if commit:
