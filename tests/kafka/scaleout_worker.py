@@ -12,6 +12,7 @@ Prints ``assigned <tasks>`` whenever its tasks change; SIGTERM stops it as plann
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from typing import Any
@@ -79,6 +80,7 @@ async def main(argv: list[str]) -> int:
     env.enable_scale_out(
         bootstrap_servers=bootstrap,
         application_id=app,
+        instance_id=os.environ.get("SCALEOUT_INSTANCE_ID") or None,  # static membership
         properties={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
     )
     build(env, bootstrap, in_topic, out_topic, job)

@@ -130,7 +130,13 @@ async def beginning_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 def start_worker(
-    bootstrap: str, app: str, src: str, out: str, log: Path, job: str = "sum"
+    bootstrap: str,
+    app: str,
+    src: str,
+    out: str,
+    log: Path,
+    job: str = "sum",
+    instance_id: str = "",
 ) -> subprocess.Popen[str]:
     with log.open("w") as output:  # the child keeps its own descriptor
         return subprocess.Popen(
@@ -139,7 +145,7 @@ def start_worker(
             stdout=output,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "SCALEOUT_INSTANCE_ID": instance_id},
         )
 
 
@@ -497,3 +503,40 @@ async def test_a_committed_offset_deleted_by_retention_fails_loudly(bootstrap: s
             await asyncio.wait_for(client.wait(), 60)
     finally:
         await client.cancel()
+
+
+def owned(log: Path) -> set[tuple[str, int]]:
+    """The tasks a worker's log says it owns last."""
+    lines = [line for line in log.read_text().splitlines() if line.startswith("assigned")]
+    return set(ast.literal_eval(lines[-1].removeprefix("assigned "))) if lines else set()
+
+
+async def test_a_static_member_that_stops_as_planned_hands_over_at_once(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    """Static membership: a restart within the session timeout moves nothing, but a
+    planned stop leaves the group explicitly, so its tasks move well within it (6 s)."""
+    src = await create_topic(bootstrap, unique("so-in"), 4)
+    out = await create_topic(bootstrap, unique("so-out"), 4)
+    app = unique("so-app")
+    logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
+    workers = [
+        start_worker(bootstrap, app, src, out, logs[i], instance_id=f"pod-{i}") for i in range(2)
+    ]
+    every_task = {("in-0", p) for p in range(4)} | {("sum", r) for r in range(4)}
+    try:
+        await produce_keyed(bootstrap, src, 0, 2000)
+        deadline = time.monotonic() + 60
+        while not (owned(logs[0]) and owned(logs[1])):
+            assert time.monotonic() < deadline, "the two workers never shared the tasks"
+            await asyncio.sleep(0.1)
+        stopped = time.monotonic()
+        workers[1].send_signal(signal.SIGTERM)
+        while owned(logs[0]) != every_task:
+            assert time.monotonic() - stopped < 4.0, "the tasks waited for the session timeout"
+            await asyncio.sleep(0.05)
+        await produce_keyed(bootstrap, src, 2000, 2000)
+        check_output(await read_topic(bootstrap, out, expected=4000, timeout=60, settle=2.0), 4000)
+    finally:
+        codes, texts = await asyncio.to_thread(stop_workers, workers, tmp_path)
+    assert codes == [0, 0], texts

@@ -18,6 +18,9 @@ import aiokafka
 import aiokafka.errors as kafka_errors
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from aiokafka.client import AIOKafkaClient, ConnectionGroup, CoordinationType
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
 
 from flowactors import ConnectorError
 from flowactors_kafka._client import (
@@ -556,3 +559,88 @@ class RecordPurger:
                 await admin.close()
             except Exception as exc:
                 log.debug("closing the admin client: %r", exc)
+
+
+# -- leaving the group as a static member ----------------------------------------------
+#
+# A static member (group.instance.id) that closes its consumer does not leave the group:
+# the point of static membership is that a restart within the session timeout moves
+# nothing. A planned stop should move its tasks at once, so it sends what Kafka's admin
+# client sends for removeMembersFromConsumerGroup: LeaveGroup v3 naming the instance id.
+# aiokafka's protocol types stop at LeaveGroup v1; v3 is built from them here.
+
+
+class _LeaveGroupResponseV3(Response):  # type: ignore[misc]
+    API_KEY = 13
+    API_VERSION = 3
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("error_code", Int16),
+        (
+            "members",
+            Array(
+                ("member_id", String("utf-8")),
+                ("group_instance_id", String("utf-8")),
+                ("error_code", Int16),
+            ),
+        ),
+    )
+
+
+class _LeaveGroupRequestV3(RequestStruct):  # type: ignore[misc]
+    API_KEY = 13
+    API_VERSION = 3
+    RESPONSE_TYPE = _LeaveGroupResponseV3
+    SCHEMA = Schema(
+        ("group_id", String("utf-8")),
+        ("members", Array(("member_id", String("utf-8")), ("group_instance_id", String("utf-8")))),
+    )
+
+
+class _StaticLeave(Request[_LeaveGroupRequestV3]):  # type: ignore[misc]
+    API_KEY = 13
+
+    def __init__(self, group_id: str, instance_id: str) -> None:
+        self.group_id = group_id
+        self.instance_id = instance_id
+
+    def build(self, request_struct_class: type[_LeaveGroupRequestV3]) -> _LeaveGroupRequestV3:
+        return request_struct_class(self.group_id, [("", self.instance_id)])
+
+
+async def leave_group_as_static_member(
+    bootstrap_servers: str,
+    *,
+    group_id: str,
+    instance_id: str,
+    options: Mapping[str, Any],
+    timeout_s: float = 10.0,
+) -> None:
+    """Remove the static member ``instance_id`` from ``group_id`` now (a rebalance starts
+    at once instead of after the session timeout)."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, **admin_options(options))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout_s)
+        node = await asyncio.wait_for(
+            client.coordinator_lookup(CoordinationType.GROUP, group_id), timeout_s
+        )
+        response = await asyncio.wait_for(
+            client.send(
+                node, _StaticLeave(group_id, instance_id), group=ConnectionGroup.COORDINATION
+            ),
+            timeout_s,
+        )
+        errors = [response.error_code] + [m[2] for m in response.members]
+        error = next((kafka_errors.for_code(c) for c in errors if c), None)
+        if error is not None and error is not kafka_errors.UnknownMemberIdError:
+            raise ConnectorError(
+                f"Kafka: leaving group {group_id} as {instance_id} failed: {error.__name__}",
+                retriable=True,
+            )
+    except (kafka_errors.KafkaError, OSError, TimeoutError) as exc:
+        raise translate_error(exc, f"leaving group {group_id}") from exc
+    finally:
+        try:
+            await client.close()
+        except Exception as exc:
+            log.debug("closing the client: %r", exc)

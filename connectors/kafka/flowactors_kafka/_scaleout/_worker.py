@@ -43,6 +43,7 @@ from flowactors_kafka._scaleout._client import (
     TaskFenced,
     TaskProducer,
     ensure_topics,
+    leave_group_as_static_member,
     read_partition,
     topic_partitions,
 )
@@ -214,6 +215,17 @@ class KafkaScaleOutWorker:
         await asyncio.gather(*(self._close(t, commit=commit) for t in tasks))
         if self.consumer is not None:
             await self.consumer.stop()
+            s = self.settings
+            if commit and s.instance_id is not None:
+                try:
+                    await leave_group_as_static_member(
+                        s.bootstrap_servers,
+                        group_id=s.application_id,
+                        instance_id=s.instance_id,
+                        options=self.consumer_options,
+                    )
+                except ConnectorError as exc:  # its tasks move after the session timeout
+                    log.warning("could not leave the group at once: %s", exc)
 
     # -- the fetch loop --------------------------------------------------------------
 
