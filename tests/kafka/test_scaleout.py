@@ -24,6 +24,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
 
 from flowactors import ConnectorError, StreamExecutionEnvironment, WatermarkStrategy
@@ -90,7 +91,7 @@ async def test_one_worker_runs_both_stages_exactly_once(bootstrap: str) -> None:
     env.enable_scale_out(
         bootstrap_servers=bootstrap,
         application_id=app,
-        properties={"repartition.purge.interval.ms": 300},
+        properties={"repartition.purge.interval.ms": 300, "min.insync.replicas": 1},
     )
     build(env, bootstrap, src, out)
     client = await env.execute_async("keyed-sum")
@@ -114,6 +115,25 @@ async def test_one_worker_runs_both_stages_exactly_once(bootstrap: str) -> None:
         await client.stop()  # type: ignore[attr-defined]
     assert output_of(records) == expected_output(2000)
     assert len(await beginning_offsets(bootstrap, internal)) == 4
+    # topic-level configs: the changelog is compacted, min.insync.replicas as asked
+    changelog = await topic_configs(bootstrap, f"{app}-sum-changelog")
+    assert changelog["cleanup.policy"] == "compact"
+    assert changelog["min.insync.replicas"] == "1"
+    assert (await topic_configs(bootstrap, internal))["min.insync.replicas"] == "1"
+
+
+async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
+    """The configs set on ``topic`` itself (not the broker's defaults)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)]
+        )
+        entries = response.resources[0][4]
+        return {name: value for name, value, _, source, *_ in entries if source == 1}
+    finally:
+        await admin.close()
 
 
 async def beginning_offsets(bootstrap: str, topic: str) -> dict[int, int]:

@@ -84,6 +84,12 @@ class KafkaScaleOutWorker:
         props = dict(settings.properties)
         #: Replication factor of internal and changelog topics (not a client property).
         self.replication_factor = int(props.pop("replication.factor", 1))
+        #: ``min.insync.replicas`` of internal and changelog topics (the broker's default
+        #: when not given).
+        min_isr = props.pop("min.insync.replicas", None)
+        self.topic_configs: dict[str, str] = (
+            {} if min_isr is None else {"min.insync.replicas": str(int(min_isr))}
+        )
         #: How often records of internal topics that their readers committed past are
         #: deleted (Kafka Streams' ``repartition.purge.interval.ms``).
         self.purge_interval_s = int(props.pop("repartition.purge.interval.ms", 30_000)) / 1000
@@ -134,7 +140,7 @@ class KafkaScaleOutWorker:
     async def _create_topics(self) -> None:
         s = self.settings
         topics: dict[str, tuple[int, Mapping[str, str]]] = {
-            name: (n, {}) for name, n in self.job.internal_topics.items()
+            name: (n, dict(self.topic_configs)) for name, n in self.job.internal_topics.items()
         }
         source_topics = [t for t, st in self.stage_of_topic.items() if st.source is not None]
         counts = await topic_partitions(
@@ -148,7 +154,7 @@ class KafkaScaleOutWorker:
             if stage.changelog_topic is None:
                 continue
             n = stage.partitions if stage.partitions is not None else counts[topic]
-            topics[stage.changelog_topic] = (n, {"cleanup.policy": "compact"})
+            topics[stage.changelog_topic] = (n, {**self.topic_configs, "cleanup.policy": "compact"})
         await ensure_topics(
             s.bootstrap_servers,
             topics,
