@@ -4,6 +4,11 @@ producer, topic creation and changelog reads.
 As in :mod:`flowactors_kafka._client` (whose helpers this reuses), nothing else in the
 package imports aiokafka, and aiokafka's errors become :class:`flowactors.ConnectorError`.
 A transactional producer fenced by a newer owner of its id raises :class:`TaskFenced`.
+
+It is longer than the style guide's ~500 lines on purpose, for the same reason as
+:mod:`flowactors_kafka._client`: every use of aiokafka by scale-out — the group consumer,
+the task producers, the admin requests and the one protocol request aiokafka lacks —
+stays behind this one seam.
 """
 
 from __future__ import annotations
