@@ -560,3 +560,52 @@ async def test_a_static_member_that_stops_as_planned_hands_over_at_once(
     finally:
         codes, texts = await asyncio.to_thread(stop_workers, workers, tmp_path)
     assert codes == [0, 0], texts
+
+
+async def test_reinterpret_as_keyed_skips_the_hop(bootstrap: str) -> None:
+    """Input keyed by its producer: the running sum runs in the source stage, with its
+    state in a changelog of the source's partition count, and no internal topic."""
+    src = await create_topic(bootstrap, unique("so-in"), 4)
+    out = await create_topic(bootstrap, unique("so-out"), 4)
+    app = unique("so-app")
+    await produce_keyed(bootstrap, src, 0, 2000)  # each key in one partition
+    source: KafkaSource[Any] = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_topics(src)
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer("json")
+        .build()
+    )
+    sink: KafkaSink[Any] = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_record_serializer(topic=out, value_serializer="json")
+        .build()
+    )
+    env = StreamExecutionEnvironment(parallelism=4)
+    env.enable_checkpointing(100)
+    env.enable_scale_out(bootstrap_servers=bootstrap, application_id=app)
+    (
+        env.from_source(source, name="in")
+        .map(lambda r: (r["k"], r["v"]))
+        .reinterpret_as_keyed(lambda kv: kv[0])
+        .sum(1)
+        .uid("sum")
+        .sink_to(sink)
+    )
+    client = await env.execute_async("reinterpreted")
+    try:
+        records = await read_topic(bootstrap, out, expected=2000, timeout=60, settle=1.0)
+        assert sorted(client.assignment()) == [("in-0", p) for p in range(4)]
+    finally:
+        await client.stop()  # type: ignore[attr-defined]
+    assert output_of(records) == expected_output(2000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(app)]
+    finally:
+        await admin.close()
+    assert topics == [f"{app}-in-0-changelog"]
+    assert len(await beginning_offsets(bootstrap, topics[0])) == 4
