@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -145,6 +146,11 @@ class ReaderOutput(Protocol[T]):
     def emit_side_output(self, tag: Any, value: Any) -> None:
         """Send a value (e.g. a malformed record) to a side output of the source."""
 
+    async def emit_watermark(self, timestamp: int) -> None:
+        """Advance event time to ``timestamp`` (for readers whose source is used without a
+        watermark strategy and knows event time itself, e.g. from upstream markers);
+        a watermark not above the last one is ignored."""
+
 
 class SourceReader(ABC, Generic[T]):
     """Reads one subtask's share of a source."""
@@ -196,6 +202,12 @@ class SinkWriter(ABC, Generic[T]):
     async def flush(self, end_of_input: bool) -> None:
         """Make written records durable/visible; ``end_of_input`` on the final call."""
 
+    async def write_watermark(self, timestamp: int) -> None:
+        """Event time reached ``timestamp`` at this sink (Flink's ``writeWatermark``)."""
+
+    async def write_watermark_status(self, idle: bool) -> None:
+        """Every input of this sink became idle (``True``) or active again (``False``)."""
+
     async def close(self) -> None:
         """Release resources; called once, also after failure or cancellation."""
 
@@ -223,10 +235,166 @@ class Sink(ABC, Generic[T]):
     def create_writer(self, context: SinkWriterContext) -> SinkWriter[T]: ...
 
 
+# -- scale-out ------------------------------------------------------------------------
+#
+# ``env.enable_scale_out(...)`` runs a job on every replica of a service. The core cuts
+# the job into stages (:mod:`flowactors.runtime.stages`) and runs each task (stage,
+# partition) with its own runtime; a *backend* does the rest: group membership, the
+# input of each task, its outputs and its commits. The core finds the backend through
+# the packaging entry point group ``flowactors.scale_out`` (flowactors-kafka registers
+# one), so it never imports a connector.
+
+#: The entry point group scale-out backends register under.
+SCALE_OUT_ENTRY_POINTS = "flowactors.scale_out"
+
+
+@dataclass(frozen=True)
+class ScaleOutSettings:
+    """What ``env.enable_scale_out`` was given, plus the commit interval."""
+
+    bootstrap_servers: str
+    #: Consumer group, prefix of internal topics and of transactional ids.
+    application_id: str
+    #: Static group membership id (e.g. the pod name); ``None``: dynamic membership.
+    instance_id: str | None = None
+    #: Client properties of the backend's internal clients (TLS, SASL, ...).
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    #: How often every task commits its outputs and input offsets (the checkpoint interval).
+    commit_interval_ms: int = 200
+    max_parallelism: int = 128
+
+
+@dataclass(frozen=True)
+class HopSpec:
+    """Records a task sends to an internal topic, for one input of the stage reading it."""
+
+    topic: str
+    input_index: int
+    #: A fresh router per task: a batch of records -> their partitions of ``topic``.
+    make_router: Callable[[], Callable[[list[Any]], list[int]]]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage as a backend sees it: what it reads and writes, how many tasks it has."""
+
+    uid: str
+    #: The user's source heading the stage; ``None`` when it reads ``input_topic``.
+    source: Source[Any] | None
+    input_topic: str | None
+    #: Partitions of ``input_topic`` (``None`` for a source stage: its topics decide).
+    partitions: int | None
+    outputs: tuple[HopSpec, ...]
+    #: The compacted topic of the stage's keyed state (``None``: the stage keeps none).
+    changelog_topic: str | None = None
+    #: The stages that write into ``input_topic`` (their tasks send watermark markers).
+    upstream_stages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskPorts:
+    """What a backend hands the core for one task: its input and its outputs.
+
+    ``source`` yields the records of the task's input partition and, as a reader,
+    is polled by the task between batches: the one moment the whole task is
+    quiet, so the backend commits there. ``hop_sink`` writes into an internal
+    topic; ``wrap_sink`` turns a user sink into one that writes within the
+    task's commits (a backend returns other sinks unchanged).
+    """
+
+    source: Source[Any]
+    hop_sink: Callable[[HopSpec], Sink[Any]]
+    wrap_sink: Callable[[Sink[Any]], Sink[Any]]
+    #: The values of the task's changelog partition, latest per key, tombstones dropped.
+    restored_state: Sequence[bytes] = ()
+
+
+class StageTask(Protocol):
+    """A running task, as the core hands it to the backend."""
+
+    async def wait(self) -> None:
+        """Until the task ends; raises what made it fail."""
+
+    async def cancel(self) -> None:
+        """Stop the task and wait until it has."""
+
+    def state_changes(self) -> list[tuple[bytes, bytes | None]]:
+        """Keyed state written since the last call, as changelog (key, value) records
+        (``None``: deleted). Called while the task is quiet (from its source reader)."""
+
+
+@dataclass(frozen=True)
+class ScaleOutJob:
+    """A job cut into stages, and how to start one of its tasks."""
+
+    job_name: str
+    stages: tuple[StageSpec, ...]
+    #: Internal topics and their partition counts.
+    internal_topics: Mapping[str, int]
+    start_task: Callable[[str, int, TaskPorts], Awaitable[StageTask]]
+
+
+@dataclass(frozen=True)
+class ScaleOutStatistics:
+    """What a worker reports about its share of a scaled-out job."""
+
+    #: The tasks it owns: (stage uid, partition).
+    assignment: tuple[tuple[str, int], ...]
+    #: Rebalances it took part in, and how long the last one took (revocation until
+    #: every newly assigned task ran).
+    rebalances: int
+    last_rebalance_seconds: float
+    #: Time spent restoring tasks' state from changelogs, in all.
+    restore_seconds: float
+    #: Transactions its tasks committed.
+    commits: int
+    #: Per task: records it has not taken yet, up to the end of its input partition (the
+    #: last stable offset; transaction markers count as records), when known.
+    lag: Mapping[tuple[str, int], int] = field(default_factory=dict)
+
+
+class ScaleOutWorker(Protocol):
+    """This replica's share of a scaled-out job."""
+
+    async def start(self) -> None:
+        """Join the group (create internal topics first); returns once running."""
+
+    def assignment(self) -> list[tuple[str, int]]:
+        """The tasks this worker owns now: (stage uid, partition)."""
+
+    def statistics(self) -> ScaleOutStatistics:
+        """Rebalances, restores, commits and lag so far."""
+
+    async def wait(self) -> None:
+        """Until the worker stops; raises what made it fail."""
+
+    async def stop(self) -> None:
+        """A planned stop: commit every task and leave the group at once."""
+
+    async def cancel(self) -> None:
+        """Stop without committing (what is open is aborted or fenced later)."""
+
+
+class ScaleOutBackend(Protocol):
+    """Runs scaled-out jobs on some shared log (Kafka). Registered as an entry point."""
+
+    def can_read(self, source: Source[Any]) -> bool:
+        """Whether this backend can share ``source``'s input among workers."""
+
+    def create_worker(self, settings: ScaleOutSettings, job: ScaleOutJob) -> ScaleOutWorker: ...
+
+
 __all__ = [
     "Boundedness",
+    "HopSpec",
     "InputStatus",
     "ReaderOutput",
+    "SCALE_OUT_ENTRY_POINTS",
+    "ScaleOutBackend",
+    "ScaleOutJob",
+    "ScaleOutSettings",
+    "ScaleOutStatistics",
+    "ScaleOutWorker",
     "Sink",
     "SinkWriter",
     "SinkWriterContext",
@@ -234,4 +402,7 @@ __all__ = [
     "SourceMetrics",
     "SourceReader",
     "SourceReaderContext",
+    "StageSpec",
+    "StageTask",
+    "TaskPorts",
 ]

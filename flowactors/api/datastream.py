@@ -223,6 +223,25 @@ class DataStream(Generic[T]):
             key_selector,
         )
 
+    def reinterpret_as_keyed(self, key_selector: Callable[[T], K]) -> KeyedStream[K, T]:
+        """Key a stream whose input is already partitioned by this key (Flink's
+        ``DataStreamUtils.reinterpretAsKeyedStream``).
+
+        In scale-out mode the keyed operator then stays in the stage that reads the
+        topic: no internal topic, no hop through the broker. The producers of the
+        topic must give all records of a key the same partition (the usual case:
+        they set the record key). In one process the stream is keyed as by
+        ``key_by`` (a local shuffle), so results are the same in both modes.
+        """
+        if not callable(key_selector):
+            raise InvalidGraphError(f"reinterpret_as_keyed needs a callable, got {key_selector!r}")
+        spec = PartitionSpec(Partitioning.HASH, key_selector, reinterpreted=True)
+        return KeyedStream(
+            self._env,
+            [Input(i.upstream, spec, i.tag, i.input_index) for i in self._inputs],
+            key_selector,
+        )
+
     def union(self, *others: DataStream[T]) -> DataStream[T]:
         """All records of this stream and the others (no order between them)."""
         inputs = list(self._inputs)
@@ -261,6 +280,7 @@ class DataStream(Generic[T]):
             list(self._inputs),
             max_parallelism=sink.max_parallelism,
             is_sink=True,
+            sink=sink,
         )
         self._env._add_sink(t)
         return DataStreamSink(t)

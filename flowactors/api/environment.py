@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,8 +42,10 @@ from flowactors.runtime.graph import Input, Transformation, build_plan
 from flowactors.runtime.jobmaster import JobMaster
 from flowactors.runtime.live_state import KeyedStateView, wait_state_restored
 from flowactors.runtime.metrics import JobMetrics
+from flowactors.runtime.scaleout import ScaleOutRunner, load_backend
 from flowactors.runtime.source_sink import SourceOperator
-from flowactors.spi import Source
+from flowactors.runtime.stages import plan_stages
+from flowactors.spi import ScaleOutSettings, Source
 from flowactors.state.keygroups import DEFAULT_MAX_PARALLELISM
 from flowactors.time import to_millis
 from flowactors.time.watermarks import WatermarkStrategy
@@ -52,6 +54,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _log = logging.getLogger("flowactors.runtime")
+
+#: The commit interval of a scaled-out job without ``enable_checkpointing``.
+DEFAULT_COMMIT_INTERVAL_MS = 200
 
 
 class JobClient:
@@ -106,6 +111,11 @@ class JobClient:
         """
         return KeyedStateView(self._master, self._loop, uid, state_name)
 
+    def assignment(self) -> list[tuple[str, int]]:
+        """The scale-out tasks this replica owns now, as (stage uid, partition); empty
+        for a job that runs in one process."""
+        return []
+
     def checkpoint_stats(self) -> CheckpointStats | None:
         """Duration, size and longest synchronous pause of the last completed snapshot."""
         coordinator = self._execution.coordinator
@@ -132,6 +142,56 @@ class JobClient:
         return str(done.directory)
 
 
+class ScaleOutJobClient(JobClient):
+    """A handle on this replica's part of a scaled-out job."""
+
+    def __init__(self, runner: ScaleOutRunner) -> None:
+        self._runner = runner
+
+    @property
+    def _execution(self) -> JobExecution:
+        raise InvalidGraphError("a scaled-out job has no single execution")
+
+    @property
+    def job_name(self) -> str:
+        return self._runner.job_name
+
+    @property
+    def status(self) -> JobStatus:
+        return self._runner.status
+
+    @property
+    def attempts(self) -> int:
+        return 0
+
+    async def wait(self) -> JobExecutionResult:
+        return await self._runner.wait()
+
+    async def cancel(self) -> None:
+        """Stop at once, without committing (open transactions are aborted when the
+        tasks' new owners fence them)."""
+        await self._runner.cancel()
+
+    async def stop(self) -> None:
+        """A planned stop: commit every task, leave the group at once, end."""
+        await self._runner.stop()
+
+    def metrics(self) -> JobMetrics:
+        return self._runner.metrics()
+
+    def assignment(self) -> list[tuple[str, int]]:
+        return self._runner.assignment()
+
+    def checkpoint_stats(self) -> CheckpointStats | None:
+        return None
+
+    async def trigger_savepoint(self, path: str | os.PathLike[str]) -> str:
+        raise InvalidGraphError("a scaled-out job keeps its state in Kafka: no savepoints")
+
+    async def stop_with_savepoint(self, path: str | os.PathLike[str]) -> str:
+        raise InvalidGraphError("a scaled-out job keeps its state in Kafka: no savepoints")
+
+
 class StreamExecutionEnvironment:
     """Where a job is defined and from where it is run.
 
@@ -155,6 +215,8 @@ class StreamExecutionEnvironment:
         self._restart_strategy: RestartStrategy | None = None
         #: The job the sinks defined so far were handed to (a pipeline runs once).
         self._started_job: str | None = None
+        self._scale_out: ScaleOutSettings | None = None
+        self._commit_interval_ms: int | None = None
 
     @staticmethod
     def get_execution_environment(parallelism: int = 1) -> StreamExecutionEnvironment:
@@ -226,7 +288,11 @@ class StreamExecutionEnvironment:
         Durations take a ``timedelta`` or milliseconds.
         """
         if storage is None:
-            raise InvalidGraphError("enable_checkpointing needs a storage directory")
+            # In scale-out mode the interval is the commit interval and state lives in
+            # Kafka: storage is optional there (checked when the job starts).
+            self._commit_interval_ms = to_millis(interval)
+            self._checkpoint_config = None
+            return self
         self._checkpoint_config = CheckpointConfig(
             interval_ms=to_millis(interval),
             storage=storage_path(storage),
@@ -237,6 +303,41 @@ class StreamExecutionEnvironment:
             tolerable_failures=tolerable_failures,
             retained=retained,
             serializer=serializer,
+        )
+        return self
+
+    def enable_scale_out(
+        self,
+        *,
+        bootstrap_servers: str,
+        application_id: str,
+        instance_id: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> StreamExecutionEnvironment:
+        """Share this job among every replica that runs it with the same ``application_id``.
+
+        The job is cut into stages at its re-partitioning edges (``key_by``,
+        ``rebalance``, the inputs of a union or connected stream); stages talk
+        through internal Kafka topics ``<application_id>-<uid>-repartition``, and
+        replicas share the tasks (stage, partition) through one consumer group
+        ``application_id``. Every commit interval (``enable_checkpointing``'s
+        interval; 200 ms by default) each task commits its outputs and its input
+        offsets in one Kafka transaction. ``instance_id`` (e.g. the pod name)
+        gives static group membership: a restart within the session timeout
+        moves no task. ``properties`` configure the internal Kafka clients (TLS,
+        SASL, ...). Needs ``flowactors-kafka``; see ``docs/scaleout.md``.
+        """
+        if not isinstance(bootstrap_servers, str) or not bootstrap_servers:
+            raise InvalidGraphError("enable_scale_out needs bootstrap_servers")
+        if not isinstance(application_id, str) or not application_id:
+            raise InvalidGraphError("enable_scale_out needs an application_id")
+        if instance_id is not None and (not isinstance(instance_id, str) or not instance_id):
+            raise InvalidGraphError(f"instance_id must be a non-empty str, got {instance_id!r}")
+        self._scale_out = ScaleOutSettings(
+            bootstrap_servers=bootstrap_servers,
+            application_id=application_id,
+            instance_id=instance_id,
+            properties=dict(properties or {}),
         )
         return self
 
@@ -294,6 +395,8 @@ class StreamExecutionEnvironment:
             lambda: SourceOperator(source, watermark_strategy),
             max_parallelism=source.max_parallelism,
             is_source=True,
+            source=source,
+            watermark_strategy=watermark_strategy,
         )
         return DataStream(self, [Input(t)], t)
 
@@ -354,6 +457,15 @@ class StreamExecutionEnvironment:
                 "pipeline runs once: define the pipeline again (sources to sinks) to run "
                 "it again"
             )
+        """Start the job and return at once with a :class:`JobClient`."""
+        if self._scale_out is not None:
+            if savepoint_path is not None:
+                raise InvalidGraphError(
+                    "a scaled-out job keeps its state in Kafka and cannot start from a savepoint"
+                )
+            return self._execute_scaled_out(job_name, self._scale_out)
+        if self._checkpoint_config is None and self._commit_interval_ms is not None:
+            raise InvalidGraphError("enable_checkpointing needs a storage directory")
         sinks = self._take_plan_inputs()
         self._started_job = job_name
         plan = build_plan(
@@ -381,6 +493,28 @@ class StreamExecutionEnvironment:
         # Keyed state restored before this returns: a live state view answers at once.
         await wait_state_restored(master)
         return client
+
+    def _execute_scaled_out(self, job_name: str, settings: ScaleOutSettings) -> JobClient:
+        backend = load_backend()
+        plan = build_plan(
+            self._take_plan_inputs(),
+            default_parallelism=self._parallelism,
+            chaining=True,
+        )
+        stage_plan = plan_stages(
+            plan,
+            application_id=settings.application_id,
+            max_parallelism=self._max_parallelism,
+            can_read=backend.can_read,
+        )
+        settings = dataclasses.replace(
+            settings,
+            commit_interval_ms=self._commit_interval_ms or DEFAULT_COMMIT_INTERVAL_MS,
+            max_parallelism=self._max_parallelism,
+        )
+        runner = ScaleOutRunner(job_name, stage_plan, self._config, settings, backend)
+        runner.start()
+        return ScaleOutJobClient(runner)
 
     async def execute(
         self,

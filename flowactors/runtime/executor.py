@@ -213,6 +213,8 @@ class JobExecution:
     async def cancel(self) -> None:
         assert self._runner is not None, "job not started"
         await self._runner.cancel()
+        # A supervisor cancelled before it ever ran stopped nothing: stop what start() began.
+        await self._stop_all()
         if self.status is JobStatus.RUNNING:
             self.status = JobStatus.CANCELED
 

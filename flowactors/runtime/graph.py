@@ -39,6 +39,10 @@ class Transformation:
     is_source: bool = False
     is_sink: bool = False
     id: int = field(default_factory=lambda: next(_ids))
+    #: What a source or sink transformation wraps (read by the stage planner of scale-out).
+    source: Any = None
+    watermark_strategy: Any = None
+    sink: Any = None
 
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.name).strip("-").lower() or "operator"

@@ -98,6 +98,11 @@ class SourceOperator(StreamOperator):
     def emit_side_output(self, tag: Any, value: Any) -> None:
         self.side.add(tag, value, None)
 
+    async def emit_watermark(self, timestamp: int) -> None:
+        """A watermark the reader knows itself (sources without a watermark strategy)."""
+        if self.tracker is None and timestamp > self.current_watermark:
+            await StreamOperator.process_watermark(self, timestamp)
+
     async def on_periodic(self) -> None:
         """Ask every split's generator for a watermark and pass on what advanced."""
         if self.tracker is not None:
@@ -170,6 +175,23 @@ class SinkOperator(StreamOperator):
         self.records_written += len(values)
         with self.attributing_failures():
             await self.writer.write(values, timestamps)
+
+    async def process_watermark(self, timestamp: int) -> None:
+        writer = self.writer
+        if writer is not None and type(writer).write_watermark is not SinkWriter.write_watermark:
+            with self.attributing_failures():
+                await writer.write_watermark(timestamp)
+        await super().process_watermark(timestamp)
+
+    async def process_watermark_status(self, idle: bool) -> None:
+        writer = self.writer
+        if (
+            writer is not None
+            and type(writer).write_watermark_status is not SinkWriter.write_watermark_status
+        ):
+            with self.attributing_failures():
+                await writer.write_watermark_status(idle)
+        await super().process_watermark_status(idle)
 
     async def finish(self) -> None:
         assert self.writer is not None

@@ -38,6 +38,9 @@ class PartitionSpec:
 
     kind: Partitioning
     key_selector: Callable[[Any], Any] | None = None
+    #: ``reinterpret_as_keyed``: the input is already partitioned by this key outside
+    #: flowactors (e.g. by the Kafka producer); scale-out keeps it in the same stage.
+    reinterpreted: bool = False
 
 
 @dataclass(frozen=True)

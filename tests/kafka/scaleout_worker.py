@@ -1,0 +1,109 @@
+"""One worker process of the scale-out tests' keyed-sum job.
+
+    python -m tests.kafka.scaleout_worker BOOTSTRAP APP IN_TOPIC OUT_TOPIC [sum|windows]
+
+``sum``: reads ``{"k": key, "v": n}`` JSON records, sums ``v`` per key across workers
+and writes ``[key, running_sum]`` exactly once. ``windows``: reads ``{"k": key, "t": ms}``
+and writes ``[key, second, count]`` per key and tumbling event-time second.
+Prints ``assigned <tasks>`` whenever its tasks change; SIGTERM stops it as planned
+(commit, leave the group, exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
+
+from flowactors import StreamExecutionEnvironment, WatermarkStrategy
+from flowactors.windows import TumblingEventTimeWindows
+
+
+def build(
+    env: StreamExecutionEnvironment,
+    bootstrap: str,
+    in_topic: str,
+    out_topic: str,
+    job: str = "sum",
+) -> None:
+    source: KafkaSource[Any] = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_topics(in_topic)
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer("json")
+        .build()
+    )
+    sink: KafkaSink[Any] = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_record_serializer(topic=out_topic, value_serializer="json")
+        .set_delivery_guarantee("exactly-once")
+        .set_transactional_id_prefix("unused-in-scale-out")
+        .build()
+    )
+    if job == "windows":
+        # records {"k": key, "t": ms} (also their Kafka timestamp), -1 keys only move time
+        (
+            env.from_source(source, WatermarkStrategy.for_monotonous_timestamps(), "in")
+            .filter(lambda r: r["k"] >= 0)
+            .map(lambda r: (r["k"], r["t"] // 1000, 1))
+            .name("pair")
+            .key_by(lambda kwc: kwc[0])
+            .window(TumblingEventTimeWindows.of(1000))
+            .reduce(lambda a, b: (a[0], a[1], a[2] + b[2]))
+            .uid("windows")
+            .sink_to(sink, name="out")
+        )
+        return
+    (
+        env.from_source(source, name="in")
+        .map(lambda r: (r["k"], r["v"]))
+        .name("pair")
+        .key_by(lambda kv: kv[0])
+        .sum(1)
+        .uid("sum")
+        .sink_to(sink, name="out")
+    )
+
+
+async def main(argv: list[str]) -> int:
+    bootstrap, app, in_topic, out_topic = argv[:4]
+    job = argv[4] if len(argv) > 4 else "sum"
+    partitions = 4
+    env = StreamExecutionEnvironment(parallelism=partitions)
+    env.enable_checkpointing(200)
+    env.enable_scale_out(
+        bootstrap_servers=bootstrap,
+        application_id=app,
+        instance_id=os.environ.get("SCALEOUT_INSTANCE_ID") or None,  # static membership
+        properties={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+    )
+    build(env, bootstrap, in_topic, out_topic, job)
+    client = await env.execute_async("keyed-sum")
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    waiter = asyncio.ensure_future(client.wait())
+    stopper = asyncio.ensure_future(stopping.wait())
+    last: list[tuple[str, int]] = []
+    while not waiter.done():
+        await asyncio.wait({waiter, stopper}, timeout=0.2)
+        now = client.assignment()
+        if now != last:
+            print("assigned", now, flush=True)
+            last = now
+        if stopper.done():
+            await client.stop()  # type: ignore[attr-defined]
+            print("stopped", flush=True)
+            return 0
+    waiter.result()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))
