@@ -69,7 +69,7 @@ clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
 
 # A single-node Kafka broker (KRaft, loopback) for the Kafka connector's tests: scripts/kafka.sh.
-# `make kafka-start KAFKA_ARGS=--sasl` adds the SASL_PLAINTEXT listener.
+# `make kafka-start KAFKA_ARGS="--sasl --tls"` adds the SASL_PLAINTEXT and SSL listeners.
 KAFKA_ARGS ?=
 .PHONY: kafka-fetch kafka-start kafka-stop
 
