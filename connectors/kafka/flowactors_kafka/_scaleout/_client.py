@@ -366,17 +366,11 @@ class TaskProducer:
             log.debug("abandoning %s: %r", self.transactional_id, exc)
 
 
-async def ensure_topics(
-    bootstrap_servers: str,
-    topics: Mapping[str, tuple[int, Mapping[str, str]]],
-    *,
-    options: Mapping[str, Any],
-    replication_factor: int,
-    timeout_s: float,
-) -> None:
-    """Create ``topics`` (name -> (partitions, configs)) unless they exist; an existing topic
-    with another partition count is an error (its key-group ranges would not match)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **admin_options(options))
+async def _started_admin(
+    bootstrap_servers: str, options: Mapping[str, Any], timeout_s: float
+) -> Any:
+    """An admin client, connected (retrying while the brokers cannot be reached)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **options)
 
     async def start() -> None:
         await admin.start()
@@ -391,6 +385,20 @@ async def ensure_topics(
         bootstrap_servers=bootstrap_servers,
         timeout_s=timeout_s,
     )
+    return admin
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    topics: Mapping[str, tuple[int, Mapping[str, str]]],
+    *,
+    options: Mapping[str, Any],
+    replication_factor: int,
+    timeout_s: float,
+) -> None:
+    """Create ``topics`` (name -> (partitions, configs)) unless they exist; an existing topic
+    with another partition count is an error (its key-group ranges would not match)."""
+    admin = await _started_admin(bootstrap_servers, admin_options(options), timeout_s)
     try:
         response = await admin.create_topics(
             [
@@ -485,21 +493,7 @@ async def topic_partitions(
     """The partition count of each of ``topics`` (which must exist)."""
     if not topics:
         return {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **admin_options(options))
-
-    async def start() -> None:
-        await admin.start()
-
-    async def nothing() -> None:
-        return None
-
-    await connect_with_retry(
-        start,
-        nothing,
-        what="Kafka admin client",
-        bootstrap_servers=bootstrap_servers,
-        timeout_s=60.0,
-    )
+    admin = await _started_admin(bootstrap_servers, admin_options(options), 60.0)
     try:
         described = await admin.describe_topics(list(topics))
         out: dict[str, int] = {}
@@ -530,22 +524,7 @@ class RecordPurger:
         self._admin: Any = None
 
     async def start(self, timeout_s: float) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **self._options)
-
-        async def start() -> None:
-            await admin.start()
-
-        async def nothing() -> None:
-            return None
-
-        await connect_with_retry(
-            start,
-            nothing,
-            what="Kafka admin client",
-            bootstrap_servers=self.bootstrap_servers,
-            timeout_s=timeout_s,
-        )
-        self._admin = admin
+        self._admin = await _started_admin(self.bootstrap_servers, self._options, timeout_s)
 
     async def delete_before(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not offsets or self._admin is None:
