@@ -2,7 +2,7 @@
 
 A user method may be a plain ``def``, an ``async def``, or a plain ``def`` that
 returns an awaitable; whichever it is, its work is done before the operator
-goes on. Two helpers serve every operator:
+goes on. These helpers serve every operator:
 
 - :func:`call_per_record` calls a function once per record of a batch, after
   setting the record's scope: its event timestamp on the context and the
@@ -14,9 +14,10 @@ goes on. Two helpers serve every operator:
   joined pairs, window functions, ``open``/``close``).
 
 Built-in operators whose whole batch goes through one C-level loop (``map``,
-``filter``, ``flat_map`` on plain callables, ``reduce``) use
-:func:`resolve_batch` on the list of results instead: it awaits them all when
-the first one is awaitable.
+``filter`` on plain callables) use :func:`resolve_batch` on the list of results
+instead: it awaits them all when the first one is awaitable. :func:`listed`
+turns what a ``flat_map`` returned (an iterable, an async iterable, an
+awaitable of an iterable) into a list.
 """
 
 from __future__ import annotations
