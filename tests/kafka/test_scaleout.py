@@ -38,6 +38,11 @@ REPO = Path(__file__).resolve().parents[2]
 SCALEOUT = Path(flowactors_kafka.__file__).parent / "_scaleout"
 KEYS = 40
 
+#: Tests with several worker processes on a shared 2-core machine beside the broker: a run
+#: can miss a timing window (a rejoin within 30 s, a rebalance before the next kill), so a
+#: failed run is tried again. Every run asserts the exact output.
+worker_processes = pytest.mark.flaky(reruns=2)
+
 
 def test_only_the_scale_out_seam_imports_aiokafka() -> None:
     for path in SCALEOUT.glob("*.py"):
@@ -169,6 +174,7 @@ def start_worker(
         )
 
 
+@worker_processes
 async def test_a_worker_killed_mid_run_changes_nothing_in_the_output(
     bootstrap: str, tmp_path: Path
 ) -> None:
@@ -255,6 +261,7 @@ async def trickle(
     return total
 
 
+@worker_processes
 async def test_workers_joining_leaving_and_dying_change_nothing_in_the_output(
     bootstrap: str, tmp_path: Path
 ) -> None:
@@ -286,6 +293,7 @@ async def test_workers_joining_leaving_and_dying_change_nothing_in_the_output(
     assert "stopped" in logs["worker1.log"], logs
 
 
+@worker_processes
 async def test_a_zombie_is_fenced_and_rejoins(bootstrap: str, tmp_path: Path) -> None:
     """A worker stopped (SIGSTOP) past the session timeout loses its tasks; continued, its
     commits are fenced, it writes nothing more for them, and it rejoins the group."""
@@ -405,6 +413,7 @@ async def produce_timed(bootstrap: str, topic: str, start: int, count: int) -> N
         await producer.stop()
 
 
+@worker_processes
 async def test_event_time_windows_across_workers_survive_a_kill(
     bootstrap: str, tmp_path: Path
 ) -> None:
@@ -531,6 +540,7 @@ def owned(log: Path) -> set[tuple[str, int]]:
     return set(ast.literal_eval(lines[-1].removeprefix("assigned "))) if lines else set()
 
 
+@worker_processes
 async def test_a_static_member_that_stops_as_planned_hands_over_at_once(
     bootstrap: str, tmp_path: Path
 ) -> None:
