@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import Any
 
-from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
+from flowactors_kafka import KafkaSink, KafkaSource
 
 from flowactors import StreamExecutionEnvironment, WatermarkStrategy
 from flowactors.windows import TumblingEventTimeWindows
@@ -30,21 +30,15 @@ def build(
     out_topic: str,
     job: str = "sum",
 ) -> None:
-    source: KafkaSource[Any] = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(in_topic)
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_value_only_deserializer("json")
-        .build()
+    source: KafkaSource[Any] = KafkaSource(
+        bootstrap_servers=bootstrap, topics=[in_topic], value_deserializer="json"
     )
-    sink: KafkaSink[Any] = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(topic=out_topic, value_serializer="json")
-        .set_delivery_guarantee("exactly-once")
-        .set_transactional_id_prefix("unused-in-scale-out")
-        .build()
+    sink: KafkaSink[Any] = KafkaSink(
+        bootstrap_servers=bootstrap,
+        topic=out_topic,
+        value_serializer="json",
+        delivery_guarantee="exactly-once",
+        transactional_id_prefix="unused-in-scale-out",
     )
     if job == "windows":
         # records {"k": key, "t": ms} (also their Kafka timestamp), -1 keys only move time

@@ -357,19 +357,11 @@ async def test_event_time_windows_fire_after_the_hop(bootstrap: str, empty_parti
         await producer.flush()
     finally:
         await producer.stop()
-    source: KafkaSource[Any] = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(src)
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_value_only_deserializer("json")
-        .build()
+    source: KafkaSource[Any] = KafkaSource(
+        bootstrap_servers=bootstrap, topics=[src], value_deserializer="json"
     )
-    sink: KafkaSink[Any] = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(topic=out, value_serializer="json")
-        .build()
+    sink: KafkaSink[Any] = KafkaSink(
+        bootstrap_servers=bootstrap, topic=out, value_serializer="json"
     )
     env = StreamExecutionEnvironment(parallelism=4)
     env.enable_checkpointing(100)
@@ -471,11 +463,8 @@ def sum_job(
         .set_value_only_deserializer("json")
         .build()
     )
-    sink: KafkaSink[Any] = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(topic=out, value_serializer="json")
-        .build()
+    sink: KafkaSink[Any] = KafkaSink(
+        bootstrap_servers=bootstrap, topic=out, value_serializer="json"
     )
     env = StreamExecutionEnvironment(parallelism=2)
     env.enable_checkpointing(100)
@@ -579,19 +568,11 @@ async def test_reinterpret_as_keyed_skips_the_hop(bootstrap: str) -> None:
     out = await create_topic(bootstrap, unique("so-out"), 4)
     app = unique("so-app")
     await produce_keyed(bootstrap, src, 0, 2000)  # each key in one partition
-    source: KafkaSource[Any] = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(src)
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_value_only_deserializer("json")
-        .build()
+    source: KafkaSource[Any] = KafkaSource(
+        bootstrap_servers=bootstrap, topics=[src], value_deserializer="json"
     )
-    sink: KafkaSink[Any] = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(topic=out, value_serializer="json")
-        .build()
+    sink: KafkaSink[Any] = KafkaSink(
+        bootstrap_servers=bootstrap, topic=out, value_serializer="json"
     )
     env = StreamExecutionEnvironment(parallelism=4)
     env.enable_checkpointing(100)
