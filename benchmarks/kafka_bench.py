@@ -54,6 +54,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from flowactors_kafka import DeliveryGuarantee, KafkaSink, KafkaSource
 
+from benchmarks._broker import kafka_broker
 from flowactors import StreamExecutionEnvironment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -319,19 +320,6 @@ def measure_alone(mode: str, bootstrap: str, topic: str, n: int) -> dict[str, fl
     return result
 
 
-def start_broker(directory: Path) -> str:
-    done = subprocess.run(
-        [str(REPO / "scripts" / "kafka.sh"), "start", "--dir", str(directory)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHON": sys.executable},
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"could not start Kafka:\n{done.stderr}")
-    return done.stdout.strip().splitlines()[-1]
-
-
 async def run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
     n = args.records
     inp = await create_topic(bootstrap, unique("in"))
@@ -445,28 +433,13 @@ def main() -> None:
             result = uvloop.run(reading)
         print(json.dumps(result))
         return
-    external = os.environ.get("FLOWACTORS_KAFKA_BOOTSTRAP")
-    with tempfile.TemporaryDirectory(prefix="kafka-bench-") as tmp:
-        bootstrap = external or start_broker(Path(tmp) / "broker")
+    with kafka_broker() as bootstrap:
         try:
-            try:
-                import uvloop
-            except ImportError:
-                results = asyncio.run(run(args, bootstrap))
-            else:
-                results = uvloop.run(run(args, bootstrap))
-        finally:
-            if not external:
-                subprocess.run(
-                    [
-                        str(REPO / "scripts" / "kafka.sh"),
-                        "stop",
-                        "--dir",
-                        str(Path(tmp) / "broker"),
-                    ],
-                    capture_output=True,
-                    check=False,
-                )
+            import uvloop
+        except ImportError:
+            results = asyncio.run(run(args, bootstrap))
+        else:
+            results = uvloop.run(run(args, bootstrap))
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.json}")
 

@@ -35,12 +35,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from benchmarks._broker import kafka_broker
 from flowactors import (
     AggregateFunction,
     ExecutionConfig,
@@ -500,26 +500,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
 
-    broker_dir: Path | None = None
     bootstrap: str | None = None
-    if not args.no_kafka:
-        bootstrap = os.environ.get("FLOWACTORS_KAFKA_BOOTSTRAP")
-        if bootstrap is None:
-            broker_dir = Path(tempfile.mkdtemp(prefix="loop-lag-kafka-"))
-            print("starting a Kafka broker ...", file=sys.stderr, flush=True)
-            from benchmarks.kafka_bench import start_broker
-
-            bootstrap = start_broker(broker_dir)
-    try:
+    with contextlib.ExitStack() as stack:
+        if not args.no_kafka:
+            bootstrap = stack.enter_context(kafka_broker())
         results = run_blocking(run(args, bootstrap))
-    finally:
-        if broker_dir is not None:
-            subprocess.run(
-                [str(REPO / "scripts" / "kafka.sh"), "stop", "--dir", str(broker_dir)],
-                check=False,
-                capture_output=True,
-            )
-            shutil.rmtree(broker_dir, ignore_errors=True)
     print()
     print(report(results, bootstrap is not None))
     results["rounds"] = args.rounds

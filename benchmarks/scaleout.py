@@ -37,7 +37,6 @@ import json
 import os
 import resource
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
 
+from benchmarks._broker import kafka_broker
 from flowactors import StreamExecutionEnvironment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -336,16 +336,6 @@ async def single_process(bootstrap: str, n: int) -> dict[str, Any]:
     }
 
 
-def start_broker(directory: Path) -> str:
-    done = subprocess.run(
-        [str(REPO / "scripts" / "kafka.sh"), "start", "--dir", str(directory)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
-
-
 async def run(args: argparse.Namespace, bootstrap: str) -> list[dict[str, Any]]:
     results = [await single_process(bootstrap, args.records)]
     print(results[-1], flush=True)
@@ -371,22 +361,8 @@ def main() -> None:
         bootstrap, app, src, out = args.worker
         asyncio.run(worker(bootstrap, app, src, out, args.reinterpret))
         return
-    external = os.environ.get("FLOWACTORS_KAFKA_BOOTSTRAP")
-    with tempfile.TemporaryDirectory() as tmp:
-        bootstrap = external or start_broker(Path(tmp) / "broker")
-        try:
-            results = asyncio.run(run(args, bootstrap))
-        finally:
-            if not external:
-                subprocess.run(
-                    [
-                        str(REPO / "scripts" / "kafka.sh"),
-                        "stop",
-                        "--dir",
-                        str(Path(tmp) / "broker"),
-                    ],
-                    check=False,
-                )
+    with kafka_broker() as bootstrap:
+        results = asyncio.run(run(args, bootstrap))
     Path(args.output).write_text(
         json.dumps({"cores": os.cpu_count(), "results": results}, indent=2) + "\n"
     )

@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.kafka_bench import start_broker
+from benchmarks._broker import kafka_broker
 from benchmarks.loop_lag import fill_topic, percentiles
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,19 +132,8 @@ def main() -> int:
     parser.add_argument("--after", type=float, default=2.0, help="seconds measured after catch-up")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
-    external = os.environ.get("FLOWACTORS_KAFKA_BOOTSTRAP")
-    broker = Path(tempfile.mkdtemp(prefix="service-http-kafka-"))
-    try:
-        bootstrap = external or start_broker(broker)
+    with kafka_broker() as bootstrap:
         results = asyncio.run(run(args, bootstrap))
-    finally:
-        if not external:
-            subprocess.run(
-                [str(REPO / "scripts" / "kafka.sh"), "stop", "--dir", str(broker)],
-                capture_output=True,
-                check=False,
-            )
-        shutil.rmtree(broker, ignore_errors=True)
     print(f"\n{'service, mode':<36}{'catch-up':>10}   during: p50 / p99 / max     after: p99")
     for name, r in results.items():
         d, a = r["during"], r["after"]
