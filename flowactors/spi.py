@@ -351,6 +351,11 @@ class ScaleOutStatistics:
     #: Per task: records it has not taken yet, up to the end of its input partition (the
     #: last stable offset; transaction markers count as records), when known.
     lag: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    #: Times the event loop was blocked for half the group's session timeout or more
+    #: (heartbeats share the loop: past the timeout the worker loses its tasks), and the
+    #: longest time the loop came back late, in seconds.
+    loop_stalls: int = 0
+    longest_loop_stall_seconds: float = 0.0
 
 
 class ScaleOutWorker(Protocol):

@@ -6,7 +6,8 @@
 and writes ``[key, running_sum]`` exactly once. ``windows``: reads ``{"k": key, "t": ms}``
 and writes ``[key, second, count]`` per key and tumbling event-time second.
 Prints ``assigned <tasks>`` whenever its tasks change; SIGTERM stops it as planned
-(commit, leave the group, exit 0).
+(commit, leave the group, exit 0). With ``SCALEOUT_BLOCK_S`` set, the ``sum`` job's map
+blocks the event loop that many seconds (``time.sleep``) at the first record it sees.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import asyncio
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flowactors_kafka import KafkaSink, KafkaSource
@@ -56,13 +59,27 @@ def build(
         return
     (
         env.from_source(source, name="in")
-        .map(lambda r: (r["k"], r["v"]))
+        .map(blocking_once(float(os.environ.get("SCALEOUT_BLOCK_S") or 0)))
         .name("pair")
         .key_by(lambda kv: kv[0])
         .sum(1)
         .uid("sum")
         .sink_to(sink, name="out")
     )
+
+
+def blocking_once(seconds: float) -> Callable[[Any], tuple[Any, Any]]:
+    """``(k, v)`` of a record; the first call blocks the event loop ``seconds`` first."""
+    blocked = seconds <= 0
+
+    def pair(r: Any) -> tuple[Any, Any]:
+        nonlocal blocked
+        if not blocked:
+            blocked = True
+            time.sleep(seconds)  # a user function that blocks the loop, on purpose
+        return r["k"], r["v"]
+
+    return pair
 
 
 async def main(argv: list[str]) -> int:

@@ -47,6 +47,7 @@ from flowactors_kafka._scaleout._client import (
     read_partition,
     topic_partitions,
 )
+from flowactors_kafka._scaleout._stall import LoopStallWatch
 from flowactors_kafka._scaleout._task import HopSink, Task, TaskInput, TransactionalKafkaSink
 from flowactors_kafka._sink import KafkaSink
 from flowactors_kafka._source import KafkaSource
@@ -57,6 +58,8 @@ _STARTUP_TIMEOUT_S = 60.0
 #: A revoked task that cannot commit within this (blocked, or fenced while sending) is
 #: dropped uncommitted: the rebalance must finish within the group's rebalance timeout.
 _FINAL_COMMIT_TIMEOUT_S = 5.0
+#: aiokafka's default ``session.timeout.ms``.
+_DEFAULT_SESSION_TIMEOUT_MS = 10_000
 
 
 class KafkaScaleOutWorker:
@@ -112,12 +115,19 @@ class KafkaScaleOutWorker:
         #: Tasks per stage (the partitions of its input topic).
         self.task_counts: dict[str, int] = {}
         self.purged: dict[TopicPartition, int] = {}
+        self.stall_watch = LoopStallWatch(
+            self.consumer_options.get("session_timeout_ms", _DEFAULT_SESSION_TIMEOUT_MS) / 1000
+        )
+        self._stall_watcher: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
+        self._stall_watcher = asyncio.create_task(
+            self.stall_watch.run(), name="flowactors:scale-out:loop-stalls"
+        )
         await self._create_topics()
         s = self.settings
         self.consumer = GroupConsumer(
@@ -195,6 +205,8 @@ class KafkaScaleOutWorker:
             restore_seconds=self.restore_seconds,
             commits=self._commits_of_closed + sum(t.commits for t in self.tasks.values()),
             lag=lag,
+            loop_stalls=self.stall_watch.stalls,
+            longest_loop_stall_seconds=self.stall_watch.longest_stall_s,
         )
 
     async def stop(self) -> None:
@@ -212,7 +224,7 @@ class KafkaScaleOutWorker:
         if self._closing:
             return
         self._closing = True
-        for loop_task in (self._fetcher, self._purger):
+        for loop_task in (self._fetcher, self._purger, self._stall_watcher):
             if loop_task is not None:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
