@@ -70,7 +70,11 @@ async def test_one_worker_runs_both_stages_exactly_once(bootstrap: str) -> None:
     env.enable_scale_out(
         bootstrap_servers=bootstrap,
         application_id=app,
-        properties={"repartition.purge.interval.ms": 300, "min.insync.replicas": 1},
+        properties={
+            "repartition.purge.interval.ms": 300,
+            "min.insync.replicas": 1,
+            "topic.segment.ms": 3_600_000,
+        },
     )
     build(env, bootstrap, src, out)
     client = await env.execute_async("keyed-sum")
@@ -94,11 +98,16 @@ async def test_one_worker_runs_both_stages_exactly_once(bootstrap: str) -> None:
         await client.stop()  # type: ignore[attr-defined]
     assert output_of(records) == expected_output(2000)
     assert len(await beginning_offsets(bootstrap, internal)) == 4
-    # topic-level configs: the changelog is compacted, min.insync.replicas as asked
+    # topic-level configs: the changelog is compacted, the repartition topic never
+    # expires by time, min.insync.replicas and topic.* properties as asked
     changelog = await topic_configs(bootstrap, f"{app}-sum-changelog")
     assert changelog["cleanup.policy"] == "compact"
     assert changelog["min.insync.replicas"] == "1"
-    assert (await topic_configs(bootstrap, internal))["min.insync.replicas"] == "1"
+    assert changelog["segment.ms"] == "3600000"
+    repartition = await topic_configs(bootstrap, internal)
+    assert repartition["min.insync.replicas"] == "1"
+    assert repartition["retention.ms"] == "-1"  # purged by its readers, never by time
+    assert repartition["segment.ms"] == "3600000"
 
 
 async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:

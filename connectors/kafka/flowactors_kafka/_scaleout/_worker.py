@@ -49,6 +49,7 @@ from flowactors_kafka._scaleout._client import (
 )
 from flowactors_kafka._scaleout._stall import LoopStallWatch
 from flowactors_kafka._scaleout._task import HopSink, Task, TaskInput, TransactionalKafkaSink
+from flowactors_kafka._scaleout._topics import InternalTopicSettings
 from flowactors_kafka._sink import KafkaSink
 from flowactors_kafka._source import KafkaSource
 
@@ -85,14 +86,8 @@ class KafkaScaleOutWorker:
                 raise InvalidGraphError(f"topic {topic!r} is read by two stages")
             self.stage_of_topic[topic] = stage
         props = dict(settings.properties)
-        #: Replication factor of internal and changelog topics (not a client property).
-        self.replication_factor = int(props.pop("replication.factor", 1))
-        #: ``min.insync.replicas`` of internal and changelog topics (the broker's default
-        #: when not given).
-        min_isr = props.pop("min.insync.replicas", None)
-        self.topic_configs: dict[str, str] = (
-            {} if min_isr is None else {"min.insync.replicas": str(int(min_isr))}
-        )
+        #: How internal topics are created (not client properties).
+        self.topic_settings = InternalTopicSettings.take_from(props)
         #: How often records of internal topics that their readers committed past are
         #: deleted (Kafka Streams' ``repartition.purge.interval.ms``).
         self.purge_interval_s = int(props.pop("repartition.purge.interval.ms", 30_000)) / 1000
@@ -150,7 +145,8 @@ class KafkaScaleOutWorker:
     async def _create_topics(self) -> None:
         s = self.settings
         topics: dict[str, tuple[int, Mapping[str, str]]] = {
-            name: (n, dict(self.topic_configs)) for name, n in self.job.internal_topics.items()
+            name: (n, self.topic_settings.repartition())
+            for name, n in self.job.internal_topics.items()
         }
         source_topics = [t for t, st in self.stage_of_topic.items() if st.source is not None]
         counts = await topic_partitions(
@@ -164,12 +160,12 @@ class KafkaScaleOutWorker:
             if stage.changelog_topic is None:
                 continue
             n = stage.partitions if stage.partitions is not None else counts[topic]
-            topics[stage.changelog_topic] = (n, {**self.topic_configs, "cleanup.policy": "compact"})
+            topics[stage.changelog_topic] = (n, self.topic_settings.changelog())
         await ensure_topics(
             s.bootstrap_servers,
             topics,
             options=self.consumer_options,
-            replication_factor=self.replication_factor,
+            replication_factor=self.topic_settings.replication_factor,
             timeout_s=_STARTUP_TIMEOUT_S,
         )
 
