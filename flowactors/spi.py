@@ -344,7 +344,7 @@ class ScaleOutStatistics:
     #: every newly assigned task ran).
     rebalances: int
     last_rebalance_seconds: float
-    #: Time spent restoring tasks' state from changelogs, in all.
+    #: Time spent restoring tasks' state from changelogs, in all (cancelled restores too).
     restore_seconds: float
     #: Transactions its tasks committed.
     commits: int
@@ -356,6 +356,13 @@ class ScaleOutStatistics:
     #: longest time the loop came back late, in seconds.
     loop_stalls: int = 0
     longest_loop_stall_seconds: float = 0.0
+    #: Tasks whose state it restored from their changelog, restores a rebalance
+    #: cancelled, and revoked tasks it got back and resumed with the state they kept.
+    restores: int = 0
+    restores_cancelled: int = 0
+    resumed: int = 0
+    #: Tasks restoring their state right now (assigned, not running yet).
+    restoring: tuple[tuple[str, int], ...] = ()
 
 
 class ScaleOutWorker(Protocol):

@@ -24,6 +24,11 @@ import aiokafka.errors as kafka_errors
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.client import AIOKafkaClient, ConnectionGroup, CoordinationType
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
 
@@ -35,6 +40,12 @@ from flowactors_kafka._client import (
     close_fully,
     connect_with_retry,
     translate_error,
+)
+from flowactors_kafka._scaleout._assignor import (
+    Member,
+    decode_owned,
+    encode_owned,
+    sticky_assignment,
 )
 
 log = logging.getLogger("flowactors_kafka.scaleout")
@@ -95,10 +106,54 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._assigned([_tp(tp) for tp in assigned])
 
 
+class StickyTaskAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
+    """aiokafka's side of :func:`sticky_assignment`: each member sends the tasks it owns
+    (``owned()``, called when it joins) as user data; the leader assigns with them."""
+
+    name = "flowactors-sticky"
+    version = 0
+
+    def __init__(self, owned: Callable[[], Iterable[TopicPartition]]) -> None:
+        self._owned = owned
+
+    def assign(
+        self, cluster: Any, members: Mapping[str, Any]
+    ) -> dict[str, ConsumerProtocolMemberAssignment]:
+        decoded = {
+            member_id: Member(frozenset(meta.subscription), decode_owned(meta.user_data))
+            for member_id, meta in members.items()
+        }
+        topics = sorted({t for member in decoded.values() for t in member.subscription})
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(cluster.partitions_for_topic(topic) or ())
+        ]
+        result = sticky_assignment(decoded, partitions)
+        out = {}
+        for member_id, tps in result.items():
+            by_topic: dict[str, list[int]] = {}
+            for tp in tps:
+                by_topic.setdefault(tp.topic, []).append(tp.partition)
+            out[member_id] = ConsumerProtocolMemberAssignment(
+                self.version, sorted(by_topic.items()), b""
+            )
+        return out
+
+    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+        return ConsumerProtocolMemberMetadata(
+            self.version, sorted(topics), encode_owned(self._owned())
+        )
+
+    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
+        return None
+
+
 class GroupConsumer:
     """A consumer in group ``group_id`` (``read_committed``, no auto-commit) over ``topics``,
     calling ``on_revoked`` / ``on_assigned`` around every rebalance (aiokafka rebalances
-    eagerly: every rebalance revokes everything first)."""
+    eagerly: every rebalance revokes everything first). Partitions are assigned by
+    :class:`StickyTaskAssignor`; ``owned()`` names the tasks this member keeps state of."""
 
     def __init__(
         self,
@@ -110,6 +165,7 @@ class GroupConsumer:
         options: Mapping[str, Any],
         on_revoked: Callable[[list[TopicPartition]], Awaitable[None]],
         on_assigned: Callable[[list[TopicPartition]], Awaitable[None]],
+        owned: Callable[[], Iterable[TopicPartition]],
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.group_id = group_id
@@ -119,9 +175,15 @@ class GroupConsumer:
         # deleted what was not read yet) fails the worker instead of skipping records,
         # unless the user's properties choose a reset.
         self._kwargs.setdefault("auto_offset_reset", "none")
+        if "partition_assignment_strategy" in self._kwargs:
+            raise ValueError(
+                "scale-out assigns tasks with its own sticky assignor: "
+                "partition.assignment.strategy cannot be set"
+            )
         if instance_id is not None:
             self._kwargs["group_instance_id"] = instance_id
         self._listener = _Listener(on_revoked, on_assigned)
+        self._assignor = StickyTaskAssignor(owned)
         self._consumer: Any = None
 
     async def start(self, timeout_s: float) -> None:
@@ -131,6 +193,7 @@ class GroupConsumer:
                 group_id=self.group_id,
                 enable_auto_commit=False,
                 isolation_level="read_committed",
+                partition_assignment_strategy=(self._assignor,),
                 **self._kwargs,
             )
             await self._consumer.start()
@@ -259,13 +322,17 @@ class TaskProducer:
             )
             await self._producer.start()
 
-        await connect_with_retry(
-            start,
-            self.abandon,
-            what=f"transactional producer {self.transactional_id}",
-            bootstrap_servers=self.bootstrap_servers,
-            timeout_s=timeout_s,
-        )
+        try:
+            await connect_with_retry(
+                start,
+                self.abandon,
+                what=f"transactional producer {self.transactional_id}",
+                bootstrap_servers=self.bootstrap_servers,
+                timeout_s=timeout_s,
+            )
+        except BaseException:  # also cancelled while connecting: no producer left open
+            await self.abandon()
+            raise
 
     @property
     def _p(self) -> Any:
@@ -463,13 +530,17 @@ async def read_partition(
     async def start() -> None:
         await consumer.start()
 
-    await connect_with_retry(
-        start,
-        consumer.stop,
-        what="changelog reader",
-        bootstrap_servers=bootstrap_servers,
-        timeout_s=timeout_s,
-    )
+    try:
+        await connect_with_retry(
+            start,
+            consumer.stop,
+            what="changelog reader",
+            bootstrap_servers=bootstrap_servers,
+            timeout_s=timeout_s,
+        )
+    except BaseException:  # also cancelled while connecting: no connection left open
+        await close_fully(consumer.stop())
+        raise
     key = aiokafka.TopicPartition(*tp)
     out: list[tuple[bytes | None, bytes | None]] = []
     try:

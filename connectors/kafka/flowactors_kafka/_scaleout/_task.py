@@ -6,6 +6,8 @@ same on every worker. Its records reach the runtime through :class:`TaskReader`,
 source of the task's one-chain plan. The reader is polled only between batches, when
 every record it emitted before has gone through the chain into the sinks, so it
 commits there: every commit interval, and once more when the task is revoked. A
+revoked task is *suspended* after that commit (its plan and state stay, it takes
+nothing) and may :meth:`Task.resume` with a fresh producer. A
 commit is one Kafka transaction holding
 
 - everything the task's sinks sent since the last commit (internal topics, user
@@ -74,6 +76,7 @@ class Task:
         group_id: str,
         commit_interval_s: float,
         start_offset: int | None,
+        group_offset: int | None = None,
         upstream_tasks: int = 0,
     ) -> None:
         self.stage = stage
@@ -88,6 +91,10 @@ class Task:
         #: The next input offset to commit (everything before it went through the chain).
         self.next_offset = start_offset
         self.committed_offset = start_offset
+        #: The input offset the group holds for this task, as this task last knew it
+        #: (read when it opened, then what it committed): whether anyone else committed
+        #: for it while it was suspended.
+        self.group_offset = group_offset
         self.sent = False
         self.next_commit = time.monotonic() + commit_interval_s
         self.final: asyncio.Future[None] | None = None
@@ -128,6 +135,21 @@ class Task:
             self.final = asyncio.get_running_loop().create_future()
             self.wakeup.set()
         return self.final
+
+    def suspend(self) -> None:
+        """After its final commit: drop what was fetched past the committed offset (a
+        resumed task reads on from there); the plan and its state stay."""
+        self.batches.clear()
+        self.next_offset = self.committed_offset
+
+    def resume(self, producer: TaskProducer) -> None:
+        """Run again, writing through ``producer`` (fresh, its transaction begun), from
+        the committed offset."""
+        self.producer = producer
+        self.final = None
+        self.stopped = False
+        self.next_commit = time.monotonic() + self.commit_interval_s
+        self.wakeup.set()
 
     async def _send_watermarks(self) -> None:
         """A marker with each hop's newest watermark into every partition it feeds."""
@@ -222,6 +244,8 @@ class Task:
         if offsets or self.sent:
             await self.producer.commit(offsets, self.group_id)
             await self.producer.begin()
+            if offsets:
+                self.group_offset = self.next_offset
             self.committed_offset = self.next_offset
             self.sent = False
             self.commits += 1
@@ -286,8 +310,9 @@ class TaskReader(SourceReader[Any]):
 
     async def is_available(self) -> None:
         task = self.task
-        if task.stopped:
-            await asyncio.sleep(3600)
+        if task.stopped:  # suspended (or closing): until it resumes
+            task.wakeup.clear()
+            await task.wakeup.wait()
             return
         wait = task.next_commit - time.monotonic()
         if wait <= 0:

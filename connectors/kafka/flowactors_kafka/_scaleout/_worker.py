@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from flowactors import ConnectorError, InvalidGraphError
 from flowactors.spi import (
@@ -101,9 +101,16 @@ class KafkaScaleOutWorker:
         self._done: asyncio.Future[None] | None = None
         self._closing = False
         self._purger: asyncio.Task[None] | None = None
-        #: Rebalance callbacks opening tasks right now (their partitions have no position).
-        self._opening = 0
+        #: Revoked tasks kept with their plan and state, until the next assignment.
+        self.suspended: dict[TopicPartition, Suspended] = {}
+        #: Tasks being opened (fencing, restoring) outside the rebalance callback; their
+        #: partitions are paused and have no position yet.
+        self._openers: dict[TopicPartition, asyncio.Task[None]] = {}
         self.restore_seconds = 0.0
+        self.restores = 0
+        self.restores_cancelled = 0
+        self.resumed = 0
+        self._restoring: set[TopicPartition] = set()
         self.last_rebalance_seconds = 0.0
         self._rebalance_started: float | None = None
         self._commits_of_closed = 0
@@ -133,6 +140,7 @@ class KafkaScaleOutWorker:
             options=self.consumer_options,
             on_revoked=self._on_revoked,
             on_assigned=self._on_assigned,
+            owned=self._owned,
         )
         await self.consumer.start(_STARTUP_TIMEOUT_S)
         self._fetcher = asyncio.create_task(self._fetch_loop(), name="flowactors:scale-out:fetch")
@@ -199,10 +207,18 @@ class KafkaScaleOutWorker:
             rebalances=self.rebalances,
             last_rebalance_seconds=self.last_rebalance_seconds,
             restore_seconds=self.restore_seconds,
-            commits=self._commits_of_closed + sum(t.commits for t in self.tasks.values()),
+            commits=self._commits_of_closed
+            + sum(t.commits for t in self.tasks.values())
+            + sum(s.task.commits for s in self.suspended.values()),
             lag=lag,
             loop_stalls=self.stall_watch.stalls,
             longest_loop_stall_seconds=self.stall_watch.longest_stall_s,
+            restores=self.restores,
+            restores_cancelled=self.restores_cancelled,
+            resumed=self.resumed,
+            restoring=tuple(
+                sorted((self.stage_of_topic[tp.topic].uid, tp.partition) for tp in self._restoring)
+            ),
         )
 
     async def stop(self) -> None:
@@ -224,9 +240,18 @@ class KafkaScaleOutWorker:
             if loop_task is not None:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
+        openers = list(self._openers.values())
+        for opener in openers:
+            opener.cancel()
+        await asyncio.gather(*openers, return_exceptions=True)
         tasks = list(self.tasks.values())
         self.tasks.clear()
-        await asyncio.gather(*(self._close(t, commit=commit) for t in tasks))
+        suspended = [s.task for s in self.suspended.values()]
+        self.suspended.clear()
+        await asyncio.gather(
+            *(self._close(t, commit=commit) for t in tasks),
+            *(self._close(t, commit=False) for t in suspended),  # committed when suspended
+        )
         if self.consumer is not None:
             await self.consumer.stop()
             s = self.settings
@@ -251,7 +276,7 @@ class KafkaScaleOutWorker:
             try:
                 got = await consumer.fetch(100, None)
             except NoPosition:
-                if not self._opening:
+                if not self._openers:
                     raise
                 await asyncio.sleep(0.05)  # tasks still opening seek their partitions
                 continue
@@ -295,13 +320,56 @@ class KafkaScaleOutWorker:
 
     # -- rebalances ------------------------------------------------------------------
 
+    def _owned(self) -> list[TopicPartition]:
+        """The tasks whose state this worker holds (sent to the assignor when joining)."""
+        return sorted({*self.tasks, *self.suspended})
+
     async def _on_revoked(self, tps: list[TopicPartition]) -> None:
         self.rebalances += 1
         self._rebalance_started = time.monotonic()
+        revoked = set(tps)
+        openers = [self._openers[tp] for tp in sorted(revoked & self._openers.keys())]
+        for opener in openers:  # opening or restoring: stop at once
+            opener.cancel()
+        await asyncio.gather(*openers, return_exceptions=True)
         tasks = [self.tasks.pop(tp) for tp in tps if tp in self.tasks]
-        if tasks:
-            log.info("revoked: committing and closing %s", sorted(t.uid for t in tasks))
-        await asyncio.gather(*(self._close(t, commit=True) for t in tasks))
+        if not tasks:
+            return
+        log.info("revoked: committing and suspending %s", sorted(t.uid for t in tasks))
+        committed = await asyncio.gather(*(self._final_commit(t) for t in tasks))
+        to_suspend = [t for t, ok in zip(tasks, committed) if ok]
+        for task, ok in zip(tasks, committed):
+            if not ok:
+                await self._close(task, commit=False)
+        ends = await self._changelog_ends(to_suspend)
+        for task in to_suspend:
+            changelog = self._changelog_of(task.stage, task.partition)
+            if changelog is not None and changelog not in ends:
+                await self._close(task, commit=False)  # unknown end: cannot check a resume
+                continue
+            await task.producer.stop()
+            task.suspend()
+            self.suspended[task.tp] = Suspended(
+                task, None if changelog is None else ends[changelog]
+            )
+
+    def _changelog_of(self, stage: StageSpec, partition: int) -> TopicPartition | None:
+        if stage.changelog_topic is None:
+            return None
+        return TopicPartition(stage.changelog_topic, partition)
+
+    async def _changelog_ends(self, tasks: list[Task]) -> dict[TopicPartition, int]:
+        """The last stable offsets of ``tasks``' changelog partitions (none on failure)."""
+        changelogs = [
+            c for c in (self._changelog_of(t.stage, t.partition) for t in tasks) if c is not None
+        ]
+        if not changelogs or self.consumer is None:
+            return {}
+        try:
+            return await self.consumer.end_offsets(changelogs)
+        except ConnectorError as exc:
+            log.warning("changelog end offsets unknown, closing instead of suspending: %s", exc)
+            return {}
 
     async def _on_assigned(self, tps: list[TopicPartition]) -> None:
         consumer = self.consumer
@@ -310,84 +378,168 @@ class KafkaScaleOutWorker:
         mine = [tp for tp in tps if tp.topic in self.stage_of_topic]
         for tp in mine:
             consumer.pause(tp)
-        self._opening += 1
-        try:
-            results = await asyncio.gather(*(self._open(tp) for tp in mine), return_exceptions=True)
-        finally:
-            self._opening -= 1
-        for tp, result in zip(mine, results):
-            if isinstance(result, BaseException):
-                if self._closing:
-                    log.debug("opening task for %s while stopping: %r", tp, result)
-                    return
-                log.error("opening task for %s failed: %r", tp, result)
-                self._fail(result)
-                return
-            consumer.resume(tp)
+        gone = [self.suspended.pop(tp) for tp in list(self.suspended) if tp not in mine]
+        if gone:
+            log.info("closing suspended tasks now owned elsewhere: %s", [s.task.uid for s in gone])
+        await asyncio.gather(*(self._close(s.task, commit=False) for s in gone))
+        # Opening (fencing, restoring) runs outside this callback: the group does not
+        # wait for restores, and the next revocation cancels them.
+        for tp in mine:
+            opener = asyncio.create_task(
+                self._open_task(tp, self.suspended.pop(tp, None)),
+                name=f"flowactors:scale-out:open:{tp.topic}/{tp.partition}",
+            )
+            self._openers[tp] = opener
+        if not mine:
+            self._rebalance_done()
+
+    def _rebalance_done(self) -> None:
         if self._rebalance_started is not None:
             self.last_rebalance_seconds = time.monotonic() - self._rebalance_started
+            self._rebalance_started = None
         log.info("assigned: %s", self.assignment())
 
-    async def _open(self, tp: TopicPartition) -> None:
-        s = self.settings
+    async def _open_task(self, tp: TopicPartition, suspended: Suspended | None) -> None:
         consumer = self.consumer
         assert consumer is not None
+        try:
+            producer = await self._fenced_producer(tp)
+            try:
+                task = None
+                if suspended is not None:
+                    try:
+                        task = await self._resume(tp, suspended, producer)
+                    finally:
+                        if task is None:
+                            await self._close(suspended.task, commit=False)
+                if task is None:
+                    task = await self._open(tp, producer)
+            except BaseException:
+                await producer.abandon()
+                raise
+            if self._closing:  # stopped while this task was opening
+                await self._close(task, commit=False)
+                return
+            self.tasks[tp] = task
+            consumer.resume(tp)
+        except asyncio.CancelledError:
+            log.info("opening task %s cancelled by a rebalance", tp)
+            raise
+        except BaseException as exc:
+            if self._closing:
+                log.debug("opening task for %s while stopping: %r", tp, exc)
+            else:
+                log.error("opening task for %s failed: %r", tp, exc)
+                self._fail(exc)
+            return
+        finally:
+            if self._openers.get(tp) is asyncio.current_task():
+                del self._openers[tp]
+        if not self._openers:
+            self._rebalance_done()
+
+    async def _fenced_producer(self, tp: TopicPartition) -> TaskProducer:
+        """The task's producer, started: the broker aborts what a previous owner left
+        open and fences it."""
+        s = self.settings
         stage = self.stage_of_topic[tp.topic]
         producer = TaskProducer(
             s.bootstrap_servers,
             transactional_id=f"{s.application_id}-{stage.uid}-{tp.partition}",
             options=self.producer_options,
         )
-        await producer.start(_STARTUP_TIMEOUT_S)  # fences the previous owner first
-        try:
-            committed = await consumer.committed(tp)
-            restored: list[bytes] = []
-            if stage.changelog_topic is not None:
-                began = time.monotonic()
+        await producer.start(_STARTUP_TIMEOUT_S)
+        return producer
+
+    async def _resume(
+        self, tp: TopicPartition, suspended: Suspended, producer: TaskProducer
+    ) -> Task | None:
+        """The suspended task running again, if nobody committed for it since it was
+        suspended (its input offset and its changelog's end unchanged, checked after
+        ``producer`` fenced every other owner); ``None``: it must be restored."""
+        consumer = self.consumer
+        assert consumer is not None
+        task = suspended.task
+        committed = await consumer.committed(tp)
+        changelog = self._changelog_of(task.stage, tp.partition)
+        end = None if changelog is None else (await consumer.end_offsets([changelog]))[changelog]
+        if task.ended.is_set() or committed != task.group_offset or end != suspended.changelog_end:
+            log.info(
+                "task %s changed hands while suspended (offset %s -> %s, changelog end %s -> "
+                "%s): restoring it",
+                task.uid,
+                task.group_offset,
+                committed,
+                suspended.changelog_end,
+                end,
+            )
+            return None
+        await consumer.seek(tp, task.committed_offset)
+        await producer.begin()
+        task.resume(producer)
+        self.resumed += 1
+        log.debug("task %s resumed at offset %s", task.uid, task.committed_offset)
+        return task
+
+    async def _open(self, tp: TopicPartition, producer: TaskProducer) -> Task:
+        """A new task for ``tp``: its state restored from the changelog, its plan started."""
+        s = self.settings
+        consumer = self.consumer
+        assert consumer is not None
+        stage = self.stage_of_topic[tp.topic]
+        committed = await consumer.committed(tp)
+        restored: list[bytes] = []
+        changelog = self._changelog_of(stage, tp.partition)
+        if changelog is not None:
+            began = time.monotonic()
+            self._restoring.add(tp)
+            try:
                 restored = _latest_values(
                     await read_partition(
                         s.bootstrap_servers,
-                        TopicPartition(stage.changelog_topic, tp.partition),
+                        changelog,
                         options=self.consumer_options,
                         timeout_s=_STARTUP_TIMEOUT_S,
                     )
                 )
+            except asyncio.CancelledError:
+                self.restores_cancelled += 1
+                log.info("restore of %s/%s cancelled", changelog.topic, changelog.partition)
+                raise
+            finally:
+                self._restoring.discard(tp)
                 self.restore_seconds += time.monotonic() - began
-            start = committed
-            if start is None and stage.source is not None:
-                start = await _starting_offset(consumer, stage, tp)
-            await consumer.seek(tp, start)
-            await producer.begin()
-            task = Task(
-                stage,
-                tp,
-                producer,
-                group_id=s.application_id,
-                commit_interval_s=s.commit_interval_ms / 1000.0,
-                start_offset=start,
-                upstream_tasks=sum(self.task_counts[u] for u in stage.upstream_stages),
-            )
+            self.restores += 1
+        start = committed
+        if start is None and stage.source is not None:
+            start = await _starting_offset(consumer, stage, tp)
+        await consumer.seek(tp, start)
+        await producer.begin()
+        task = Task(
+            stage,
+            tp,
+            producer,
+            group_id=s.application_id,
+            commit_interval_s=s.commit_interval_ms / 1000.0,
+            start_offset=start,
+            group_offset=committed,
+            upstream_tasks=sum(self.task_counts[u] for u in stage.upstream_stages),
+        )
 
-            def wrap(sink: Sink[Any]) -> Sink[Any]:
-                if isinstance(sink, KafkaSink):
-                    return TransactionalKafkaSink(task, sink)
-                return sink
+        def wrap(sink: Sink[Any]) -> Sink[Any]:
+            if isinstance(sink, KafkaSink):
+                return TransactionalKafkaSink(task, sink)
+            return sink
 
-            ports = TaskPorts(TaskInput(task), lambda spec: HopSink(task, spec), wrap, restored)
-            task.handle = await self.job.start_task(stage.uid, tp.partition, ports)
-        except BaseException:
-            await producer.abandon()
-            raise
-        if self._closing:  # stopped while this task was opening
-            await self._close(task, commit=False)
-            return
-        self.tasks[tp] = task
-        watcher = asyncio.create_task(self._watch(task))
+        ports = TaskPorts(TaskInput(task), lambda spec: HopSink(task, spec), wrap, restored)
+        task.handle = await self.job.start_task(stage.uid, tp.partition, ports)
+        watcher = asyncio.create_task(self._watch(task), name=f"flowactors:scale-out:watch:{tp}")
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
         log.debug(
             "task %s opened at offset %s (%d state entries)", task.uid, committed, len(restored)
         )
+        return task
 
     async def _watch(self, task: Task) -> None:
         assert task.handle is not None
@@ -398,7 +550,7 @@ class KafkaScaleOutWorker:
         except BaseException as exc:
             task.ended.set()
             if self.tasks.get(task.tp) is not task:
-                return  # closed on purpose
+                return  # closed on purpose, or suspended (it will not resume)
             if _fenced(exc):
                 log.warning("task %s was fenced by a newer owner: dropping it", task.uid)
                 self.tasks.pop(task.tp, None)
@@ -412,6 +564,7 @@ class KafkaScaleOutWorker:
                 commit = await self._final_commit(task)
         finally:
             self._commits_of_closed += task.commits
+            task.commits = 0
             if task.handle is not None:
                 await task.handle.cancel()
             if commit:
@@ -422,6 +575,8 @@ class KafkaScaleOutWorker:
     async def _final_commit(self, task: Task) -> bool:
         """Commit at the task's next batch boundary; whether that worked (not when the
         task's plan ended first, e.g. fenced, or the commit did not finish in time)."""
+        if task.handle is None:
+            return False
         final = task.request_final_commit()
         ended: asyncio.Future[Any] = asyncio.ensure_future(task.ended.wait())
         waiting: set[asyncio.Future[Any]] = {final, ended}
@@ -438,6 +593,14 @@ class KafkaScaleOutWorker:
             log.warning("task %s: final commit failed: %r", task.uid, final.exception())
             return False
         return True
+
+
+class Suspended(NamedTuple):
+    """A revoked task kept with its plan and state, and its changelog partition's last
+    stable offset when it was suspended."""
+
+    task: Task
+    changelog_end: int | None
 
 
 class _Offsets:
