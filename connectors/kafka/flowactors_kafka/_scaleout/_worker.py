@@ -111,6 +111,8 @@ class KafkaScaleOutWorker:
         self.restores_cancelled = 0
         self.resumed = 0
         self._restoring: set[TopicPartition] = set()
+        #: Revoked tasks being committed, not yet suspended or closed.
+        self._revoking: set[Task] = set()
         self.last_rebalance_seconds = 0.0
         self._rebalance_started: float | None = None
         self._commits_of_closed = 0
@@ -254,6 +256,13 @@ class KafkaScaleOutWorker:
         )
         if self.consumer is not None:
             await self.consumer.stop()
+            # a revocation that ran meanwhile may have suspended tasks after the above
+            left = [s.task for s in self.suspended.values()] + [*self.tasks.values()]
+            left += self._revoking
+            self.suspended.clear()
+            self.tasks.clear()
+            self._revoking.clear()
+            await asyncio.gather(*(self._close(t, commit=False) for t in left))
             s = self.settings
             if commit and s.instance_id is not None:
                 try:
@@ -336,19 +345,21 @@ class KafkaScaleOutWorker:
         if not tasks:
             return
         log.info("revoked: committing and suspending %s", sorted(t.uid for t in tasks))
+        # tracked until suspended or closed: a stop cutting this short closes them
+        self._revoking.update(tasks)
         committed = await asyncio.gather(*(self._final_commit(t) for t in tasks))
-        to_suspend = [t for t, ok in zip(tasks, committed) if ok]
+        ends = await self._changelog_ends([t for t, ok in zip(tasks, committed) if ok])
         for task, ok in zip(tasks, committed):
-            if not ok:
-                await self._close(task, commit=False)
-        ends = await self._changelog_ends(to_suspend)
-        for task in to_suspend:
             changelog = self._changelog_of(task.stage, task.partition)
-            if changelog is not None and changelog not in ends:
-                await self._close(task, commit=False)  # unknown end: cannot check a resume
+            if not ok or self._closing or (changelog is not None and changelog not in ends):
+                # not committed, stopping meanwhile, or its changelog's end unknown
+                # (a resume could not be checked): closed, not kept
+                self._revoking.discard(task)
+                await self._close(task, commit=False)
                 continue
             await task.producer.stop()
             task.suspend()
+            self._revoking.discard(task)
             self.suspended[task.tp] = Suspended(
                 task, None if changelog is None else ends[changelog]
             )
