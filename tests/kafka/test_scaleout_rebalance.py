@@ -25,8 +25,8 @@ from flowactors_kafka._client import TopicPartition
 from flowactors import StreamExecutionEnvironment
 from flowactors.spi import ScaleOutStatistics
 from tests.kafka._kafka import create_topic, produce, read_topic, unique
+from tests.kafka._scaleout import check_output, produce_keyed
 from tests.kafka.scaleout_worker import build
-from tests.kafka.test_scaleout import check_output, produce_keyed
 
 pytestmark = pytest.mark.kafka
 
