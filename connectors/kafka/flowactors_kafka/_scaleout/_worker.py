@@ -40,6 +40,7 @@ from flowactors_kafka._scaleout._client import (
     GroupConsumer,
     NoPosition,
     RecordPurger,
+    StableOffsets,
     TaskFenced,
     TaskProducer,
     ensure_topics,
@@ -92,6 +93,10 @@ class KafkaScaleOutWorker:
         #: deleted (Kafka Streams' ``repartition.purge.interval.ms``).
         self.purge_interval_s = int(props.pop("repartition.purge.interval.ms", 30_000)) / 1000
         self.consumer_options = client_options(props, "consumer")
+        #: Changelog end offsets, to check a suspended task's resume.
+        self.stable_offsets = StableOffsets(
+            settings.bootstrap_servers, options=self.consumer_options
+        )
         self.producer_options = client_options(props, "producer")
         self.tasks: dict[TopicPartition, Task] = {}
         self.consumer: GroupConsumer | None = None
@@ -133,6 +138,8 @@ class KafkaScaleOutWorker:
             self.stall_watch.run(), name="flowactors:scale-out:loop-stalls"
         )
         await self._create_topics()
+        if any(stage.changelog_topic is not None for stage in self.job.stages):
+            await self.stable_offsets.start(_STARTUP_TIMEOUT_S)
         s = self.settings
         self.consumer = GroupConsumer(
             s.bootstrap_servers,
@@ -274,6 +281,7 @@ class KafkaScaleOutWorker:
                     )
                 except ConnectorError as exc:  # its tasks move after the session timeout
                     log.warning("could not leave the group at once: %s", exc)
+        await self.stable_offsets.stop()
 
     # -- the fetch loop --------------------------------------------------------------
 
@@ -349,20 +357,20 @@ class KafkaScaleOutWorker:
         self._revoking.update(tasks)
         committed = await asyncio.gather(*(self._final_commit(t) for t in tasks))
         ends = await self._changelog_ends([t for t, ok in zip(tasks, committed) if ok])
-        for task, ok in zip(tasks, committed):
-            changelog = self._changelog_of(task.stage, task.partition)
-            if not ok or self._closing or (changelog is not None and changelog not in ends):
-                # not committed, stopping meanwhile, or its changelog's end unknown
-                # (a resume could not be checked): closed, not kept
-                self._revoking.discard(task)
-                await self._close(task, commit=False)
-                continue
-            await task.producer.stop()
-            task.suspend()
+        await asyncio.gather(*(self._suspend(task, ok, ends) for task, ok in zip(tasks, committed)))
+
+    async def _suspend(self, task: Task, committed: bool, ends: dict[TopicPartition, int]) -> None:
+        changelog = self._changelog_of(task.stage, task.partition)
+        if not committed or self._closing or (changelog is not None and changelog not in ends):
+            # not committed, stopping meanwhile, or its changelog's end unknown (a
+            # resume could not be checked): closed, not kept
             self._revoking.discard(task)
-            self.suspended[task.tp] = Suspended(
-                task, None if changelog is None else ends[changelog]
-            )
+            await self._close(task, commit=False)
+            return
+        await task.producer.stop()
+        task.suspend()
+        self._revoking.discard(task)
+        self.suspended[task.tp] = Suspended(task, None if changelog is None else ends[changelog])
 
     def _changelog_of(self, stage: StageSpec, partition: int) -> TopicPartition | None:
         if stage.changelog_topic is None:
@@ -374,10 +382,10 @@ class KafkaScaleOutWorker:
         changelogs = [
             c for c in (self._changelog_of(t.stage, t.partition) for t in tasks) if c is not None
         ]
-        if not changelogs or self.consumer is None:
+        if not changelogs:
             return {}
         try:
-            return await self.consumer.end_offsets(changelogs)
+            return await self.stable_offsets.of(changelogs)
         except ConnectorError as exc:
             log.warning("changelog end offsets unknown, closing instead of suspending: %s", exc)
             return {}
@@ -473,7 +481,7 @@ class KafkaScaleOutWorker:
         task = suspended.task
         committed = await consumer.committed(tp)
         changelog = self._changelog_of(task.stage, tp.partition)
-        end = None if changelog is None else (await consumer.end_offsets([changelog]))[changelog]
+        end = None if changelog is None else (await self.stable_offsets.of([changelog]))[changelog]
         if task.ended.is_set() or committed != task.group_offset or end != suspended.changelog_end:
             log.info(
                 "task %s changed hands while suspended (offset %s -> %s, changelog end %s -> "
