@@ -1,5 +1,5 @@
-"""The seam between scale-out and aiokafka: a group consumer, a task's transactional
-producer, topic creation and changelog reads.
+"""The seam between scale-out and aiokafka: a group consumer and its sticky assignor, a
+task's transactional producer, topic creation, changelog reads and end offsets.
 
 As in :mod:`flowactors_kafka._client` (whose helpers this reuses), nothing else in the
 package imports aiokafka, and aiokafka's errors become :class:`flowactors.ConnectorError`.
