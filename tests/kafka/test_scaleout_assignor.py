@@ -22,7 +22,9 @@ def members(**owned: list[TopicPartition]) -> dict[str, Member]:
     return {m: Member(TOPICS, tuple(tps)) for m, tps in owned.items()}
 
 
-def check_complete(result: dict[str, list[TopicPartition]], partitions: list[TopicPartition]):
+def check_complete(
+    result: dict[str, list[TopicPartition]], partitions: list[TopicPartition]
+) -> None:
     every = [tp for tps in result.values() for tp in tps]
     assert sorted(every) == sorted(partitions)  # each exactly once
     assert len(every) == len(set(every))

@@ -451,7 +451,7 @@ class KafkaScaleOutWorker:
             self.tasks[tp] = task
             consumer.resume(tp)
         except asyncio.CancelledError:
-            log.info("opening task %s cancelled by a rebalance", tp)
+            log.info("opening task %s cancelled (revoked, or the worker stopping)", tp)
             raise
         except BaseException as exc:
             if self._closing:
