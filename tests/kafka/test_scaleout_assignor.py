@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 from flowactors_kafka._client import TopicPartition
 from flowactors_kafka._scaleout._assignor import (
@@ -19,7 +17,7 @@ TASKS = [TopicPartition(t, p) for t in sorted(TOPICS) for p in range(4)]
 
 
 def members(**owned: list[TopicPartition]) -> dict[str, Member]:
-    return {m: Member(TOPICS, tuple(tps)) for m, tps in owned.items()}
+    return {m: Member(TOPICS, tuple(tps), generation=1) for m, tps in owned.items()}
 
 
 def check_complete(
@@ -110,11 +108,23 @@ def test_an_unbalanced_previous_assignment_is_rebalanced_with_few_moves() -> Non
 
 
 def test_a_partition_claimed_twice_goes_to_one_member() -> None:
-    # e.g. a zombie that still reports tasks that moved
     claimed = [TopicPartition("app-in", 0), TopicPartition("app-in", 1)]
     after = sticky_assignment(members(a=claimed, b=claimed), TASKS)
     check_complete(after, TASKS)
     assert counts(after) == [4, 4]
+    assert set(claimed) <= set(after["a"])  # same generation: the first by member id
+
+
+def test_a_claim_of_a_newer_generation_wins() -> None:
+    # "a" missed a generation (a zombie, removed from the group: generation -1) and
+    # still claims the tasks "b" has run since
+    claimed = [TopicPartition("app-in", 0), TopicPartition("app-in", 1)]
+    after = sticky_assignment(
+        {"a": Member(TOPICS, tuple(claimed), -1), "b": Member(TOPICS, tuple(claimed), 7)},
+        TASKS,
+    )
+    check_complete(after, TASKS)
+    assert set(claimed) <= set(after["b"])
 
 
 def test_vanished_partitions_and_unsubscribed_topics_are_not_assigned() -> None:
@@ -131,7 +141,7 @@ def test_the_result_does_not_depend_on_input_order() -> None:
     previous = {"b": TASKS[:3], "a": TASKS[5:], "c": []}
     one = sticky_assignment(members(**previous), TASKS)
     other = sticky_assignment(
-        {m: Member(TOPICS, tuple(reversed(previous[m]))) for m in ["c", "a", "b"]},
+        {m: Member(TOPICS, tuple(reversed(previous[m])), 1) for m in ["c", "a", "b"]},
         list(reversed(TASKS)),
     )
     assert one == other
@@ -147,7 +157,10 @@ def test_many_members_and_partitions_stay_balanced_and_sticky() -> None:
         else:
             nxt = {m: tps for m, tps in state.items() if m != ids[len(ids) // 2]}
         after = sticky_assignment(
-            {m: Member(frozenset(f"t{t}" for t in range(3)), tuple(tps)) for m, tps in nxt.items()},
+            {
+                m: Member(frozenset(f"t{t}" for t in range(3)), tuple(tps), 1)
+                for m, tps in nxt.items()
+            },
             parts,
         )
         check_complete(after, parts)
@@ -163,7 +176,7 @@ def test_many_members_and_partitions_stay_balanced_and_sticky() -> None:
 
 def test_user_data_round_trips_and_junk_is_ignored() -> None:
     owned = [TopicPartition("b", 1), TopicPartition("a", 0)]
-    assert decode_owned(encode_owned(owned)) == tuple(sorted(owned))
+    assert decode_owned(encode_owned(owned, 3)) == (tuple(sorted(owned)), 3)
+    assert decode_owned(encode_owned([], -1)) == ((), -1)
     for junk in [b"", None, b"\x00\x01", b"[]", b'{"version": 99, "owned": []}']:
-        assert decode_owned(junk) == ()
-    assert Counter(decode_owned(encode_owned([]))) == Counter()
+        assert decode_owned(junk) == ((), -1)

@@ -8,8 +8,10 @@ subscriptions and the tasks each owned before the rebalance, which every member 
 as the *user data* of its join request, see :func:`encode_owned`) and of the partitions:
 
 1. every member keeps the partitions it owned that still exist and that it is
-   subscribed to (a partition claimed by two members stays with the first by member
-   id);
+   subscribed to; a partition claimed by two members stays with the one whose claim
+   is from the newer generation of the group (as in Kafka's ``StickyAssignor``: a
+   member that missed a generation, a zombie, claims what it held before), then the
+   first by member id;
 2. members get quotas: ``n // m`` partitions, and ``n % m`` of them one more — those
    that keep the most, so that as few partitions as possible move; a member that keeps
    more than its quota gives up the surplus, spread over topics (it keeps partitions of
@@ -40,26 +42,31 @@ class Member:
     subscription: frozenset[str]
     #: The partitions it owned before this rebalance (its suspended tasks).
     owned: tuple[TopicPartition, ...] = ()
+    #: The group generation it owned them in (-1: none, e.g. after it was removed).
+    generation: int = -1
 
 
-def encode_owned(owned: Iterable[TopicPartition]) -> bytes:
-    """A member's user data: the partitions it owns."""
+def encode_owned(owned: Iterable[TopicPartition], generation: int) -> bytes:
+    """A member's user data: the partitions it owns, and the generation it owned them in."""
     pairs = sorted((tp.topic, tp.partition) for tp in owned)
-    return json.dumps({"version": _USER_DATA_VERSION, "owned": pairs}).encode()
+    return json.dumps(
+        {"version": _USER_DATA_VERSION, "generation": generation, "owned": pairs}
+    ).encode()
 
 
-def decode_owned(user_data: bytes | None) -> tuple[TopicPartition, ...]:
-    """The partitions in a member's user data; none when it sent none or another format
-    (a member of another version then simply gets no stickiness)."""
+def decode_owned(user_data: bytes | None) -> tuple[tuple[TopicPartition, ...], int]:
+    """The partitions in a member's user data and their generation; none (generation
+    -1) when it sent none or another format (such a member gets no stickiness)."""
     if not user_data:
-        return ()
+        return (), -1
     try:
         decoded = json.loads(user_data)
         if decoded.get("version") != _USER_DATA_VERSION:
-            return ()
-        return tuple(TopicPartition(str(t), int(p)) for t, p in decoded["owned"])
+            return (), -1
+        owned = tuple(TopicPartition(str(t), int(p)) for t, p in decoded["owned"])
+        return owned, int(decoded["generation"])
     except (ValueError, TypeError, KeyError, AttributeError):
-        return ()
+        return (), -1
 
 
 def sticky_assignment(
@@ -76,7 +83,7 @@ def sticky_assignment(
     existing = set(everything)
     claimed: set[TopicPartition] = set()
     kept: dict[str, list[TopicPartition]] = {m: [] for m in ids}
-    for m in ids:
+    for m in sorted(ids, key=lambda m: (-members[m].generation, m)):
         for tp in sorted(set(members[m].owned)):
             if tp in existing and tp not in claimed and tp.topic in members[m].subscription:
                 claimed.add(tp)

@@ -108,19 +108,23 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class StickyTaskAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
     """aiokafka's side of :func:`sticky_assignment`: each member sends the tasks it owns
-    (``owned()``, called when it joins) as user data; the leader assigns with them."""
+    (``owned()``, called when it joins) and its last generation (``generation()``) as
+    user data; the leader assigns with them."""
 
     name = "flowactors-sticky"
     version = 0
 
-    def __init__(self, owned: Callable[[], Iterable[TopicPartition]]) -> None:
+    def __init__(
+        self, owned: Callable[[], Iterable[TopicPartition]], generation: Callable[[], int]
+    ) -> None:
         self._owned = owned
+        self._generation = generation
 
     def assign(
         self, cluster: Any, members: Mapping[str, Any]
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
         decoded = {
-            member_id: Member(frozenset(meta.subscription), decode_owned(meta.user_data))
+            member_id: Member(frozenset(meta.subscription), *decode_owned(meta.user_data))
             for member_id, meta in members.items()
         }
         topics = sorted({t for member in decoded.values() for t in member.subscription})
@@ -142,7 +146,7 @@ class StickyTaskAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
 
     def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
         return ConsumerProtocolMemberMetadata(
-            self.version, sorted(topics), encode_owned(self._owned())
+            self.version, sorted(topics), encode_owned(self._owned(), self._generation())
         )
 
     def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
@@ -183,7 +187,7 @@ class GroupConsumer:
         if instance_id is not None:
             self._kwargs["group_instance_id"] = instance_id
         self._listener = _Listener(on_revoked, on_assigned)
-        self._assignor = StickyTaskAssignor(owned)
+        self._assignor = StickyTaskAssignor(owned, self._generation)
         self._consumer: Any = None
 
     async def start(self, timeout_s: float) -> None:
@@ -221,6 +225,11 @@ class GroupConsumer:
         if self._consumer is None:
             raise ConnectorError("Kafka: the scale-out consumer is not running", retriable=True)
         return self._consumer
+
+    def _generation(self) -> int:
+        """The group generation this member last joined (-1 once it was removed)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        return int(getattr(coordinator, "generation", -1))
 
     async def fetch(
         self, timeout_ms: int, max_records: int | None
