@@ -1,5 +1,5 @@
 """The seam between scale-out and aiokafka: a group consumer and its sticky assignor, a
-task's transactional producer, topic creation, changelog reads and end offsets.
+task's transactional producer, topic creation and changelog reads.
 
 As in :mod:`flowactors_kafka._client` (whose helpers this reuses), nothing else in the
 package imports aiokafka, and aiokafka's errors become :class:`flowactors.ConnectorError`.
@@ -308,65 +308,6 @@ class GroupConsumer:
         self._c.resume(aiokafka.TopicPartition(*tp))
 
 
-class StableOffsets:
-    """Reads the last stable offsets of partitions (changelogs) on connections of its own.
-
-    The group consumer's connection to a broker is mostly taken by a long-polling fetch,
-    and a broker answers one request per connection at a time: a ``ListOffsets`` behind
-    it waits up to ``fetch.max.wait.ms``, inside a rebalance."""
-
-    def __init__(self, bootstrap_servers: str, *, options: Mapping[str, Any]) -> None:
-        self.bootstrap_servers = bootstrap_servers
-        self._kwargs = dict(options)
-        self._consumer: Any = None
-
-    async def start(self, timeout_s: float) -> None:
-        consumer = aiokafka.AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            **self._kwargs,
-        )
-
-        async def start() -> None:
-            await consumer.start()
-
-        try:
-            await connect_with_retry(
-                start,
-                consumer.stop,
-                what="changelog offsets reader",
-                bootstrap_servers=self.bootstrap_servers,
-                timeout_s=timeout_s,
-            )
-        except BaseException:
-            await close_fully(consumer.stop())
-            raise
-        self._consumer = consumer
-
-    async def of(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """The last stable offset of each of ``tps``."""
-        if self._consumer is None:
-            raise ConnectorError(
-                "Kafka: the changelog offsets reader is not running", retriable=True
-            )
-        consumer = self._consumer
-        keys = [aiokafka.TopicPartition(*tp) for tp in tps]
-        # known topics first: an unknown partition would wait out a metadata retry
-        await asyncio.gather(*(consumer._client.add_topic(t) for t in {tp.topic for tp in tps}))
-        got = await _call(consumer.end_offsets(keys), "reading changelog end offsets")
-        return {_tp(tp): int(o) for tp, o in got.items()}
-
-    async def stop(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            try:
-                await close_fully(consumer.stop())
-            except Exception as exc:
-                log.debug("closing the changelog offsets reader: %r", exc)
-
-
 class TaskProducer:
     """The one transactional producer of a task. :meth:`start` initialises its id, which
     aborts what a previous owner left open and fences that owner."""
@@ -407,6 +348,14 @@ class TaskProducer:
         if self._producer is None:
             raise ConnectorError("Kafka: the task's producer is not running", retriable=True)
         return self._producer
+
+    def identity(self) -> tuple[int, int]:
+        """(producer id, epoch) the broker gave this producer when it started. Each
+        start of a producer for the same transactional id raises the epoch by one (more
+        when it had to abort an open transaction), so an owner can tell whether anyone
+        else started one in between."""
+        txn = self._p._txn_manager
+        return int(txn.producer_id), int(txn.producer_epoch)
 
     async def num_partitions(self, topic: str) -> int:
         n = self._partitions.get(topic)

@@ -6,15 +6,16 @@ their partitions, and a partition of a stage's input topic *is* a task of that s
 aiokafka rebalances eagerly, so:
 
 - on revocation, tasks still opening are cancelled (restores included); every running
-  task commits (at its next batch boundary) and is *suspended*: its producer closed,
-  its plan and state kept, the end of its changelog partition noted;
+  task commits (at its next batch boundary) and is *suspended*: its producer closed
+  (its epoch noted), its plan and state kept;
 - on assignment, suspended tasks not given back are closed, the new partitions are
   paused, and each task is opened outside the callback: its transactional producer is
   initialised (fencing any previous owner and aborting what it left open); a
-  suspended task whose committed offset and changelog end did not move since resumes
-  as it was; any other is opened afresh: the committed offset read, the changelog
-  partition restored up to its last stable offset, the partition sought, the task's
-  plan started. Then the partition is resumed.
+  suspended task that nobody owned since (the new producer is the next epoch of its
+  last one, the committed offset did not move) resumes as it was; any other is opened
+  afresh: the committed offset read, the changelog partition restored up to its last
+  stable offset, the partition sought, the task's plan started. Then the partition is
+  resumed.
 
 One fetch loop feeds every task's queue and pauses partitions whose task is behind.
 A planned :meth:`stop` commits every task and leaves the group at once; :meth:`cancel`
@@ -49,7 +50,6 @@ from flowactors_kafka._scaleout._client import (
     GroupConsumer,
     NoPosition,
     RecordPurger,
-    StableOffsets,
     TaskFenced,
     TaskProducer,
     ensure_topics,
@@ -102,10 +102,6 @@ class KafkaScaleOutWorker:
         #: deleted (Kafka Streams' ``repartition.purge.interval.ms``).
         self.purge_interval_s = int(props.pop("repartition.purge.interval.ms", 30_000)) / 1000
         self.consumer_options = client_options(props, "consumer")
-        #: Changelog end offsets, to check a suspended task's resume.
-        self.stable_offsets = StableOffsets(
-            settings.bootstrap_servers, options=self.consumer_options
-        )
         self.producer_options = client_options(props, "producer")
         self.tasks: dict[TopicPartition, Task] = {}
         self.consumer: GroupConsumer | None = None
@@ -147,8 +143,6 @@ class KafkaScaleOutWorker:
             self.stall_watch.run(), name="flowactors:scale-out:loop-stalls"
         )
         await self._create_topics()
-        if any(stage.changelog_topic is not None for stage in self.job.stages):
-            await self.stable_offsets.start(_STARTUP_TIMEOUT_S)
         s = self.settings
         self.consumer = GroupConsumer(
             s.bootstrap_servers,
@@ -290,7 +284,6 @@ class KafkaScaleOutWorker:
                     )
                 except ConnectorError as exc:  # its tasks move after the session timeout
                     log.warning("could not leave the group at once: %s", exc)
-        await self.stable_offsets.stop()
 
     # -- the fetch loop --------------------------------------------------------------
 
@@ -365,39 +358,23 @@ class KafkaScaleOutWorker:
         # tracked until suspended or closed: a stop cutting this short closes them
         self._revoking.update(tasks)
         committed = await asyncio.gather(*(self._final_commit(t) for t in tasks))
-        ends = await self._changelog_ends([t for t, ok in zip(tasks, committed) if ok])
-        await asyncio.gather(*(self._suspend(task, ok, ends) for task, ok in zip(tasks, committed)))
+        await asyncio.gather(*(self._suspend(task, ok) for task, ok in zip(tasks, committed)))
 
-    async def _suspend(self, task: Task, committed: bool, ends: dict[TopicPartition, int]) -> None:
-        changelog = self._changelog_of(task.stage, task.partition)
-        if not committed or self._closing or (changelog is not None and changelog not in ends):
-            # not committed, stopping meanwhile, or its changelog's end unknown (a
-            # resume could not be checked): closed, not kept
+    async def _suspend(self, task: Task, committed: bool) -> None:
+        if not committed or self._closing:  # not committed, or stopping meanwhile: closed
             self._revoking.discard(task)
             await self._close(task, commit=False)
             return
+        identity = task.producer.identity()
         await task.producer.stop()
         task.suspend()
         self._revoking.discard(task)
-        self.suspended[task.tp] = Suspended(task, None if changelog is None else ends[changelog])
+        self.suspended[task.tp] = Suspended(task, identity)
 
     def _changelog_of(self, stage: StageSpec, partition: int) -> TopicPartition | None:
         if stage.changelog_topic is None:
             return None
         return TopicPartition(stage.changelog_topic, partition)
-
-    async def _changelog_ends(self, tasks: list[Task]) -> dict[TopicPartition, int]:
-        """The last stable offsets of ``tasks``' changelog partitions (none on failure)."""
-        changelogs = [
-            c for c in (self._changelog_of(t.stage, t.partition) for t in tasks) if c is not None
-        ]
-        if not changelogs:
-            return {}
-        try:
-            return await self.stable_offsets.of(changelogs)
-        except ConnectorError as exc:
-            log.warning("changelog end offsets unknown, closing instead of suspending: %s", exc)
-            return {}
 
     async def _on_assigned(self, tps: list[TopicPartition]) -> None:
         consumer = self.consumer
@@ -482,24 +459,25 @@ class KafkaScaleOutWorker:
     async def _resume(
         self, tp: TopicPartition, suspended: Suspended, producer: TaskProducer
     ) -> Task | None:
-        """The suspended task running again, if nobody committed for it since it was
-        suspended (its input offset and its changelog's end unchanged, checked after
-        ``producer`` fenced every other owner); ``None``: it must be restored."""
+        """The suspended task running again, if nobody owned it since it was suspended
+        (``producer``, which fenced every other owner, is the next epoch of the task's
+        last producer, and the group's input offset is the one the task committed);
+        ``None``: it must be restored."""
         consumer = self.consumer
         assert consumer is not None
         task = suspended.task
         committed = await consumer.committed(tp)
-        changelog = self._changelog_of(task.stage, tp.partition)
-        end = None if changelog is None else (await self.stable_offsets.of([changelog]))[changelog]
-        if task.ended.is_set() or committed != task.group_offset or end != suspended.changelog_end:
+        pid, epoch = suspended.producer
+        now = producer.identity()
+        if task.ended.is_set() or committed != task.group_offset or now != (pid, epoch + 1):
             log.info(
-                "task %s changed hands while suspended (offset %s -> %s, changelog end %s -> "
-                "%s): restoring it",
+                "task %s changed hands while suspended (producer %s -> %s, offset %s -> %s): "
+                "restoring it",
                 task.uid,
+                suspended.producer,
+                now,
                 task.group_offset,
                 committed,
-                suspended.changelog_end,
-                end,
             )
             return None
         await consumer.seek(tp, task.committed_offset)
@@ -624,11 +602,11 @@ class KafkaScaleOutWorker:
 
 
 class Suspended(NamedTuple):
-    """A revoked task kept with its plan and state, and its changelog partition's last
-    stable offset when it was suspended."""
+    """A revoked task kept with its plan and state, and the (producer id, epoch) of its
+    last producer."""
 
     task: Task
-    changelog_end: int | None
+    producer: tuple[int, int]
 
 
 class _Offsets:
