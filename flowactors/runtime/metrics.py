@@ -134,9 +134,7 @@ def operator_metrics(task: StreamTask, head_records_in: int) -> tuple[OperatorMe
     taken: list[OperatorMetrics] = []
     for index, op in enumerate(task.operators):
         written = getattr(op, "records_written", None)
-        records_out = (
-            written if written is not None else sum(out.records for out in _outputs(op))
-        )
+        records_out = written if written is not None else sum(out.records for out in _outputs(op))
         taken.append(
             OperatorMetrics(
                 name=op.name,
