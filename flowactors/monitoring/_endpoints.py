@@ -28,7 +28,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from flowactors.errors import CheckpointError
+from flowactors.errors import CheckpointError, InvalidGraphError
 from flowactors.monitoring._introspect import JobSnapshot, SubtaskView
 from flowactors.monitoring._metrics import JobCollector
 from flowactors.monitoring._scaleout import Monitor
@@ -233,6 +233,6 @@ class Endpoints:
             return _json(400, {"error": 'expected a JSON body {"directory": "<path>"}'})
         try:
             path = await self.monitor.client.trigger_savepoint(directory)
-        except CheckpointError as exc:
+        except (CheckpointError, InvalidGraphError) as exc:  # a scaled-out job takes none
             return _json(409, {"error": str(exc)})
         return _json(200, {"path": path})

@@ -8,9 +8,11 @@ group. Scrapes are parsed with prometheus_client's parser.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,6 +26,7 @@ from flowactors import JobClient, StreamExecutionEnvironment
 from flowactors.monitoring import MonitoringServer, ScaleOutMonitor, monitor_for
 from tests.kafka._kafka import create_topic, produce_json, read_topic, unique
 from tests.kafka.scaleout_worker import build
+from tests.support.chromium import run_chromium
 
 pytestmark = pytest.mark.kafka
 
@@ -58,7 +61,9 @@ def scaled_out(env: StreamExecutionEnvironment, bootstrap: str, app: str) -> Non
     )
 
 
-async def test_a_replica_shows_its_tasks_and_the_workers_statistics(bootstrap: str) -> None:
+async def test_a_replica_shows_its_tasks_and_the_workers_statistics(
+    bootstrap: str, tmp_path: Path
+) -> None:
     src = await create_topic(bootstrap, unique("mon-in"), 4)
     out = await create_topic(bootstrap, unique("mon-out"), 4)
     values = [{"k": i % KEYS, "v": 1} for i in range(RECORDS)]
@@ -68,7 +73,7 @@ async def test_a_replica_shows_its_tasks_and_the_workers_statistics(bootstrap: s
     build(env, bootstrap, src, out)  # in -> pair -> key_by -> sum -> exactly-once sink
     client = await env.execute_async("keyed-sum")
     assert isinstance(monitor_for(client), ScaleOutMonitor)
-    server = MonitoringServer(client, port=0)
+    server = MonitoringServer(client, port=0, token="secret")
     await server.start()
     tasks = {("in-0", p) for p in range(4)} | {("sum", p) for p in range(4)}
     try:
@@ -94,9 +99,17 @@ async def test_a_replica_shows_its_tasks_and_the_workers_statistics(bootstrap: s
             assert status == 200
             job = orjson.loads(body)
             assert (await get(http, server.url + "/readyz"))[0] == 200
+            page = await run_chromium(server.url + "/", tmp_path / "profile", "--dump-dom")
+            async with http.post(
+                server.url + "/api/savepoints",
+                json={"directory": str(tmp_path / "savepoint")},
+                headers={"Authorization": "Bearer secret"},
+            ) as response:
+                refused = response.status, await response.json()
     finally:
         await server.stop()
         await client.stop()  # type: ignore[attr-defined]
+    assert refused[0] == 409 and "no savepoints" in refused[1]["error"]
     per_key = Counter(i % KEYS for i in range(RECORDS))
     assert Counter(tuple(orjson.loads(r.value)) for r in records) == Counter(
         (k, s) for k, n in per_key.items() for s in range(1, n + 1)
@@ -154,6 +167,14 @@ async def test_a_replica_shows_its_tasks_and_the_workers_statistics(bootstrap: s
     assert scale_out["rebalances"] >= 1 and scale_out["commits"] >= 8
     assert {(t["stage"], t["partition"]) for t in scale_out["lag"]} == tasks
 
+    # The web view draws the stages and lists the replica's tasks.
+    assert '<span id="error"></span>' in page  # every poll reached the replica
+    assert re.findall(r'class="vertex" data-id="\d+" data-name="([^"]+)"', page) == ["in-0", "sum"]
+    drawn_tasks = re.findall(r'class="task" data-stage="([^"]+)" data-partition="(\d)"', page)
+    assert {(stage, int(p)) for stage, p in drawn_tasks} == tasks
+    assert '<section id="scale-out">' in page  # shown: this is a replica
+    assert 'data-vertex="in-0" data-operator="pair"' in page
+
 
 def one_stage_job(env: StreamExecutionEnvironment, bootstrap: str, src: str, out: str) -> None:
     source: KafkaSource[Any] = KafkaSource(
@@ -172,7 +193,7 @@ async def replica(bootstrap: str, app: str, src: str, out: str) -> JobClient:
     return await env.execute_async("one-task")
 
 
-async def test_a_replica_without_tasks_is_ready_and_says_so(bootstrap: str) -> None:
+async def test_a_replica_without_tasks_is_ready_and_says_so(bootstrap: str, tmp_path: Path) -> None:
     src = await create_topic(bootstrap, unique("mon-in"), 1)  # one task for two replicas
     out = await create_topic(bootstrap, unique("mon-out"), 1)
     app = unique("mon-app")
@@ -203,6 +224,7 @@ async def test_a_replica_without_tasks_is_ready_and_says_so(bootstrap: str) -> N
             await eventually(counted)
             families = [await scrape(http, server) for server in servers]
             job = orjson.loads((await get(http, servers[idle].url + "/api/job"))[1])
+            page = await run_chromium(servers[idle].url + "/", tmp_path / "profile", "--dump-dom")
     finally:
         for server in servers:
             await server.stop()
@@ -216,6 +238,8 @@ async def test_a_replica_without_tasks_is_ready_and_says_so(bootstrap: str) -> N
     assert standby["flowactors_records_in"] == []  # no task, no task metrics
     assert job["ready"] is True and job["vertices"] == []
     assert job["scale_out"]["assignment"] == []
+    assert '<span id="error"></span>' in page
+    assert "no task runs here" in page and "this replica is standing by" in page
 
     working = families[busy]
     assigned = {

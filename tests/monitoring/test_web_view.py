@@ -17,47 +17,12 @@ import pytest
 from flowactors import StreamExecutionEnvironment
 from flowactors.monitoring import MonitoringServer
 from tests.monitoring._jobs import build_counting_job, wait_until
+from tests.support.chromium import run_chromium
 
 pytestmark = pytest.mark.slow
 
 #: Set to a path to keep the screenshot there too (``make web-view-screenshot``).
 SCREENSHOT_ENV = "FLOWACTORS_SCREENSHOT"
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("no Chromium found: `make chromium` installs Debian's package")
-
-
-async def run_chromium(url: str, profile: Path, *extra: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=4000",
-        "--window-size=1280,760",
-        *extra,
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode == 0, stderr.decode(errors="replace")[-2000:]
-    return stdout.decode()
 
 
 class Vertices(HTMLParser):
