@@ -174,6 +174,11 @@ class JobCollector(Collector):
         ]
         scale_out = _ScaleOutFamilies()
         replica = isinstance(self.monitor, ScaleOutMonitor)
+        if replica:  # its tasks commit to Kafka: no checkpoints to report
+            checkpoint_families = {
+                id(f) for f in (completed, histogram, duration, size, pause, age)
+            }
+            builtin = [f for f in builtin if id(f) not in checkpoint_families]
         if snap is None:
             yield from builtin
             if replica:

@@ -150,6 +150,7 @@ async def test_a_replica_shows_its_tasks_and_the_workers_statistics(
         "sum",
     }
     assert all(s.labels["job"] == "keyed-sum" for f in families.values() for s in f)
+    assert not any("checkpoint" in name for name in families)  # commits, not checkpoints
 
     # /api/job: the replica's tasks, the worker's statistics.
     assert job["status"] == "RUNNING" and job["ready"] is True
