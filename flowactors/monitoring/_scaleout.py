@@ -39,7 +39,6 @@ from flowactors.monitoring._introspect import (
 from flowactors.runtime.executor import JobStatus
 from flowactors.runtime.metrics import TaskMetrics
 from flowactors.runtime.scaleout import ScaleOutMetrics
-from flowactors.spi import ScaleOutStatistics
 from flowactors.time import MIN_WATERMARK
 
 #: The built-in user metric that counts a keyed operator's state entries.
@@ -74,17 +73,15 @@ class ScaleOutMonitor:
         if metrics is None or self.client.status is not JobStatus.RUNNING:
             return False
         stats = metrics.scale_out
+        # A rebalance is counted when it begins and its duration known when it ended:
+        # no duration yet means the first one (joining the group) still runs.
         if stats is None or stats.rebalances == 0 or stats.last_rebalance_seconds <= 0:
-            return False  # not in the group yet, or its first rebalance still runs
+            return False
         return set(stats.assignment) <= set(metrics.task_ids)
 
     def is_ready(self) -> bool:
         """The replica joined the group and every task it owns is open and running."""
         return self._ready(self._metrics())
-
-    def statistics(self) -> ScaleOutStatistics | None:
-        metrics = self._metrics()
-        return None if metrics is None else metrics.scale_out
 
     def snapshot(self) -> JobSnapshot:
         metrics = self._metrics()
@@ -92,8 +89,11 @@ class ScaleOutMonitor:
             []
             if metrics is None
             else sorted(
-                (stage, partition, m)
-                for (stage, partition), m in zip(metrics.task_ids, metrics.tasks)
+                (
+                    (stage, partition, m)
+                    for (stage, partition), m in zip(metrics.task_ids, metrics.tasks)
+                ),
+                key=lambda task: (task[0], task[1]),
             )
         )
         by_stage: dict[str, list[tuple[int, TaskMetrics]]] = {}
