@@ -106,6 +106,8 @@ async def test_a_replica_shows_its_tasks_and_the_workers_statistics(
                 headers={"Authorization": "Bearer secret"},
             ) as response:
                 refused = response.status, await response.json()
+            await client.stop()  # type: ignore[attr-defined]
+            assert (await get(http, server.url + "/readyz"))[0] == 503  # it left the group
     finally:
         await server.stop()
         await client.stop()  # type: ignore[attr-defined]
