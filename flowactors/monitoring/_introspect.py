@@ -52,7 +52,7 @@ HISTORY = 50
 #: Upper bounds (seconds) of the checkpoint duration histogram's buckets.
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 #: User metrics the runtime registers itself; reported as built-in families instead.
-_BUILTIN_USER_METRICS = frozenset({"numKeyedStateEntries"})
+BUILTIN_USER_METRICS = frozenset({"numKeyedStateEntries"})
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ def _user_metrics(
     gauges: dict[tuple[str, str], float] = {}
     for uid, op in zip(uids, task.operators):
         for name, metric in op.ctx.metric_group.metrics.items():
-            if name in _BUILTIN_USER_METRICS:
+            if name in BUILTIN_USER_METRICS:
                 continue
             if isinstance(metric, Counter):
                 counters[(uid, name)] = float(metric.count)

@@ -27,6 +27,7 @@ import time
 
 from flowactors.api.environment import JobClient, ScaleOutJobClient
 from flowactors.monitoring._introspect import (
+    BUILTIN_USER_METRICS,
     DURATION_BUCKETS,
     JobMonitor,
     JobSnapshot,
@@ -46,8 +47,22 @@ _STATE_ENTRIES = "numKeyedStateEntries"
 
 
 def _keyed_state_entries(task: TaskMetrics) -> int | None:
-    entries = [v for k, v in task.user_metrics.items() if k.endswith("." + _STATE_ENTRIES)]
+    entries = [op.gauges[_STATE_ENTRIES] for op in task.operators if _STATE_ENTRIES in op.gauges]
     return int(sum(entries)) if entries else None
+
+
+def _user_metrics(
+    task: TaskMetrics,
+) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
+    """``(uid, name) -> value`` of the task's user counters and gauges."""
+    counters: dict[tuple[str, str], float] = {}
+    gauges: dict[tuple[str, str], float] = {}
+    for op in task.operators:
+        for kind, found in ((counters, op.counters), (gauges, op.gauges)):
+            for name, value in found.items():
+                if name not in BUILTIN_USER_METRICS:
+                    kind[(op.uid, name)] = float(value)
+    return counters, gauges
 
 
 class ScaleOutMonitor:
@@ -122,6 +137,7 @@ class ScaleOutMonitor:
                 )
             )
             for partition, m in owned:
+                counters, gauges = _user_metrics(m)
                 subtasks.append(
                     SubtaskView(
                         vertex=vertex,
@@ -132,6 +148,8 @@ class ScaleOutMonitor:
                         watermark=None if m.watermark <= MIN_WATERMARK else m.watermark,
                         keyed_state_entries=_keyed_state_entries(m),
                         keyed_state_bytes=None,
+                        counters=counters,
+                        gauges=gauges,
                         consumer_lag=m.consumer_lag,
                         offset_commit_seconds=m.offset_commit_seconds,
                         operator_records=tuple(

@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from flowactors.runtime.context import ReaderMetrics
+from flowactors.runtime.context import Counter, ReaderMetrics
 from flowactors.runtime.operators import Output, StreamOperator
 from flowactors.runtime.task import StreamTask
 
@@ -35,6 +35,9 @@ class OperatorMetrics:
     records_in: int
     #: Records emitted to its main and side outputs; a sink: records it wrote.
     records_out: int
+    #: Its user metrics (``ctx.get_metric_group()``): counters, and gauges read now.
+    counters: dict[str, float] = field(default_factory=dict)
+    gauges: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,12 @@ def collect_metrics(tasks: Sequence[StreamTask], batch_size: int) -> JobMetrics:
             capacity += 2 * batch_size * w.num_channels
         end = task.ended_at if task.ended_at is not None else now
         lifetime = max(end - task.started_at, 1e-9) if task.started_at else 1e-9
-        user: dict[str, float] = {}
-        for op in task.operators:
-            for name, value in op.ctx.metric_group.values().items():
-                user[f"{op.name}.{name}"] = value
         records_in = task.records_in or getattr(task.head, "records_out", 0)
         operators = operator_metrics(task, records_in)
+        user: dict[str, float] = {}
+        for op in operators:
+            for name, value in (*op.counters.items(), *op.gauges.items()):
+                user[f"{op.name}.{name}"] = value
         reader = getattr(task.head, "reader_metrics", _NONE)
         taken.append(
             TaskMetrics(
@@ -135,12 +138,29 @@ def operator_metrics(task: StreamTask, head_records_in: int) -> tuple[OperatorMe
     for index, op in enumerate(task.operators):
         written = getattr(op, "records_written", None)
         records_out = written if written is not None else sum(out.records for out in _outputs(op))
+        counters, gauges = _user_metrics(op)
         taken.append(
             OperatorMetrics(
                 name=op.name,
                 uid=task.uids[index] if index < len(task.uids) else op.name,
                 records_in=head_records_in if index == 0 else received.get(id(op), 0),
                 records_out=records_out,
+                counters=counters,
+                gauges=gauges,
             )
         )
     return tuple(taken)
+
+
+def _user_metrics(op: StreamOperator) -> tuple[dict[str, float], dict[str, float]]:
+    counters: dict[str, float] = {}
+    gauges: dict[str, float] = {}
+    for name, metric in op.ctx.metric_group.metrics.items():
+        if isinstance(metric, Counter):
+            counters[name] = metric.count
+            continue
+        try:
+            gauges[name] = metric.get_value()
+        except Exception:  # a gauge of something already closed: not worth a failure
+            continue
+    return counters, gauges

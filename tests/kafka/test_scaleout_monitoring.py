@@ -22,7 +22,7 @@ from flowactors_kafka import KafkaSink, KafkaSource
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from flowactors import JobClient, StreamExecutionEnvironment
+from flowactors import JobClient, MapFunction, RuntimeContext, StreamExecutionEnvironment
 from flowactors.monitoring import MonitoringServer, ScaleOutMonitor, monitor_for
 from tests.kafka._kafka import create_topic, produce_json, read_topic, unique
 from tests.kafka.scaleout_worker import build
@@ -147,6 +147,9 @@ async def test_a_replica_shows_its_tasks_and_the_workers_statistics(
     assert total(records_in, "sum", "Sum") == RECORDS  # every record crossed the hop once
     assert total(records_out, "sum", "Sum") == RECORDS
     assert total(records_out, "sum", "out") == RECORDS  # what the sink wrote
+    state = labelled("flowactors_keyed_state_entries", "vertex", "subtask")
+    assert set(state) == {("sum", str(p)) for p in range(4)}
+    assert sum(state.values()) == KEYS  # one running sum per key, over the sum's tasks
     assert {s.labels["vertex"] for s in families["flowactors_backpressure_ratio"]} == {
         "in-0",
         "sum",
@@ -179,6 +182,20 @@ async def test_a_replica_shows_its_tasks_and_the_workers_statistics(
     assert 'data-vertex="in-0" data-operator="pair"' in page
 
 
+class Keys(MapFunction[dict[str, int], int]):
+    """The key of each record; counts them in a user counter, the last in a gauge."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.seen = ctx.get_metric_group().counter("keys_seen")
+        self.last = 0
+        ctx.get_metric_group().gauge("last_key", lambda: float(self.last))
+
+    def map(self, record: dict[str, int]) -> int:
+        self.seen.inc()
+        self.last = record["k"]
+        return self.last
+
+
 def one_stage_job(env: StreamExecutionEnvironment, bootstrap: str, src: str, out: str) -> None:
     source: KafkaSource[Any] = KafkaSource(
         bootstrap_servers=bootstrap, topics=[src], value_deserializer="json"
@@ -186,7 +203,7 @@ def one_stage_job(env: StreamExecutionEnvironment, bootstrap: str, src: str, out
     sink: KafkaSink[Any] = KafkaSink(
         bootstrap_servers=bootstrap, topic=out, value_serializer="json"
     )
-    env.from_source(source, name="in").map(lambda r: r["k"]).name("key").sink_to(sink)
+    env.from_source(source, name="in").map(Keys()).name("key").uid("keys").sink_to(sink)
 
 
 async def replica(bootstrap: str, app: str, src: str, out: str) -> JobClient:
@@ -254,3 +271,16 @@ async def test_a_replica_without_tasks_is_ready_and_says_so(bootstrap: str, tmp_
     records_out = {s.labels["operator"]: s.value for s in working["flowactors_records_out"]}
     assert records_in == {"in": 100, "key": 100, "Sink": 100}
     assert records_out == {"in": 100, "key": 100, "Sink": 100}
+    # the task's user metrics, per operator
+    (seen,) = working["flowactors_user_keys_seen"]
+    assert seen.name == "flowactors_user_keys_seen_total" and seen.value == 100
+    assert seen.labels == {
+        "job": "one-task",
+        "vertex": "in-0",
+        "operator": "key",
+        "subtask": "0",
+        "uid": "keys",
+    }
+    (last,) = working["flowactors_user_last_key"]
+    assert last.value == 99 and last.labels["uid"] == "keys"
+    assert "flowactors_user_keys_seen" not in standby
