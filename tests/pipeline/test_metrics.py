@@ -41,6 +41,10 @@ async def test_metrics_are_scoped_per_operator_and_sinks_count_their_output() ->
     (task,) = result.metrics.tasks  # one chain: source -> first -> second -> filter -> sink
     assert task.user_metrics["first.seen"] == 100
     assert task.user_metrics["second.seen"] == 200
+    assert [(op.name, op.counters) for op in task.operators if op.counters] == [
+        ("first", {"seen": 100}),
+        ("second", {"seen": 200}),
+    ]
     assert task.records_out == 50  # what the sink at the end of the chain wrote
 
 
