@@ -150,6 +150,8 @@ class ScaleOutMetrics(JobMetrics):
     """:class:`JobMetrics` of the tasks this replica runs, with the worker's statistics."""
 
     scale_out: ScaleOutStatistics | None = None
+    #: The task, as (stage uid, partition), that each of ``tasks`` belongs to.
+    task_ids: tuple[tuple[str, int], ...] = ()
 
 
 class RunningTask:
@@ -308,9 +310,13 @@ class ScaleOutRunner:
     def metrics(self) -> JobMetrics:
         in_flight = capacity = 0
         tasks = []
-        for running in list(self.tasks.values()):
+        task_ids: list[tuple[str, int]] = []
+        for task_id, running in list(self.tasks.items()):
             m = running.execution.metrics()
             in_flight += m.in_flight_records
             capacity += m.in_flight_capacity
             tasks.extend(m.tasks)
-        return ScaleOutMetrics(in_flight, capacity, tasks, self.worker.statistics())
+            task_ids.extend([task_id] * len(m.tasks))
+        return ScaleOutMetrics(
+            in_flight, capacity, tasks, self.worker.statistics(), tuple(task_ids)
+        )

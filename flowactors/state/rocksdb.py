@@ -430,3 +430,28 @@ class RocksSnapshot:
             #: SST bytes this snapshot added to the shared directory
             "uploaded_bytes": new_bytes,
         }
+
+
+def read_snapshot_entries(
+    directory: Path, name: str, key_groups: range
+) -> Iterator[tuple[Any, Any]]:
+    """``(key, value)`` of every entry of state ``name`` in ``key_groups``, read from the
+    files of one subtask's RocksDB snapshot gathered in ``directory`` under their own
+    names (opened read-only; a namespaced state's keys are ``(key, namespace)``)."""
+    from rocksdict import AccessType, Options, Rdict
+
+    db = Rdict(str(directory), Options(raw_mode=True), access_type=AccessType.read_only())
+    try:
+        tag = name.encode() + b"\x00"
+        for group in key_groups:
+            prefix = group.to_bytes(2, "big") + tag
+            it = db.iter()
+            it.seek(prefix)
+            while it.valid():
+                if not it.key().startswith(prefix):
+                    break
+                key, value = pickle.loads(it.value())
+                yield key, value
+                it.next()
+    finally:
+        db.close()
