@@ -75,6 +75,8 @@ def _scale_out_json(stats: ScaleOutStatistics) -> dict[str, Any]:
         "last_rebalance_s": stats.last_rebalance_seconds,
         "restore_s": stats.restore_seconds,
         "commits": stats.commits,
+        "loop_stalls": stats.loop_stalls,
+        "longest_loop_stall_s": stats.longest_loop_stall_seconds,
         "lag": [
             {"stage": stage, "partition": p, "records": records}
             for (stage, p), records in sorted(stats.lag.items())

@@ -296,6 +296,16 @@ class _ScaleOutFamilies:
             "Transactions this replica's tasks committed",
             labels=["job"],
         )
+        self.loop_stalls = CounterMetricFamily(
+            "flowactors_scale_out_loop_stalls",
+            "Times the event loop was blocked for half the group's session timeout or more",
+            labels=["job"],
+        )
+        self.longest_loop_stall = GaugeMetricFamily(
+            "flowactors_scale_out_longest_loop_stall_seconds",
+            "The longest time the event loop came back late (heartbeats share the loop)",
+            labels=["job"],
+        )
 
     def add(self, job: str, stats: ScaleOutStatistics) -> None:
         for stage, partition in stats.assignment:
@@ -307,6 +317,8 @@ class _ScaleOutFamilies:
         self.last_rebalance.add_metric([job], stats.last_rebalance_seconds)
         self.restore.add_metric([job], stats.restore_seconds)
         self.commits.add_metric([job], stats.commits)
+        self.loop_stalls.add_metric([job], stats.loop_stalls)
+        self.longest_loop_stall.add_metric([job], stats.longest_loop_stall_seconds)
 
     def families(self) -> list[Metric]:
         return [
@@ -317,4 +329,6 @@ class _ScaleOutFamilies:
             self.last_rebalance,
             self.restore,
             self.commits,
+            self.loop_stalls,
+            self.longest_loop_stall,
         ]
