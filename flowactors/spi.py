@@ -143,6 +143,15 @@ class ReaderOutput(Protocol[T]):
         generated per split and combined by minimum."""
         ...
 
+    async def collect_input_batch(
+        self, input_index: int, values: list[T], timestamps: list[int | None] | None = None
+    ) -> None:
+        """Emit records of input ``input_index`` (0 or 1) of the operator the reader
+        feeds: a scale-out task reading an internal topic that carries both inputs of a
+        two-input operator (``connect``, ``interval_join``). Other readers emit through
+        :meth:`collect_batch`, which is input 0."""
+        ...
+
     def emit_side_output(self, tag: Any, value: Any) -> None:
         """Send a value (e.g. a malformed record) to a side output of the source."""
 
@@ -289,6 +298,10 @@ class StageSpec:
     changelog_topic: str | None = None
     #: The stages that write into ``input_topic`` (their tasks send watermark markers).
     upstream_stages: tuple[str, ...] = ()
+    #: How many inputs the stage's head reads from ``input_topic``: 2 for a two-input
+    #: operator, whose records carry the input-index header (absent for input 0); a
+    #: reader hands them on with :meth:`ReaderOutput.collect_input_batch`.
+    inputs: int = 1
 
 
 @dataclass(frozen=True)

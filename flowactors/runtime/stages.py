@@ -124,6 +124,12 @@ class Stage:
         ) or any(h.key_selector is not None for h in self.hops_in)
 
     @property
+    def inputs(self) -> int:
+        """How many inputs the head reads from :attr:`input_topic` (2: a two-input
+        operator, its records told apart by :data:`INPUT_INDEX_HEADER`)."""
+        return 1 + max((h.input_index for h in self.hops_in), default=0)
+
+    @property
     def source(self) -> Any:
         """The user's source object heading the stage (``None`` for an internal topic)."""
         return self.head.source if self.head.is_source else None
