@@ -8,7 +8,8 @@ only move event time. ``enrich``: a ``KeyedCoProcessFunction`` pairs each ride w
 fare by id, in either order, and reports a ride still without a fare when event time
 passes ``t + UNPAID_AFTER_MS`` — keyed state, event-time timers, and event time that is
 the minimum of both inputs. ``join``: an interval join of rides and fares by
-``id % JOIN_KEYS`` within ``[-JOIN_BOUND_MS, JOIN_BOUND_MS]``. Prints ``assigned
+``id % JOIN_KEYS`` within ``[-JOIN_BOUND_MS, JOIN_BOUND_MS]``. ``co_map``: both
+inputs unkeyed, each record tagged with its input. Prints ``assigned
 <tasks>`` whenever its tasks change; SIGTERM stops it as planned.
 """
 
@@ -111,6 +112,12 @@ def build(
             .connect(fares.key_by(lambda f: f["id"]))
             .process(Enrich())
             .uid("enrich")
+        )
+    if job == "co_map":
+        return (
+            rides.connect(fares)
+            .map(lambda r: ["ride", r["id"]], lambda f: ["fare", f["id"]])
+            .uid("co_map")
         )
     return (
         rides.key_by(lambda r: r["id"] % JOIN_KEYS)

@@ -1,4 +1,5 @@
-"""Two-input operators scaled out on the real broker: connect and interval_join.
+"""Two-input operators scaled out on the real broker: connect (keyed and not) and
+interval_join.
 
 The jobs (``tests/kafka/scaleout_two_inputs_worker.py``) read rides and fares from two
 topics (4 and 3 partitions) while they are written. Fares are written two chunks behind
@@ -151,7 +152,14 @@ def joined(rides: int) -> Counter[tuple[Any, ...]]:
     return pairs
 
 
-EXPECTED = {"enrich": enriched, "join": joined}
+def tagged(rides: int) -> Counter[tuple[Any, ...]]:
+    """The co_map job's output: every ride and every fare, tagged."""
+    return Counter(
+        [("ride", i) for i in range(rides)] + [("fare", i) for i in range(rides) if has_fare(i)]
+    )
+
+
+EXPECTED = {"enrich": enriched, "join": joined, "co_map": tagged}
 
 
 async def topics(bootstrap: str) -> tuple[str, str, str]:
@@ -180,7 +188,7 @@ def check(got: Counter[Any], want: Counter[Any]) -> None:
     )
 
 
-@pytest.mark.parametrize("job", ["enrich", "join"])
+@pytest.mark.parametrize("job", ["enrich", "join", "co_map"])
 async def test_one_worker_runs_the_two_input_job_exactly_as_one_process(
     bootstrap: str, job: str
 ) -> None:
