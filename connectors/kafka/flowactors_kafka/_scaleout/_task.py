@@ -23,7 +23,10 @@ upstream task and emits the minimum over the active ones once every upstream tas
 reported, never going back.
 
 Records in internal topics are pickled ``(value, timestamp)`` pairs: internal topics
-must be as trusted as the job's code (the same trust as checkpoint storage).
+must be as trusted as the job's code (the same trust as checkpoint storage). When the
+stage's head has two inputs (``StageSpec.inputs``), both share the topic and the header
+:data:`INPUT_INDEX_HEADER` names the input of each record (absent: input 0); the reader
+hands runs of one input on with ``collect_input_batch``, in the partition's order.
 """
 
 from __future__ import annotations
