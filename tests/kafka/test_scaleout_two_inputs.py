@@ -166,6 +166,14 @@ async def topics(bootstrap: str) -> tuple[str, str, str]:
     rides = await create_topic(bootstrap, unique("ti-rides"), RIDE_PARTITIONS)
     fares = await create_topic(bootstrap, unique("ti-fares"), FARE_PARTITIONS)
     out = await create_topic(bootstrap, unique("ti-out"), 4)
+    # a worker fails to start while a topic it reads is not in the broker's metadata yet
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for topic in (rides, fares, out):
+            await producer.partitions_for(topic)
+    finally:
+        await producer.stop()
     return rides, fares, out
 
 
@@ -193,10 +201,10 @@ async def test_one_worker_runs_the_two_input_job_exactly_as_one_process(
     bootstrap: str, job: str
 ) -> None:
     rides, fares, out = await topics(bootstrap)
+    data = Input(bootstrap, rides, fares)
     env = scaled_out(bootstrap, unique("ti-app"))
     build(env, bootstrap, rides, fares, job).sink_to(sink(bootstrap, out), name="out")
     client = await env.execute_async(job)
-    data = Input(bootstrap, rides, fares)
     try:
         await data.trickle(4)
         want = EXPECTED[job](data.written)
@@ -263,12 +271,12 @@ async def test_worker_processes_share_the_two_input_job_exactly_once(
     """Workers share the job while input trickles in; with ``kill``, one is SIGKILLed
     mid-run and the others take its tasks over (state from the changelog)."""
     rides, fares, out = await topics(bootstrap)
+    data = Input(bootstrap, rides, fares)
     app = unique("ti-app")
     procs = [
         start_worker(bootstrap, app, rides, fares, out, job, tmp_path / f"worker{i}.log")
         for i in range(workers)
     ]
-    data = Input(bootstrap, rides, fares)
     try:
         # mid-run: tasks and state in flight
         await data.trickle(12, (lambda: procs[0].send_signal(signal.SIGKILL)) if kill else None)

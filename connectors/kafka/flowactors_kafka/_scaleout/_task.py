@@ -220,12 +220,11 @@ class Task:
         """Fetched records of a two-input task as ``(input index, values, timestamps)``
         runs, in the order the records came."""
         values, timestamps = self.decode(records)
-        data = [r for r in records if r.key is None]
-        indices = map(_input_index, data)
+        # records of input 0 carry no header: only the others need looking at
+        indices = [_input_index(r) if r.headers else 0 for r in records if r.key is None]
         position = 0
         for index, run in itertools.groupby(indices):
-            n = sum(1 for _ in run)
-            end = position + n
+            end = position + len(list(run))
             yield index, values[position:end], timestamps[position:end]
             position = end
 
