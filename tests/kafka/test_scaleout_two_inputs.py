@@ -15,19 +15,23 @@ from __future__ import annotations
 import ast
 import asyncio
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, namedtuple
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from flowactors_kafka._client import TopicPartition
+from flowactors_kafka._scaleout._task import INPUT_INDEX_HEADER, WATERMARK_KEY, Task
 
 from flowactors import StreamExecutionEnvironment
+from flowactors.spi import StageSpec
 from tests.kafka._kafka import create_topic, read_topic, unique
 from tests.kafka.scaleout_two_inputs_worker import (
     JOIN_BOUND_MS,
@@ -198,6 +202,30 @@ def check(got: Counter[Any], want: Counter[Any]) -> None:
         f"{sum(got.values())} records, {sum(want.values())} expected; "
         f"missing {sorted(missing)[:5]}, extra {sorted(extra)[:5]}"
     )
+
+
+def test_a_two_input_task_reads_runs_of_one_input_in_partition_order() -> None:
+    """The reader's side of the header, without a broker: records of input 1 carry it,
+    watermark markers among the records are taken aside, runs keep their order."""
+    fetched = namedtuple("fetched", "key value headers")
+    header = [(INPUT_INDEX_HEADER, b"1")]
+
+    def data(value: str, input_index: int) -> Any:
+        return fetched(None, pickle.dumps((value, 7)), header if input_index else [])
+
+    marker = fetched(WATERMARK_KEY, pickle.dumps(("up", 0, 5, False)), [])
+    records = [data("a", 0), data("b", 0), data("x", 1), marker, data("y", 1), data("c", 0)]
+    spec = StageSpec("s", None, "topic", 1, (), inputs=2)
+    no_producer: Any = None  # decoding sends nothing
+    task = Task(spec, TopicPartition("topic", 0), no_producer, group_id="g",
+                commit_interval_s=1.0, start_offset=0, upstream_tasks=1)  # fmt: skip
+    assert task.two_inputs
+    assert list(task.decode_inputs(records)) == [
+        (0, ["a", "b"], [7, 7]),
+        (1, ["x", "y"], [7, 7]),
+        (0, ["c"], [7]),
+    ]
+    assert task.upstream_watermarks == {("up", 0): 5}
 
 
 @pytest.mark.parametrize("job", ["enrich", "join", "co_map"])
