@@ -255,6 +255,9 @@ class Sink(ABC, Generic[T]):
 
 #: The entry point group scale-out backends register under.
 SCALE_OUT_ENTRY_POINTS = "flowactors.scale_out"
+#: The header of a record in an internal topic that is for input ``int(value)`` of a
+#: two-input operator; records of input 0 have none.
+INPUT_INDEX_HEADER = "flowactors.input"
 
 
 @dataclass(frozen=True)
@@ -400,6 +403,7 @@ class ScaleOutBackend(Protocol):
 __all__ = [
     "Boundedness",
     "HopSpec",
+    "INPUT_INDEX_HEADER",
     "InputStatus",
     "ReaderOutput",
     "SCALE_OUT_ENTRY_POINTS",

@@ -48,9 +48,6 @@ from flowactors.runtime.graph import Input, Plan, Transformation
 from flowactors.runtime.writer import Partitioning
 from flowactors.state.keygroups import KeyRouter, key_group_range
 
-#: The Kafka header that carries the input index of a record in an internal topic.
-INPUT_INDEX_HEADER = "flowactors.input"
-
 _TOPIC_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -126,7 +123,7 @@ class Stage:
     @property
     def inputs(self) -> int:
         """How many inputs the head reads from :attr:`input_topic` (2: a two-input
-        operator, its records told apart by :data:`INPUT_INDEX_HEADER`)."""
+        operator, its records told apart by :data:`flowactors.spi.INPUT_INDEX_HEADER`)."""
         return 1 + max((h.input_index for h in self.hops_in), default=0)
 
     @property

@@ -28,10 +28,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from flowactors_kafka._client import TopicPartition
-from flowactors_kafka._scaleout._task import INPUT_INDEX_HEADER, WATERMARK_KEY, Task
+from flowactors_kafka._scaleout._task import WATERMARK_KEY, Task
 
 from flowactors import StreamExecutionEnvironment
-from flowactors.spi import StageSpec
+from flowactors.spi import INPUT_INDEX_HEADER, StageSpec
 from tests.kafka._kafka import create_topic, read_topic, unique
 from tests.kafka.scaleout_two_inputs_worker import (
     JOIN_BOUND_MS,

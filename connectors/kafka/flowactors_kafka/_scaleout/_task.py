@@ -25,8 +25,9 @@ reported, never going back.
 Records in internal topics are pickled ``(value, timestamp)`` pairs: internal topics
 must be as trusted as the job's code (the same trust as checkpoint storage). When the
 stage's head has two inputs (``StageSpec.inputs``), both share the topic and the header
-:data:`INPUT_INDEX_HEADER` names the input of each record (absent: input 0); the reader
-hands runs of one input on with ``collect_input_batch``, in the partition's order.
+:data:`flowactors.spi.INPUT_INDEX_HEADER` names the input of each record (absent: input
+0); the reader hands runs of one input on with ``collect_input_batch``, in the
+partition's order.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 from flowactors.spi import (
+    INPUT_INDEX_HEADER,
     HopSpec,
     InputStatus,
     ReaderOutput,
@@ -64,8 +66,6 @@ _HIGH_WATER = 8
 WATERMARK_KEY = b"flowactors.watermark"
 #: An unchanged watermark is sent again after this long.
 _MARKER_REPEAT_S = 1.0
-#: The header naming the input of a two-input operator a record is for (absent: input 0).
-INPUT_INDEX_HEADER = "flowactors.input"
 
 
 class Task:
