@@ -30,7 +30,7 @@ from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobSta
 from flowactors.runtime.graph import Input, Transformation, build_plan
 from flowactors.runtime.metrics import JobMetrics
 from flowactors.runtime.runner import Runner
-from flowactors.runtime.source_sink import SinkOperator, SourceOperator
+from flowactors.runtime.source_sink import SinkOperator, SourceOperator, TwoInputSourceOperator
 from flowactors.runtime.stages import Hop, Stage, StagePlan
 from flowactors.spi import (
     SCALE_OUT_ENTRY_POINTS,
@@ -75,6 +75,7 @@ def stage_spec(stage_plan: StagePlan, stage: Stage) -> StageSpec:
         tuple(_hop_spec(h, stage_plan.max_parallelism) for h in stage.hops_out),
         stage_plan.changelog_topic(stage),
         tuple(sorted({stage_plan.stage_of(h.upstream).uid for h in stage.hops_in})),
+        stage.inputs,
     )
 
 
@@ -83,7 +84,9 @@ def task_graph(stage_plan: StagePlan, stage: Stage, ports: TaskPorts) -> list[Tr
 
     Operators keep their uids (their state is the stage's state). The stage's
     input is ``ports.source``; every hop out is a sink from ``ports.hop_sink``;
-    user sinks go through ``ports.wrap_sink``.
+    user sinks go through ``ports.wrap_sink``. A two-input head reads both its
+    inputs from that one source, which hands each batch to input 1 or 2
+    (:class:`TwoInputSourceOperator`), so the task stays one chain.
     """
     uids = stage_plan.plan.uids
     max_p = stage_plan.max_parallelism
@@ -101,13 +104,9 @@ def task_graph(stage_plan: StagePlan, stage: Stage, ports: TaskPorts) -> list[Tr
             watermark_strategy=strategy,
         )
     else:
-        if any(h.input_index != 0 for h in stage.hops_in):
-            raise InvalidGraphError(
-                f"{head.name!r} cannot scale out yet: two-input operators (connect, "
-                "interval_join) across workers are not supported"
-            )
+        reader_type = SourceOperator if stage.inputs == 1 else TwoInputSourceOperator
         reader = Transformation(
-            f"{stage.input_topic}", lambda: SourceOperator(source), uid=f"{stage.uid}.input"
+            f"{stage.input_topic}", lambda: reader_type(source), uid=f"{stage.uid}.input"
         )
         reader.is_source = True
         copies[head] = dataclasses.replace(
@@ -191,8 +190,9 @@ def _keyed_operators(execution: JobExecution) -> tuple[dict[str, Any], dict[str,
     timers: dict[str, Any] = {}
     for t, ops in execution.operators.items():
         for op in ops:
-            if getattr(op, "keyed", False):
-                backend = op.backend  # type: ignore[attr-defined]
+            backend = getattr(op, "backend", None)
+            # (a two-input operator over unkeyed inputs is keyed in type only: no backend)
+            if getattr(op, "keyed", False) and backend is not None:
                 if not isinstance(backend, HeapKeyedStateBackend):
                     raise InvalidGraphError(
                         f"{t.name!r}: scale-out keeps keyed state in memory only for now "

@@ -23,19 +23,25 @@ upstream task and emits the minimum over the active ones once every upstream tas
 reported, never going back.
 
 Records in internal topics are pickled ``(value, timestamp)`` pairs: internal topics
-must be as trusted as the job's code (the same trust as checkpoint storage).
+must be as trusted as the job's code (the same trust as checkpoint storage). When the
+stage's head has two inputs (``StageSpec.inputs``), both share the topic and the header
+:data:`flowactors.spi.INPUT_INDEX_HEADER` names the input of each record (absent: input
+0); the reader hands runs of one input on with ``collect_input_batch``, in the
+partition's order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import pickle
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 from flowactors.spi import (
+    INPUT_INDEX_HEADER,
     HopSpec,
     InputStatus,
     ReaderOutput,
@@ -97,6 +103,8 @@ class Task:
         self.commits = 0
         self.records_in = 0
         self.decode = self._decoder()
+        #: Whether the input carries both inputs of a two-input operator.
+        self.two_inputs = stage.inputs > 1
         #: Event time across the cut: the newest watermark of every upstream task seen
         #: in the input, and how many upstream tasks there are.
         self.upstream_tasks = upstream_tasks
@@ -206,6 +214,20 @@ class Task:
 
         return user
 
+    def decode_inputs(
+        self, records: list[Any]
+    ) -> Iterator[tuple[int, list[Any], list[int | None]]]:
+        """Fetched records of a two-input task as ``(input index, values, timestamps)``
+        runs, in the order the records came."""
+        values, timestamps = self.decode(records)
+        # records of input 0 carry no header: only the others need looking at
+        indices = [_input_index(r) if r.headers else 0 for r in records if r.key is None]
+        position = 0
+        for index, run in itertools.groupby(indices):
+            end = position + len(list(run))
+            yield index, values[position:end], timestamps[position:end]
+            position = end
+
     async def commit(self) -> None:
         await self._send_watermarks()
         handle = self.handle
@@ -232,6 +254,13 @@ class Task:
             raise RuntimeError(f"task {self.uid} sent records after its final commit")
         await self.producer.send(topic, partitions, records)
         self.sent = True
+
+
+def _input_index(record: Any) -> int:
+    for name, value in record.headers:
+        if name == INPUT_INDEX_HEADER:
+            return int(value)
+    return 0
 
 
 class TaskInput(Source[Any]):
@@ -274,9 +303,13 @@ class TaskReader(SourceReader[Any]):
             task.wakeup.clear()
             return InputStatus.NOTHING_AVAILABLE
         records = task.batches.popleft()
-        values, timestamps = task.decode(records)
-        if values:
-            await output.collect_batch(values, timestamps, split_id=task.tp)
+        if task.two_inputs:
+            for input_index, values, timestamps in task.decode_inputs(records):
+                await output.collect_input_batch(input_index, values, timestamps)
+        else:
+            values, timestamps = task.decode(records)
+            if values:
+                await output.collect_batch(values, timestamps, split_id=task.tp)
         watermark = task.watermark_to_emit()
         if watermark is not None:
             await output.emit_watermark(watermark)
@@ -318,7 +351,7 @@ class HopWriter(SinkWriter[Any]):
         self.spec = spec
         self.route = spec.make_router()
         self.headers: list[tuple[str, bytes]] = (
-            [] if spec.input_index == 0 else [("flowactors.input", str(spec.input_index).encode())]
+            [] if spec.input_index == 0 else [(INPUT_INDEX_HEADER, str(spec.input_index).encode())]
         )
         self.watermark: int | None = None
         self.idle = False
