@@ -12,6 +12,7 @@ Prints ``assigned <tasks>`` whenever its tasks change; SIGTERM stops it as plann
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -66,6 +67,9 @@ def build(
 
 
 async def main(argv: list[str]) -> int:
+    # timestamps, and the worker's rebalances and task changes, for reading a test's logs
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("flowactors_kafka").setLevel(logging.INFO)
     bootstrap, app, in_topic, out_topic = argv[:4]
     job = argv[4] if len(argv) > 4 else "sum"
     partitions = 4

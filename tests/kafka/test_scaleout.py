@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,13 +28,20 @@ from flowactors_kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
 from flowactors import ConnectorError, StreamExecutionEnvironment, WatermarkStrategy
 from flowactors.windows import TumblingEventTimeWindows
 from tests.kafka._kafka import create_topic, read_topic, unique
+from tests.kafka._scaleout_workers import (
+    KEYS,
+    check_output,
+    expected_output,
+    output_of,
+    produce_keyed,
+    start_worker,
+    stop_workers,
+)
 from tests.kafka.scaleout_worker import build
 
 pytestmark = pytest.mark.kafka
 
-REPO = Path(__file__).resolve().parents[2]
 SCALEOUT = Path(flowactors_kafka.__file__).parent / "_scaleout"
-KEYS = 40
 
 #: Tests with several worker processes on a shared 2-core machine beside the broker: a run
 #: can miss a timing window (a rejoin within 30 s, a rebalance before the next kill), so a
@@ -54,36 +59,6 @@ def test_only_the_scale_out_seam_imports_aiokafka() -> None:
                 modules.append(node.module or "")
         uses = any(m == "aiokafka" or m.startswith("aiokafka.") for m in modules)
         assert uses == (path.name == "_client.py"), path.name
-
-
-async def produce_keyed(bootstrap: str, topic: str, start: int, count: int) -> None:
-    """Records ``start .. start+count-1``: key ``i % KEYS``, in partition ``key % 4``."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        futures = []
-        for i in range(start, start + count):
-            key = i % KEYS
-            futures.append(
-                await producer.send(
-                    topic,
-                    orjson.dumps({"k": key, "v": 1}),
-                    key=str(key).encode(),
-                    partition=key % 4,
-                )
-            )
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-def expected_output(total: int) -> Counter[tuple[int, int]]:
-    per_key = Counter(i % KEYS for i in range(total))
-    return Counter((k, s) for k, n in per_key.items() for s in range(1, n + 1))
-
-
-def output_of(records: list[Any]) -> Counter[tuple[int, int]]:
-    return Counter(tuple(orjson.loads(r.value)) for r in records)  # type: ignore[misc]
 
 
 async def test_one_worker_runs_both_stages_exactly_once(bootstrap: str) -> None:
@@ -154,26 +129,6 @@ async def beginning_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-def start_worker(
-    bootstrap: str,
-    app: str,
-    src: str,
-    out: str,
-    log: Path,
-    job: str = "sum",
-    instance_id: str = "",
-) -> subprocess.Popen[str]:
-    with log.open("w") as output:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "tests.kafka.scaleout_worker", bootstrap, app, src, out, job],
-            cwd=REPO,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "SCALEOUT_INSTANCE_ID": instance_id},
-        )
-
-
 @worker_processes
 async def test_a_worker_killed_mid_run_changes_nothing_in_the_output(
     bootstrap: str, tmp_path: Path
@@ -214,33 +169,6 @@ async def test_a_worker_killed_mid_run_changes_nothing_in_the_output(
         lines = [line for line in logs[name].splitlines() if line.startswith("assigned [(")]
         taken |= set(ast.literal_eval(lines[-1].removeprefix("assigned ")))
     assert taken == {("in-0", p) for p in range(4)} | {("sum", r) for r in range(4)}, logs
-
-
-def stop_workers(
-    workers: list[subprocess.Popen[str]], logs: Path
-) -> tuple[list[int | None], dict[str, str]]:
-    """SIGTERM the live ones (a planned stop); their exit codes and the ends of their logs."""
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    codes: list[int | None] = []
-    for w in workers:
-        try:
-            codes.append(w.wait(60))
-        except subprocess.TimeoutExpired:
-            w.kill()
-            codes.append(None)
-    return codes, {p.name: p.read_text()[-3000:] for p in logs.glob("*.log")}
-
-
-def check_output(records: list[Any], total: int) -> None:
-    got = output_of(records)
-    want = expected_output(total)
-    missing, extra = want - got, got - want
-    assert not missing and not extra, (
-        f"{len(records)} records for {total} inputs; missing {sorted(missing)[:5]}, "
-        f"extra {sorted(extra)[:5]}"
-    )
 
 
 async def trickle(
