@@ -442,16 +442,22 @@ class KafkaScaleOutWorker:
         delay = _REOPEN_BACKOFF_S
         self._opening += 1
         try:
-            while consumer.owns(task.tp):
+            while not self._closing and consumer.owns(task.tp):
                 await asyncio.sleep(delay)
                 try:
                     await self._open(task.tp)
+                except TaskFenced:  # someone else owns it now: the group decides
+                    log.warning("task %s was fenced while opening again: rejoining", task.uid)
+                    consumer.request_rejoin()
+                    return
                 except ConnectorError as exc:
                     if not exc.retriable:
                         raise
                     log.warning("opening task %s again failed (retried): %s", task.uid, exc)
                     delay = min(2 * delay, _REOPEN_BACKOFF_MAX_S)
                     continue
+                if self._closing:
+                    return
                 consumer.resume(task.tp)
                 log.info("task %s runs again; assigned: %s", task.uid, self.assignment())
                 return
