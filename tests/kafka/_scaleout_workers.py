@@ -72,8 +72,10 @@ def start_worker(
     log: Path,
     job: str = "sum",
     instance_id: str = "",
+    properties: str = "",
 ) -> subprocess.Popen[str]:
-    """``python -m tests.kafka.scaleout_worker`` with its output in ``log``."""
+    """``python -m tests.kafka.scaleout_worker`` with its output in ``log``; ``properties``:
+    more client properties of its internal clients, as JSON."""
     with log.open("w") as output:  # the child keeps its own descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "tests.kafka.scaleout_worker", bootstrap, app, src, out, job],
@@ -81,7 +83,12 @@ def start_worker(
             stdout=output,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "SCALEOUT_INSTANCE_ID": instance_id},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "SCALEOUT_INSTANCE_ID": instance_id,
+                "SCALEOUT_PROPERTIES": properties,
+            },
         )
 
 

@@ -5,13 +5,15 @@
 ``sum``: reads ``{"k": key, "v": n}`` JSON records, sums ``v`` per key across workers
 and writes ``[key, running_sum]`` exactly once. ``windows``: reads ``{"k": key, "t": ms}``
 and writes ``[key, second, count]`` per key and tumbling event-time second.
-Prints ``assigned <tasks>`` whenever its tasks change; SIGTERM stops it as planned
-(commit, leave the group, exit 0).
+``SCALEOUT_INSTANCE_ID`` gives it a static membership id, ``SCALEOUT_PROPERTIES`` (JSON)
+more client properties. Prints ``assigned <tasks>`` whenever its tasks change; SIGTERM
+stops it as planned (commit, leave the group, exit 0).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -79,7 +81,11 @@ async def main(argv: list[str]) -> int:
         bootstrap_servers=bootstrap,
         application_id=app,
         instance_id=os.environ.get("SCALEOUT_INSTANCE_ID") or None,  # static membership
-        properties={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+        properties={
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+            **json.loads(os.environ.get("SCALEOUT_PROPERTIES") or "{}"),
+        },
     )
     build(env, bootstrap, in_topic, out_topic, job)
     client = await env.execute_async("keyed-sum")
