@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from flowactors import JobStatus, StreamExecutionEnvironment
 from tests.kafka._kafka import create_topic, output_offsets, read_topic, unique
 from tests.kafka._scaleout_workers import check_output, produce_keyed, start_worker, stop_workers
 from tests.kafka.conftest import Broker, broker_dir, restart_broker, start_broker, stop_broker
+from tests.kafka.scaleout_worker import build
 
 pytestmark = pytest.mark.kafka
 
@@ -84,3 +86,31 @@ async def test_workers_carry_on_by_themselves_after_a_broker_restart(
     finally:
         codes, logs = await asyncio.to_thread(stop_workers, workers, tmp_path)
     assert codes == [0, 0], logs
+
+
+async def test_a_sink_topic_created_after_the_start_is_waited_for(bootstrap: str) -> None:
+    """Deployed before its output topic exists: the tasks that write it fail on a
+    retriable error (the topic is unknown) and are opened again until it exists; then
+    the job carries on from its last commits, exactly once."""
+    src = await create_topic(bootstrap, unique("ops-in"), 4)
+    out = unique("ops-out")  # not created yet
+    app = unique("ops-app")
+    await produce_keyed(bootstrap, src, 0, 2000)
+    env = StreamExecutionEnvironment(parallelism=4)
+    env.enable_checkpointing(100)
+    env.enable_scale_out(
+        bootstrap_servers=bootstrap,
+        application_id=app,
+        properties={"request.timeout.ms": 1500},  # how long a send waits for the topic
+    )
+    build(env, bootstrap, src, out)
+    client = await env.execute_async("keyed-sum")
+    try:
+        await asyncio.sleep(6)  # every task writing the topic failed at least once
+        assert client.status is JobStatus.RUNNING
+        await create_topic(bootstrap, out, 4)
+        records = await read_topic(bootstrap, out, expected=2000, timeout=60, settle=1.0)
+        assert client.status is JobStatus.RUNNING
+    finally:
+        await client.stop()  # type: ignore[attr-defined]
+    check_output(records, 2000)
