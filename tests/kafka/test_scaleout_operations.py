@@ -1,8 +1,9 @@
-"""Scale-out under operations, on a real broker: the broker restarts under running workers.
+"""Scale-out under operations, on a real broker: the broker restarts under running workers,
+and a job starts before its output topic exists.
 
 The job is the keyed running sum of ``tests/kafka/scaleout_worker.py`` (4-partition source
--> map -> key_by -> running sum -> exactly-once Kafka sink) on two worker processes; its
-exact failure-free output is known (``tests/kafka/_scaleout_workers.py``).
+-> map -> key_by -> running sum -> exactly-once Kafka sink); its exact failure-free output
+is known (``tests/kafka/_scaleout_workers.py``).
 """
 
 from __future__ import annotations
