@@ -229,6 +229,15 @@ class GroupConsumer:
             return None
         return None if end is None or end < 0 else int(end)
 
+    def owns(self, tp: TopicPartition) -> bool:
+        """Whether ``tp`` is in this member's current assignment."""
+        return aiokafka.TopicPartition(*tp) in self._c.assignment()
+
+    def request_rejoin(self) -> None:
+        """Join the group again (a rebalance of the whole group): after a fence, the
+        assignment decides who owns what."""
+        self._c._coordinator.request_rejoin()
+
     def pause(self, tp: TopicPartition) -> None:
         self._c.pause(aiokafka.TopicPartition(*tp))
 

@@ -61,6 +61,10 @@ _STARTUP_TIMEOUT_S = 60.0
 _FINAL_COMMIT_TIMEOUT_S = 5.0
 #: aiokafka's default ``session.timeout.ms``.
 _DEFAULT_SESSION_TIMEOUT_MS = 10_000
+#: A task that failed on a retriable Kafka error is opened again after this long, then
+#: after twice as long each time opening fails, up to the maximum.
+_REOPEN_BACKOFF_S = 0.5
+_REOPEN_BACKOFF_MAX_S = 5.0
 
 
 class KafkaScaleOutWorker:
@@ -98,6 +102,8 @@ class KafkaScaleOutWorker:
         self.rebalances = 0
         self._fetcher: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()
+        #: Tasks being opened again after a retriable failure, by partition.
+        self._reopening: dict[TopicPartition, asyncio.Task[None]] = {}
         self._done: asyncio.Future[None] | None = None
         self._closing = False
         self._purger: asyncio.Task[None] | None = None
@@ -220,7 +226,8 @@ class KafkaScaleOutWorker:
         if self._closing:
             return
         self._closing = True
-        for loop_task in (self._fetcher, self._purger, self._stall_watcher):
+        reopening = self._reopening.values()
+        for loop_task in (self._fetcher, self._purger, self._stall_watcher, *reopening):
             if loop_task is not None:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
@@ -298,6 +305,10 @@ class KafkaScaleOutWorker:
     async def _on_revoked(self, tps: list[TopicPartition]) -> None:
         self.rebalances += 1
         self._rebalance_started = time.monotonic()
+        reopening = [self._reopening[tp] for tp in tps if tp in self._reopening]
+        for reopen in reopening:
+            reopen.cancel()
+        await asyncio.gather(*reopening, return_exceptions=True)
         tasks = [self.tasks.pop(tp) for tp in tps if tp in self.tasks]
         if tasks:
             log.info("revoked: committing and closing %s", sorted(t.uid for t in tasks))
@@ -400,11 +411,73 @@ class KafkaScaleOutWorker:
             if self.tasks.get(task.tp) is not task:
                 return  # closed on purpose
             if _fenced(exc):
-                log.warning("task %s was fenced by a newer owner: dropping it", task.uid)
+                # A newer owner, or the broker's transaction timeout: either way the
+                # group's next assignment says who runs the task now.
+                log.warning(
+                    "task %s was fenced by a newer owner: dropping it, rejoining the group",
+                    task.uid,
+                )
                 self.tasks.pop(task.tp, None)
                 await task.producer.abandon()
+                if self.consumer is not None and not self._closing:
+                    self.consumer.request_rejoin()
+                return
+            if _retriable_kafka_error(exc) and self.consumer is not None and not self._closing:
+                self._start_reopening(task, exc)
                 return
             self._fail(exc)
+
+    def _start_reopening(self, task: Task, cause: BaseException) -> None:
+        """Drop a task that failed on a retriable Kafka error (the broker went away, a
+        producer died with its connection) and open it again from its last commit."""
+        assert self.consumer is not None
+        self.consumer.pause(task.tp)  # nothing is fetched for it until it is open again
+        self.tasks.pop(task.tp, None)
+        log.warning("task %s failed, opening it again from its last commit: %s", task.uid, cause)
+        reopen = asyncio.create_task(
+            self._reopen(task), name=f"flowactors:scale-out:reopen:{task.tp.topic}"
+        )
+        self._reopening[task.tp] = reopen
+        reopen.add_done_callback(lambda done: self._reopened(task.tp, done))
+
+    async def _reopen(self, task: Task) -> None:
+        """Close the failed task uncommitted and open it again, as a new owner would: a
+        new producer (initialising the id aborts what the failed one left open), the
+        committed offset, the changelog, a seek. Retried, with backoff, while Kafka
+        cannot be reached; given up when the partition is no longer this worker's."""
+        consumer = self.consumer
+        assert consumer is not None
+        await self._close(task, commit=False)
+        delay = _REOPEN_BACKOFF_S
+        self._opening += 1
+        try:
+            while not self._closing and consumer.owns(task.tp):
+                await asyncio.sleep(delay)
+                try:
+                    await self._open(task.tp)
+                except TaskFenced:  # someone else owns it now: the group decides
+                    log.warning("task %s was fenced while opening again: rejoining", task.uid)
+                    consumer.request_rejoin()
+                    return
+                except ConnectorError as exc:
+                    if not exc.retriable:
+                        raise
+                    log.warning("opening task %s again failed (retried): %s", task.uid, exc)
+                    delay = min(2 * delay, _REOPEN_BACKOFF_MAX_S)
+                    continue
+                if self._closing:
+                    return
+                consumer.resume(task.tp)
+                log.info("task %s runs again; assigned: %s", task.uid, self.assignment())
+                return
+        finally:
+            self._opening -= 1
+
+    def _reopened(self, tp: TopicPartition, done: asyncio.Task[None]) -> None:
+        if self._reopening.get(tp) is done:
+            del self._reopening[tp]
+        if not done.cancelled() and done.exception() is not None:
+            self._fail(cast(BaseException, done.exception()))
 
     async def _close(self, task: Task, *, commit: bool) -> None:
         try:
@@ -477,6 +550,16 @@ def _fenced(exc: BaseException) -> bool:
     while seen is not None:
         if isinstance(seen, TaskFenced):
             return True
+        seen = seen.__cause__ or getattr(seen, "cause", None)
+    return False
+
+
+def _retriable_kafka_error(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by a Kafka error that retrying may heal."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectorError):
+            return seen.retriable
         seen = seen.__cause__ or getattr(seen, "cause", None)
     return False
 
