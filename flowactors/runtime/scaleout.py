@@ -44,7 +44,6 @@ from flowactors.spi import (
     StageSpec,
     TaskPorts,
 )
-from flowactors.state.backend import HeapKeyedStateBackend
 
 log = logging.getLogger("flowactors.scaleout")
 
@@ -193,11 +192,6 @@ def _keyed_operators(execution: JobExecution) -> tuple[dict[str, Any], dict[str,
             backend = getattr(op, "backend", None)
             # (a two-input operator over unkeyed inputs is keyed in type only: no backend)
             if getattr(op, "keyed", False) and backend is not None:
-                if not isinstance(backend, HeapKeyedStateBackend):
-                    raise InvalidGraphError(
-                        f"{t.name!r}: scale-out keeps keyed state in memory only for now "
-                        "(the RocksDB backend is not supported yet)"
-                    )
                 uid = execution.plan.uids[t]
                 backends[uid] = backend
                 timers[uid] = op.timers  # type: ignore[attr-defined]

@@ -1,0 +1,80 @@
+"""One worker process of the scale-out state tests.
+
+    python -m tests.kafka.scaleout_state_worker BOOTSTRAP APP IN_TOPIC OUT_TOPIC JOB [DIR]
+
+``rocksdb-sum``: reads ``{"k": key, "v": n}`` JSON records, sums ``v`` per key in
+RocksDB state (working directories under ``DIR``) across workers and writes
+``[key, running_sum]`` exactly once. Prints ``assigned <tasks>`` whenever its tasks
+change; SIGTERM stops it as planned (commit, leave the group, exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from flowactors_kafka import KafkaSink, KafkaSource
+
+from flowactors import StreamExecutionEnvironment
+from flowactors.state import RocksDBStateBackend
+
+
+def build(
+    env: StreamExecutionEnvironment, bootstrap: str, in_topic: str, out_topic: str, job: str
+) -> None:
+    source: KafkaSource[Any] = KafkaSource(
+        bootstrap_servers=bootstrap, topics=[in_topic], value_deserializer="json"
+    )
+    sink: KafkaSink[Any] = KafkaSink(
+        bootstrap_servers=bootstrap, topic=out_topic, value_serializer="json"
+    )
+    if job == "rocksdb-sum":
+        (
+            env.from_source(source, name="in")
+            .map(lambda r: (r["k"], r["v"]))
+            .name("pair")
+            .key_by(lambda kv: kv[0])
+            .sum(1)
+            .uid("sum")
+            .sink_to(sink, name="out")
+        )
+        return
+    raise ValueError(f"unknown job {job!r}")
+
+
+async def main(argv: list[str]) -> int:
+    bootstrap, app, in_topic, out_topic, job = argv[:5]
+    env = StreamExecutionEnvironment(parallelism=4)
+    env.enable_checkpointing(200)
+    if len(argv) > 5:
+        env.set_state_backend(RocksDBStateBackend(local_dir=argv[5], memory_budget_mb=8))
+    env.enable_scale_out(
+        bootstrap_servers=bootstrap,
+        application_id=app,
+        properties={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+    )
+    build(env, bootstrap, in_topic, out_topic, job)
+    client = await env.execute_async(job)
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    waiter = asyncio.ensure_future(client.wait())
+    stopper = asyncio.ensure_future(stopping.wait())
+    last: list[tuple[str, int]] = []
+    while not waiter.done():
+        await asyncio.wait({waiter, stopper}, timeout=0.2)
+        now = client.assignment()
+        if now != last:
+            print("assigned", now, flush=True)
+            last = now
+        if stopper.done():
+            await client.stop()  # type: ignore[attr-defined]
+            print("stopped", flush=True)
+            return 0
+    waiter.result()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))
