@@ -158,7 +158,9 @@ class ReaderOutput(Protocol[T]):
     async def emit_watermark(self, timestamp: int) -> None:
         """Advance event time to ``timestamp`` (for readers whose source is used without a
         watermark strategy and knows event time itself, e.g. from upstream markers);
-        a watermark not above the last one is ignored."""
+        a watermark not above the last one is ignored. With a watermark strategy it is a
+        floor: the generated watermarks go on above it (a reader resuming where an earlier
+        reader of the split left event time)."""
 
 
 class SourceReader(ABC, Generic[T]):

@@ -113,9 +113,15 @@ class SourceOperator(StreamOperator):
         self.side.add(tag, value, None)
 
     async def emit_watermark(self, timestamp: int) -> None:
-        """A watermark the reader knows itself (sources without a watermark strategy)."""
-        if self.tracker is None and timestamp > self.current_watermark:
-            await StreamOperator.process_watermark(self, timestamp)
+        """A watermark the reader knows itself: event time for sources without a watermark
+        strategy; with one, a floor (e.g. where a previous reader of the split left event
+        time) that the generated watermarks only go up from."""
+        if timestamp <= self.current_watermark:
+            return
+        if self.tracker is not None:
+            valve = self.tracker.valve
+            valve.watermark = max(valve.watermark, timestamp)
+        await StreamOperator.process_watermark(self, timestamp)
 
     async def on_periodic(self) -> None:
         """Ask every split's generator for a watermark and pass on what advanced."""

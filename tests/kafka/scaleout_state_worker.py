@@ -6,6 +6,10 @@
 RocksDB state (working directories under ``DIR``) across workers and writes
 ``[key, running_sum]`` exactly once. Prints ``assigned <tasks>`` whenever its tasks
 change; SIGTERM stops it as planned (commit, leave the group, exit 0).
+
+``watermarks``: reads ``{"k": key, "i": n}`` records whose Kafka timestamps are out of
+order by less than 100 ms, and writes ``[key, n, watermark]`` (keyed by ``key``): the
+watermark the keyed operator after the hop knew when the record reached it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from flowactors_kafka import KafkaSink, KafkaSource
 
-from flowactors import StreamExecutionEnvironment
+from flowactors import KeyedProcessFunction, StreamExecutionEnvironment, WatermarkStrategy
 from flowactors.state import RocksDBStateBackend
 
 
@@ -41,7 +45,29 @@ def build(
             .sink_to(sink, name="out")
         )
         return
+    if job == "watermarks":
+        keyed_sink: KafkaSink[Any] = KafkaSink(
+            bootstrap_servers=bootstrap,
+            topic=out_topic,
+            value_serializer="json",
+            key_serializer=lambda r: str(r[0]).encode(),
+        )
+        (
+            env.from_source(source, WatermarkStrategy.for_bounded_out_of_orderness(100), "in")
+            .map(lambda r: (r["k"], r["i"]))
+            .name("pair")
+            .key_by(lambda ki: ki[0])
+            .process(ObserveWatermark())
+            .uid("observe")
+            .sink_to(keyed_sink, name="out")
+        )
+        return
     raise ValueError(f"unknown job {job!r}")
+
+
+class ObserveWatermark(KeyedProcessFunction[int, tuple[int, int], list[int]]):
+    def process_element(self, value: tuple[int, int], ctx: Any, out: Any) -> None:
+        out.collect([value[0], value[1], ctx.current_watermark()])
 
 
 async def main(argv: list[str]) -> int:

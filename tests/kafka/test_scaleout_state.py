@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from flowactors_kafka._scaleout._event_time import TaskEventTime
 
 from tests.kafka._kafka import create_topic, read_topic, unique
 
@@ -29,6 +31,27 @@ KEYS = 40
 #: can miss a timing window (a rebalance before the next step), so a failed run is tried
 #: again. Every run asserts the exact output.
 worker_processes = pytest.mark.flaky(reruns=2)
+
+
+def test_event_time_round_trips_through_offset_metadata() -> None:
+    event_time = TaskEventTime(
+        hops={"app-sum-repartition/0": 1500},
+        emitted=1200,
+        upstream_watermarks={("in-0", 0): 1200, ("in-0", 1): 1900},
+        upstream_idle={("in-0", 2)},
+    )
+    assert TaskEventTime.decode(event_time.encode()) == event_time
+    assert event_time.watermark == 1500  # a new owner's chain starts at the highest
+    assert TaskEventTime.decode("") == TaskEventTime() and TaskEventTime().encode() == ""
+    assert TaskEventTime.decode("written by another tool") == TaskEventTime()
+
+
+def test_offset_metadata_leaves_out_upstream_tasks_that_would_not_fit() -> None:
+    """Brokers cap offset metadata (4096 bytes by default): the watermarks stay."""
+    many = {(f"stage-{n}", p): 10**12 for n in range(50) for p in range(16)}
+    text = TaskEventTime({"t/0": 5}, 7, many, set()).encode()
+    assert len(text) < 4096
+    assert TaskEventTime.decode(text) == TaskEventTime({"t/0": 5}, 7)
 
 
 def start_worker(
@@ -150,3 +173,76 @@ async def test_rocksdb_state_survives_a_worker_killed_mid_run(
     assert assignments(texts["worker1.log"])[-1] == {("in-0", p) for p in range(4)} | {
         ("sum", r) for r in range(4)
     }, texts
+
+
+async def produce_out_of_order(bootstrap: str, topic: str, start: int, count: int) -> None:
+    """Records ``{"k": i % KEYS, "i": i}`` in partition ``key % 4``; record ``i``'s
+    timestamp is ``BASE + 10 i`` plus up to 49 ms, so each partition is out of order."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for i in range(start, start + count):
+            key = i % KEYS
+            futures.append(
+                await producer.send(
+                    topic,
+                    orjson.dumps({"k": key, "i": i}),
+                    partition=key % 4,
+                    timestamp_ms=BASE + 10 * i + (i * 37) % 50,
+                )
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+BASE = int(time.time() * 1000)
+
+
+@worker_processes
+async def test_event_time_never_goes_back_when_every_task_moves(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    """A worker owning every task is killed and another takes over: its source tasks
+    start from the watermarks the dead one committed (not from fresh generators), and
+    the tasks after the hop from the watermark they had passed on, so the watermark
+    every record meets after the move is never below one met before."""
+    src = await create_topic(bootstrap, unique("wm-in"), 4)
+    out = await create_topic(bootstrap, unique("wm-out"), 4)
+    app = unique("wm-app")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    first = start_worker(bootstrap, app, src, out, logs / "worker0.log", "watermarks")
+    workers = [first]
+    total = 0
+    try:
+        began = time.monotonic()
+        while time.monotonic() - began < 16:
+            await produce_out_of_order(bootstrap, src, total, 200)
+            total += 200
+            if len(workers) == 1 and time.monotonic() - began > 6:
+                first.send_signal(signal.SIGKILL)  # owns every task: all of them move
+                workers.append(
+                    start_worker(bootstrap, app, src, out, logs / "worker1.log", "watermarks")
+                )
+            await asyncio.sleep(0.2)
+        records = await read_topic(bootstrap, out, expected=total, timeout=90, settle=3.0)
+    finally:
+        codes, texts = await asyncio.to_thread(stop_workers, workers, logs)
+    assert codes == [-signal.SIGKILL, 0], texts
+    assert len(assignments(texts["worker0.log"])[-1]) == 8, texts  # it ran every task
+    rows = [orjson.loads(r.value) for r in records]
+    assert sorted(i for _, i, _ in rows) == list(range(total))  # each record once
+    seen_after_move = 0
+    for partition in {r.partition for r in records}:
+        by_key: dict[int, list[int]] = {}
+        for r in records:
+            if r.partition == partition:
+                key, _, watermark = orjson.loads(r.value)
+                by_key.setdefault(key, []).append(watermark)
+        for key, marks in by_key.items():
+            went_back = [(a, b) for a, b in itertools.pairwise(marks) if b < a]
+            assert not went_back, f"key {key}: watermark went back {went_back[:3]}"
+            seen_after_move += sum(1 for w in marks if w > BASE)
+    assert seen_after_move > 0  # event time did advance

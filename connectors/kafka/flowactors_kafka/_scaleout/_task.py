@@ -11,7 +11,8 @@ commit is one Kafka transaction holding
 - everything the task's sinks sent since the last commit (internal topics, user
   Kafka sinks),
 - the task's keyed state changes, into its changelog partition,
-- the next offset of its input partition (``send_offsets_to_transaction``),
+- the next offset of its input partition (``send_offsets_to_transaction``), with the
+  task's event time as the offset's metadata (:mod:`._event_time`),
 
 so a task that moves resumes from exactly what its outputs and state reflect.
 
@@ -56,6 +57,7 @@ from flowactors.spi import (
 )
 from flowactors_kafka._client import TopicPartition
 from flowactors_kafka._scaleout._client import Record, TaskProducer
+from flowactors_kafka._scaleout._event_time import TaskEventTime
 from flowactors_kafka._sink import KafkaSink
 from flowactors_kafka._source import KafkaSource
 from flowactors_kafka._writer import RecordEncoder
@@ -81,6 +83,7 @@ class Task:
         commit_interval_s: float,
         start_offset: int | None,
         upstream_tasks: int = 0,
+        event_time: TaskEventTime | None = None,
     ) -> None:
         self.stage = stage
         self.tp = tp
@@ -108,11 +111,16 @@ class Task:
         #: Event time across the cut: the newest watermark of every upstream task seen
         #: in the input, and how many upstream tasks there are.
         self.upstream_tasks = upstream_tasks
-        self.upstream_watermarks: dict[tuple[str, int], int] = {}
-        self.upstream_idle: set[tuple[str, int]] = set()
+        #: Event time as the previous owner committed it: the task goes on from there.
+        self.restored_event_time = restored = event_time or TaskEventTime()
+        self.upstream_watermarks: dict[tuple[str, int], int] = dict(restored.upstream_watermarks)
+        self.upstream_idle: set[tuple[str, int]] = set(restored.upstream_idle)
         #: Whether the reader has shown its split to the source's watermark generators.
         self.split_registered = False
-        self.emitted_watermark: int | None = None
+        self.emitted_watermark: int | None = restored.emitted
+        #: Emitted into the chain before the first record (then ``None``).
+        self.start_watermark = restored.watermark
+        self.committed_metadata = restored.encode()
         self.hop_writers: list[HopWriter] = []
 
     @property
@@ -185,6 +193,15 @@ class Task:
         self.emitted_watermark = low
         return low
 
+    def event_time(self) -> TaskEventTime:
+        """The task's event time now, as it is committed with the input offset."""
+        return TaskEventTime(
+            hops={w.key: w.watermark for w in self.hop_writers if w.watermark is not None},
+            emitted=self.emitted_watermark,
+            upstream_watermarks=self.upstream_watermarks,
+            upstream_idle=self.upstream_idle,
+        )
+
     def _decoder(self) -> Callable[[list[Any]], tuple[list[Any], list[int | None]]]:
         """A function from fetched records to (values, timestamps)."""
         stage = self.stage
@@ -238,13 +255,18 @@ class Task:
                 topic, [self.partition] * len(changes), [(k, v, None, []) for k, v in changes]
             )
             self.sent = True
+        metadata = self.event_time().encode()
         offsets = {}
-        if self.next_offset is not None and self.next_offset != self.committed_offset:
-            offsets[self.tp] = self.next_offset
+        if self.next_offset is not None and (
+            self.next_offset != self.committed_offset or metadata != self.committed_metadata
+        ):
+            offsets[self.tp] = (self.next_offset, metadata)
         if offsets or self.sent:
             await self.producer.commit(offsets, self.group_id)
             await self.producer.begin()
             self.committed_offset = self.next_offset
+            if offsets:
+                self.committed_metadata = metadata
             self.sent = False
             self.commits += 1
         self.next_commit = time.monotonic() + self.commit_interval_s
@@ -294,6 +316,10 @@ class TaskReader(SourceReader[Any]):
             return InputStatus.NOTHING_AVAILABLE
         if time.monotonic() >= task.next_commit:
             await task.commit()
+        if task.start_watermark is not None:
+            # where the previous owner left event time: nothing after it goes below
+            start, task.start_watermark = task.start_watermark, None
+            await output.emit_watermark(start)
         if not task.split_registered and task.stage.source is not None:
             # An empty partition still gets its watermark generator, so that idleness
             # (with_idleness) can mark it idle instead of holding event time back.
@@ -353,7 +379,10 @@ class HopWriter(SinkWriter[Any]):
         self.headers: list[tuple[str, bytes]] = (
             [] if spec.input_index == 0 else [(INPUT_INDEX_HEADER, str(spec.input_index).encode())]
         )
-        self.watermark: int | None = None
+        #: Where it is committed in the task's event time.
+        self.key = f"{spec.topic}/{spec.input_index}"
+        #: Never below what the task's previous owner sent (see :mod:`._event_time`).
+        self.watermark: int | None = task.restored_event_time.hops.get(self.key)
         self.idle = False
         self.sent_state: tuple[int | None, bool] | None = None
         self.sent_at = 0.0
@@ -366,7 +395,8 @@ class HopWriter(SinkWriter[Any]):
         await self.task.send(self.spec.topic, self.route(values), records)
 
     async def write_watermark(self, timestamp: int) -> None:
-        self.watermark = timestamp
+        if self.watermark is None or timestamp > self.watermark:
+            self.watermark = timestamp
 
     async def write_watermark_status(self, idle: bool) -> None:
         self.idle = idle

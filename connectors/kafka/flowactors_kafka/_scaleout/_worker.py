@@ -47,6 +47,7 @@ from flowactors_kafka._scaleout._client import (
     read_partition,
     topic_partitions,
 )
+from flowactors_kafka._scaleout._event_time import TaskEventTime
 from flowactors_kafka._scaleout._stall import LoopStallWatch
 from flowactors_kafka._scaleout._task import HopSink, Task, TaskInput, TransactionalKafkaSink
 from flowactors_kafka._scaleout._topics import InternalTopicSettings
@@ -351,7 +352,7 @@ class KafkaScaleOutWorker:
         )
         await producer.start(_STARTUP_TIMEOUT_S)  # fences the previous owner first
         try:
-            committed = await consumer.committed(tp)
+            committed, metadata = await consumer.committed_with_metadata(tp)
             restored: list[bytes] = []
             if stage.changelog_topic is not None:
                 began = time.monotonic()
@@ -377,6 +378,7 @@ class KafkaScaleOutWorker:
                 commit_interval_s=s.commit_interval_ms / 1000.0,
                 start_offset=start,
                 upstream_tasks=sum(self.task_counts[u] for u in stage.upstream_stages),
+                event_time=TaskEventTime.decode(metadata),
             )
 
             def wrap(sink: Sink[Any]) -> Sink[Any]:
