@@ -24,7 +24,7 @@ from typing import Any
 
 from flowactors.errors import InvalidGraphError, JobCancelledError
 from flowactors.runtime.async_io import AsyncMapOperator
-from flowactors.runtime.changelog import KeyedStateLog
+from flowactors.runtime.changelog import ChangeTrackingStateBackend, KeyedStateLog
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobStatus
 from flowactors.runtime.graph import Input, Transformation, build_plan
@@ -211,7 +211,10 @@ class ScaleOutRunner:
     ) -> None:
         self.job_name = job_name
         self.stage_plan = stage_plan
-        self.config = config.replace(chaining=True)
+        # every keyed backend of a task records its changed entries for the changelog
+        self.config = config.replace(
+            chaining=True, state_backend=ChangeTrackingStateBackend(config.state_backend)
+        )
         self.settings = settings
         self.tasks: dict[tuple[str, int], RunningTask] = {}
         self.worker: ScaleOutWorker = backend.create_worker(
