@@ -7,6 +7,9 @@ RocksDB state (working directories under ``DIR``) across workers and writes
 ``[key, running_sum]`` exactly once. Prints ``assigned <tasks>`` whenever its tasks
 change; SIGTERM stops it as planned (commit, leave the group, exit 0).
 
+``rocksdb-windows``: reads ``{"k": key, "t": ms}`` and writes ``[key, second, count]``
+per key and tumbling event-time second, window contents and timers in RocksDB.
+
 ``watermarks``: reads ``{"k": key, "i": n}`` records whose Kafka timestamps are out of
 order by less than 100 ms, and writes ``[key, n, watermark]`` (keyed by ``key``): the
 watermark the keyed operator after the hop knew when the record reached it.
@@ -23,6 +26,7 @@ from flowactors_kafka import KafkaSink, KafkaSource
 
 from flowactors import KeyedProcessFunction, StreamExecutionEnvironment, WatermarkStrategy
 from flowactors.state import RocksDBStateBackend
+from flowactors.windows import TumblingEventTimeWindows
 
 
 def build(
@@ -42,6 +46,20 @@ def build(
             .key_by(lambda kv: kv[0])
             .sum(1)
             .uid("sum")
+            .sink_to(sink, name="out")
+        )
+        return
+    if job == "rocksdb-windows":
+        # records {"k": key, "t": ms} (also their Kafka timestamp), -1 keys only move time
+        (
+            env.from_source(source, WatermarkStrategy.for_monotonous_timestamps(), "in")
+            .filter(lambda r: r["k"] >= 0)
+            .map(lambda r: (r["k"], r["t"] // 1000, 1))
+            .name("pair")
+            .key_by(lambda kwc: kwc[0])
+            .window(TumblingEventTimeWindows.of(1000))
+            .reduce(lambda a, b: (a[0], a[1], a[2] + b[2]))
+            .uid("windows")
             .sink_to(sink, name="out")
         )
         return

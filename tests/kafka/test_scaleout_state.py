@@ -175,6 +175,74 @@ async def test_rocksdb_state_survives_a_worker_killed_mid_run(
     }, texts
 
 
+async def produce_timed(bootstrap: str, topic: str, start: int, count: int) -> None:
+    """Records ``start .. start+count-1``: key ``i % KEYS`` in partition ``key % 4``, event
+    time ``i * 5`` ms (200 records, 5 per key, per second of event time)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for i in range(start, start + count):
+            key, t = i % KEYS, i * 5
+            value = orjson.dumps({"k": key, "t": t})
+            futures.append(await producer.send(topic, value, partition=key % 4, timestamp_ms=t))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+@worker_processes
+async def test_rocksdb_windows_and_their_timers_survive_a_worker_killed_mid_run(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    """Window contents (namespaced RocksDB state) and their timers move with the tasks:
+    every (key, second) window is emitted once with its full count."""
+    src = await create_topic(bootstrap, unique("stw-in"), 4)
+    out = await create_topic(bootstrap, unique("stw-out"), 4)
+    app = unique("stw-app")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    workers = [
+        start_worker(
+            bootstrap, app, src, out, logs / f"worker{i}.log", "rocksdb-windows", str(tmp_path)
+        )
+        for i in range(2)
+    ]
+    total = 0
+    try:
+        began = time.monotonic()
+        killed = False
+        while time.monotonic() - began < 12:
+            await produce_timed(bootstrap, src, total, 400)
+            total += 400
+            if not killed and time.monotonic() - began > 5:
+                workers[0].send_signal(signal.SIGKILL)
+                killed = True
+            await asyncio.sleep(0.2)
+        # move every partition's event time past the last window
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            end = orjson.dumps({"k": -1, "t": total * 5 + 10_000})
+            for p in range(4):
+                await producer.send_and_wait(src, end, partition=p, timestamp_ms=total * 5 + 10_000)
+        finally:
+            await producer.stop()
+        seconds = total * 5 // 1000  # complete seconds of event time (total is a multiple of 200)
+        expected = Counter((k, s, 5) for k in range(KEYS) for s in range(seconds))
+        records = await read_topic(
+            bootstrap, out, expected=sum(expected.values()), timeout=90, settle=3.0
+        )
+        got = Counter(tuple(orjson.loads(r.value)) for r in records)
+        assert got == expected, (
+            f"missing {sorted(expected - got)[:5]}, extra {sorted(got - expected)[:5]}"
+        )
+    finally:
+        codes, texts = await asyncio.to_thread(stop_workers, workers, logs)
+    assert codes == [-signal.SIGKILL, 0], texts
+    assert any(task[0] == "windows" for task in assignments(texts["worker0.log"])[-1]), texts
+
+
 async def produce_out_of_order(bootstrap: str, topic: str, start: int, count: int) -> None:
     """Records ``{"k": i % KEYS, "i": i}`` in partition ``key % 4``; record ``i``'s
     timestamp is ``BASE + 10 i`` plus up to 49 ms, so each partition is out of order."""
