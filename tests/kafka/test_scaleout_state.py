@@ -13,7 +13,6 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -21,11 +20,9 @@ from aiokafka import AIOKafkaProducer
 from flowactors_kafka._scaleout._event_time import TaskEventTime
 
 from tests.kafka._kafka import create_topic, read_topic, unique
+from tests.kafka._scaleout import KEYS, REPO, check_output, produce_keyed, stop_workers
 
 pytestmark = pytest.mark.kafka
-
-REPO = Path(__file__).resolve().parents[2]
-KEYS = 40
 
 #: Tests with several worker processes on a shared 2-core machine beside the broker: a run
 #: can miss a timing window (a rebalance before the next step), so a failed run is tried
@@ -78,61 +75,12 @@ def start_worker(
         )
 
 
-def stop_workers(
-    workers: list[subprocess.Popen[str]], logs: Path
-) -> tuple[list[int | None], dict[str, str]]:
-    """SIGTERM the live ones (a planned stop); their exit codes and the ends of their logs."""
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    codes: list[int | None] = []
-    for w in workers:
-        try:
-            codes.append(w.wait(60))
-        except subprocess.TimeoutExpired:
-            w.kill()
-            codes.append(None)
-    return codes, {p.name: p.read_text()[-3000:] for p in logs.glob("*.log")}
-
-
 def assignments(log: str) -> list[set[tuple[str, int]]]:
     return [
         set(ast.literal_eval(line.removeprefix("assigned ")))
         for line in log.splitlines()
         if line.startswith("assigned ")
     ]
-
-
-async def produce_keyed(bootstrap: str, topic: str, start: int, count: int) -> None:
-    """Records ``start .. start+count-1``: key ``i % KEYS``, in partition ``key % 4``."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        futures = []
-        for i in range(start, start + count):
-            key = i % KEYS
-            futures.append(
-                await producer.send(
-                    topic,
-                    orjson.dumps({"k": key, "v": 1}),
-                    key=str(key).encode(),
-                    partition=key % 4,
-                )
-            )
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-def check_running_sums(records: list[Any], total: int) -> None:
-    got = Counter(tuple(orjson.loads(r.value)) for r in records)
-    per_key = Counter(i % KEYS for i in range(total))
-    want = Counter((k, s) for k, n in per_key.items() for s in range(1, n + 1))
-    missing, extra = want - got, got - want
-    assert not missing and not extra, (
-        f"{len(records)} records for {total} inputs; missing {sorted(missing)[:5]}, "
-        f"extra {sorted(extra)[:5]}"
-    )
 
 
 @worker_processes
@@ -163,7 +111,7 @@ async def test_rocksdb_state_survives_a_worker_killed_mid_run(
                 killed = True
             await asyncio.sleep(0.2)
         records = await read_topic(bootstrap, out, expected=total, timeout=90, settle=3.0)
-        check_running_sums(records, total)
+        check_output(records, total)
     finally:
         codes, texts = await asyncio.to_thread(stop_workers, workers, logs)
     assert codes == [-signal.SIGKILL, 0], texts
