@@ -2,9 +2,9 @@
 
     python -m tests.kafka.scaleout_state_worker BOOTSTRAP APP IN_TOPIC OUT_TOPIC JOB [DIR]
 
-``rocksdb-sum``: reads ``{"k": key, "v": n}`` JSON records, sums ``v`` per key in
-RocksDB state (working directories under ``DIR``) across workers and writes
-``[key, running_sum]`` exactly once. Prints ``assigned <tasks>`` whenever its tasks
+``sum``: reads ``{"k": key, "v": n}`` JSON records, sums ``v`` per key across workers
+and writes ``[key, running_sum]`` exactly once; ``rocksdb-sum``: the same with the sums
+in RocksDB state (working directories under ``DIR``). Prints ``assigned <tasks>`` whenever its tasks
 change; SIGTERM stops it as planned (commit, leave the group, exit 0).
 
 ``rocksdb-windows``: reads ``{"k": key, "t": ms}`` and writes ``[key, second, count]``
@@ -38,7 +38,7 @@ def build(
     sink: KafkaSink[Any] = KafkaSink(
         bootstrap_servers=bootstrap, topic=out_topic, value_serializer="json"
     )
-    if job == "rocksdb-sum":
+    if job in ("sum", "rocksdb-sum"):
         (
             env.from_source(source, name="in")
             .map(lambda r: (r["k"], r["v"]))
@@ -92,7 +92,7 @@ async def main(argv: list[str]) -> int:
     bootstrap, app, in_topic, out_topic, job = argv[:5]
     env = StreamExecutionEnvironment(parallelism=4)
     env.enable_checkpointing(200)
-    if len(argv) > 5:
+    if job.startswith("rocksdb-"):
         env.set_state_backend(RocksDBStateBackend(local_dir=argv[5], memory_budget_mb=8))
     env.enable_scale_out(
         bootstrap_servers=bootstrap,

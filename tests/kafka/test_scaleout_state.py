@@ -123,6 +123,38 @@ async def test_rocksdb_state_survives_a_worker_killed_mid_run(
     }, texts
 
 
+@worker_processes
+async def test_a_job_switches_from_heap_to_rocksdb_over_its_changelog(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    """The running sums are kept in memory, the worker stops as planned, and the next
+    run of the job keeps them in RocksDB: it restores what the heap backend logged
+    and the sums go on."""
+    src = await create_topic(bootstrap, unique("sw-in"), 4)
+    out = await create_topic(bootstrap, unique("sw-out"), 4)
+    app = unique("sw-app")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    heap = start_worker(bootstrap, app, src, out, logs / "heap.log", "sum")
+    await produce_keyed(bootstrap, src, 0, 2000)
+    try:
+        records = await read_topic(bootstrap, out, expected=2000, timeout=60, settle=0.5)
+        check_output(records, 2000)
+    finally:
+        codes, texts = await asyncio.to_thread(stop_workers, [heap], logs)
+    assert codes == [0], texts
+    rocksdb = start_worker(
+        bootstrap, app, src, out, logs / "rocksdb.log", "rocksdb-sum", str(tmp_path / "db")
+    )
+    await produce_keyed(bootstrap, src, 2000, 2000)
+    try:
+        records = await read_topic(bootstrap, out, expected=4000, timeout=60, settle=2.0)
+        check_output(records, 4000)  # [k, 51] follows [k, 50]: restored, not restarted
+    finally:
+        codes, texts = await asyncio.to_thread(stop_workers, [rocksdb], logs)
+    assert codes == [0], texts
+
+
 async def produce_timed(bootstrap: str, topic: str, start: int, count: int) -> None:
     """Records ``start .. start+count-1``: key ``i % KEYS`` in partition ``key % 4``, event
     time ``i * 5`` ms (200 records, 5 per key, per second of event time)."""
