@@ -16,7 +16,7 @@ its generators and valve only go up from there: event time is monotonic across
 failover, for the task itself and for every task downstream of it.
 
 The string is compact JSON. Brokers cap offset metadata (``offset.metadata.max.bytes``,
-4096 by default), so when the upstream knowledge would not fit it is left out: a new
+4096 by default), so beyond 1 KB the upstream knowledge is left out: a new
 owner then waits for a marker of every upstream task (they repeat every second)
 before it moves event time on, which is slower but as monotonic.
 """
@@ -27,8 +27,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Offset metadata longer than this leaves out the upstream tasks' watermarks.
-_MAX_METADATA = 3000
+#: Offset metadata longer than this leaves out the upstream tasks' watermarks (a quarter
+#: of the broker's default cap, so that brokers configured lower take it too; about 40
+#: upstream tasks fit).
+_MAX_METADATA = 1024
 
 Upstream = tuple[str, int]
 
