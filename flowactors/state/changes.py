@@ -59,11 +59,13 @@ class TrackedTable(dict[Any, Any]):
 
     def update(self, *others: Any, **entries: Any) -> None:
         for other in (*others, entries):
-            items: Iterable[tuple[Any, Any]] = (
-                other.items() if isinstance(other, Mapping) else other
-            )
-            for key, value in items:
-                self[key] = value
+            if isinstance(other, Mapping):  # at C speed: restores load whole tables
+                dict.update(self, other)
+                self.changed.update(other.keys())
+            else:
+                pairs: Iterable[tuple[Any, Any]] = other
+                for key, value in pairs:
+                    self[key] = value
 
     def __ior__(self, other: Any) -> TrackedTable:  # type: ignore[misc]
         self.update(other)

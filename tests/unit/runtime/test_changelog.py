@@ -146,10 +146,11 @@ def test_a_tracked_table_records_every_kind_of_write() -> None:
     table = TrackedTable()
     table["a"] = 1
     table.update({"b": 2}, c=3)
+    table.update([("f", 6)])
     table |= {"d": 4}
     table.setdefault("e", 5)
     table.setdefault("a", 9)  # present: not a write
-    assert table.changed == {"a", "b", "c", "d", "e"}
+    assert table.changed == {"a", "b", "c", "d", "e", "f"}
     table.changed = set()
     del table["a"]
     assert table.pop("b") == 2 and table.pop("missing", None) is None
@@ -157,7 +158,7 @@ def test_a_tracked_table_records_every_kind_of_write() -> None:
     assert table.changed == {"a", "b", "e"}
     table.changed = set()
     table.clear()
-    assert table.changed == {"c", "d"} and table == {}
+    assert table.changed == {"c", "d", "f"} and table == {}
     with pytest.raises(KeyError):
         table.pop("missing")
 
