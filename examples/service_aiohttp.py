@@ -8,6 +8,14 @@ app serves and, on shutdown (SIGTERM or Ctrl-C: ``web.run_app`` turns both into
 a graceful exit), stops it with a savepoint that the next start resumes from.
 Handlers read the job's keyed state live (``client.keyed_state``): right after a
 restart they answer with the restored counts, before any new event arrives.
+
+Replicas of it share one job instead of each counting every event (see
+``examples/service_job.py``)::
+
+    SERVICE_KAFKA=localhost:9092 SERVICE_TOPIC=events SERVICE_OUTPUT_TOPIC=counts \
+    SERVICE_APPLICATION_ID=counts python -m examples.service_aiohttp --port 8081
+    # the same with --port 8082 (and examples.service_asgi alike): /healthz lists the
+    # tasks each replica owns; SIGTERM one and the others take its tasks over
 """
 
 from __future__ import annotations
@@ -17,7 +25,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from examples.service_job import counts, report_leftover_tasks, start_job, state_dir, stop_job
+from examples.service_job import (
+    SPREAD_OVER_REPLICAS,
+    counts,
+    report_leftover_tasks,
+    start_job,
+    state_dir,
+    stop_job,
+)
 from flowactors import JobClient
 
 CLIENT = web.AppKey("client", JobClient)
@@ -34,14 +49,18 @@ async def flowactors_job(app: web.Application) -> AsyncIterator[None]:
 
 async def get_count(request: web.Request) -> web.Response:
     key = request.match_info["key"]
-    value = counts(request.app[CLIENT]).get(key)
+    view = counts(request.app[CLIENT])
+    if view is None:
+        raise web.HTTPNotFound(text=SPREAD_OVER_REPLICAS)
+    value = view.get(key)
     if value is None:
         raise web.HTTPNotFound(text=f"no count for {key!r}\n")
     return web.json_response({"key": key, "count": value[1]})
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"job": request.app[CLIENT].status.value})
+    client = request.app[CLIENT]
+    return web.json_response({"job": client.status.value, "tasks": client.assignment()})
 
 
 def make_app() -> web.Application:

@@ -6,7 +6,9 @@
 The lifespan starts the job before the app serves and, when the server shuts
 down (uvicorn turns SIGTERM and Ctrl-C into a lifespan shutdown), stops it with
 a savepoint that the next start resumes from. Handlers read the job's keyed
-state live, restored counts included.
+state live, restored counts included. Replicas share one job when started with
+``SERVICE_APPLICATION_ID`` (see ``examples/service_job.py`` and
+``examples/service_aiohttp.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from examples.service_job import counts, report_leftover_tasks, start_job, state_dir, stop_job
+from examples.service_job import (
+    SPREAD_OVER_REPLICAS,
+    counts,
+    report_leftover_tasks,
+    start_job,
+    state_dir,
+    stop_job,
+)
 
 
 @asynccontextmanager
@@ -39,14 +48,18 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 async def get_count(request: Request) -> Response:
     key = request.path_params["key"]
-    value = counts(request.app.state.client).get(key)
+    view = counts(request.app.state.client)
+    if view is None:
+        return PlainTextResponse(SPREAD_OVER_REPLICAS, status_code=404)
+    value = view.get(key)
     if value is None:
         return PlainTextResponse(f"no count for {key!r}\n", status_code=404)
     return JSONResponse({"key": key, "count": value[1]})
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"job": request.app.state.client.status.value})
+    client = request.app.state.client
+    return JSONResponse({"job": client.status.value, "tasks": client.assignment()})
 
 
 app = Starlette(

@@ -13,7 +13,19 @@ second (default 2000) and ``SERVICE_KEYS`` the keys (default 10). With
 from that topic instead (JSON records ``{"k": ..., ...}``, counted per
 ``key-<k % SERVICE_KEYS>``), read from the earliest offset.
 ``SERVICE_TIME_SLICE_MS`` sets the longest the job holds the event loop in one
-go (``ExecutionConfig.time_slice_ms``, default 5).
+go (``ExecutionConfig.time_slice_ms``, default 5). With ``SERVICE_OUTPUT_TOPIC``
+every new count is also written there, exactly once, as JSON ``[key, count]``.
+
+Replicas. ``SERVICE_APPLICATION_ID`` runs the job scaled out, as Kafka Streams'
+``application.id`` or a Faust app id would: every replica started with the same
+id (and ``SERVICE_KAFKA``, ``SERVICE_TOPIC``) shares the one job through Kafka,
+so each event is counted once in all, whichever replica counts it. Replicas
+share ``SERVICE_PARTITIONS`` (default 4) tasks of counting; ``SERVICE_INSTANCE_ID``
+(e.g. the pod name) makes a replica a static member, so that a restart within
+the session timeout moves nothing. State lives in Kafka then (no state
+directory, no savepoints), and ``stop_job`` commits and leaves the group, so
+the other replicas take the tasks over at once. Each replica holds the counts
+of the keys its tasks own; all of them are in ``SERVICE_OUTPUT_TOPIC``.
 """
 
 from __future__ import annotations
@@ -24,7 +36,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowactors import ExecutionConfig, JobClient, KeyedStateView, StreamExecutionEnvironment
+from flowactors import (
+    ExecutionConfig,
+    InvalidGraphError,
+    JobClient,
+    KeyedStateView,
+    StreamExecutionEnvironment,
+)
 from flowactors.spi import Sink, SinkWriter, SinkWriterContext
 
 KEYS = int(os.environ.get("SERVICE_KEYS", "10"))
@@ -61,6 +79,24 @@ def kafka_source(bootstrap: str, topic: str) -> Any:
     )
 
 
+def counts_sink(bootstrap: str, topic: str) -> Any:
+    from flowactors_kafka import KafkaSink
+
+    return KafkaSink(
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        value_serializer="json",
+        delivery_guarantee="exactly-once",
+        transactional_id_prefix="service-example-counts",
+    )
+
+
+def application_id() -> str | None:
+    """The id replicas share the job under (``SERVICE_APPLICATION_ID``); ``None``: the
+    job runs in this process alone."""
+    return os.environ.get("SERVICE_APPLICATION_ID") or None
+
+
 def state_dir() -> Path:
     return Path(os.environ.get("SERVICE_STATE", "service-state"))
 
@@ -72,9 +108,27 @@ def newest_savepoint(state: Path) -> Path | None:
 
 async def start_job(state: Path) -> JobClient:
     time_slice_ms = float(os.environ.get("SERVICE_TIME_SLICE_MS", "5"))
-    env = StreamExecutionEnvironment(config=ExecutionConfig(time_slice_ms=time_slice_ms))
-    env.enable_checkpointing(1000, storage=state / "checkpoints")
+    config = ExecutionConfig(time_slice_ms=time_slice_ms)
     kafka = os.environ.get("SERVICE_KAFKA")
+    app = application_id()
+    if app is None:
+        env = StreamExecutionEnvironment(config=config)
+        env.enable_checkpointing(1000, storage=state / "checkpoints")
+    else:
+        if kafka is None or "SERVICE_TOPIC" not in os.environ:
+            raise InvalidGraphError(
+                "SERVICE_APPLICATION_ID needs SERVICE_KAFKA and SERVICE_TOPIC: replicas "
+                "share a job that reads a Kafka topic"
+            )
+        partitions = int(os.environ.get("SERVICE_PARTITIONS", "4"))
+        env = StreamExecutionEnvironment(parallelism=partitions, config=config)
+        env.enable_checkpointing(1000)  # the commit interval
+        env.enable_scale_out(
+            bootstrap_servers=kafka,
+            application_id=app,
+            instance_id=os.environ.get("SERVICE_INSTANCE_ID") or None,
+        )
+    output = os.environ.get("SERVICE_OUTPUT_TOPIC")
     events = (
         env.from_generator(event, rate=RATE, name="Events")
         if kafka is None
@@ -88,18 +142,38 @@ async def start_job(state: Path) -> JobClient:
         .sum(1)
         .name("Counts")
         .uid("counts")
-        .sink_to(Discard(), name="Discard")  # the service reads the counts live instead
+        .sink_to(
+            counts_sink(kafka, output) if kafka and output else Discard(),  # else read live
+            name="Output" if kafka and output else "Discard",
+        )
     )
+    if app is not None:
+        return await env.execute_async("counts")
     return await env.execute_async("counts", savepoint_path=newest_savepoint(state))
 
 
-def counts(client: JobClient) -> KeyedStateView:
-    """Live counts: ``view.get("key-3")`` is ``("key-3", n)`` or ``None``."""
+#: What ``/counts/<key>`` answers on a replica of a scaled-out job.
+SPREAD_OVER_REPLICAS = (
+    "the job runs scaled out: its counts are spread over the replicas and all of them "
+    "are in SERVICE_OUTPUT_TOPIC\n"
+)
+
+
+def counts(client: JobClient) -> KeyedStateView | None:
+    """Live counts: ``view.get("key-3")`` is ``("key-3", n)`` or ``None``. ``None`` for a
+    scaled-out job: its state is spread over the replicas (read the output topic)."""
+    if application_id() is not None:
+        return None
     return client.keyed_state("counts", "value")
 
 
-async def stop_job(client: JobClient, state: Path) -> str:
-    """Stop with a savepoint (the next start resumes from it); its path."""
+async def stop_job(client: JobClient, state: Path) -> str | None:
+    """Stop with a savepoint (the next start resumes from it); its path. A scaled-out
+    job commits and leaves the group instead (its state is in Kafka): ``None``."""
+    if application_id() is not None:
+        await client.stop()  # type: ignore[attr-defined]
+        print("left the group", flush=True)
+        return None
     target = state / "savepoints" / f"savepoint-{time.time_ns():020d}"  # sorts by age
     path = await client.stop_with_savepoint(target)
     print(f"savepoint: {path}", flush=True)

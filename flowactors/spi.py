@@ -143,13 +143,24 @@ class ReaderOutput(Protocol[T]):
         generated per split and combined by minimum."""
         ...
 
+    async def collect_input_batch(
+        self, input_index: int, values: list[T], timestamps: list[int | None] | None = None
+    ) -> None:
+        """Emit records of input ``input_index`` (0 or 1) of the operator the reader
+        feeds: a scale-out task reading an internal topic that carries both inputs of a
+        two-input operator (``connect``, ``interval_join``). Other readers emit through
+        :meth:`collect_batch`, which is input 0."""
+        ...
+
     def emit_side_output(self, tag: Any, value: Any) -> None:
         """Send a value (e.g. a malformed record) to a side output of the source."""
 
     async def emit_watermark(self, timestamp: int) -> None:
         """Advance event time to ``timestamp`` (for readers whose source is used without a
         watermark strategy and knows event time itself, e.g. from upstream markers);
-        a watermark not above the last one is ignored."""
+        a watermark not above the last one is ignored. With a watermark strategy it is a
+        floor: the generated watermarks go on above it (a reader resuming where an earlier
+        reader of the split left event time)."""
 
 
 class SourceReader(ABC, Generic[T]):
@@ -246,6 +257,9 @@ class Sink(ABC, Generic[T]):
 
 #: The entry point group scale-out backends register under.
 SCALE_OUT_ENTRY_POINTS = "flowactors.scale_out"
+#: The header of a record in an internal topic that is for input ``int(value)`` of a
+#: two-input operator; records of input 0 have none.
+INPUT_INDEX_HEADER = "flowactors.input"
 
 
 @dataclass(frozen=True)
@@ -289,6 +303,10 @@ class StageSpec:
     changelog_topic: str | None = None
     #: The stages that write into ``input_topic`` (their tasks send watermark markers).
     upstream_stages: tuple[str, ...] = ()
+    #: How many inputs the stage's head reads from ``input_topic``: 2 for a two-input
+    #: operator, whose records carry the input-index header (absent for input 0); a
+    #: reader hands them on with :meth:`ReaderOutput.collect_input_batch`.
+    inputs: int = 1
 
 
 @dataclass(frozen=True)
@@ -399,6 +417,7 @@ class ScaleOutBackend(Protocol):
 __all__ = [
     "Boundedness",
     "HopSpec",
+    "INPUT_INDEX_HEADER",
     "InputStatus",
     "ReaderOutput",
     "SCALE_OUT_ENTRY_POINTS",

@@ -7,7 +7,11 @@ puts savepoints in ``savepoints/<job>-<time>/`` — and prints one line each.
 ``inspect PATH`` shows one of them: its operators with uid, parallelism, size,
 key groups and operator-state entries (a source's positions, such as Kafka
 offsets, or a sink's pending transactions), and whether every file matches the
-checksum its metadata recorded.
+checksum its metadata recorded. Keyed state kept in RocksDB is described from
+its subtasks' parts: key-group ranges, state names, files and bytes, and how
+many of those bytes are SST files in the storage's ``shared/`` directory (an
+incremental checkpoint refers to them there, uploaded by it or by an earlier
+checkpoint).
 """
 
 from __future__ import annotations
@@ -148,6 +152,28 @@ def _entries(checkpoint: CompletedCheckpoint, op: dict[str, Any]) -> list[dict[s
     return out
 
 
+def _is_shared(relative_path: str) -> bool:
+    """A file outside the checkpoint's own directory: an SST file of ``shared/``."""
+    return relative_path.startswith("..")
+
+
+def _rocksdb_parts(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    described = []
+    for part in sorted(parts, key=lambda p: p["key_groups"][0]):
+        start, stop = part["key_groups"]
+        files = part["files"]
+        described.append(
+            {
+                "subtask": part.get("subtask"),
+                "key_groups": _key_groups(list(range(start, stop))),
+                "files": len(files),
+                "bytes": sum(int(f["size"]) for f in files),
+                "shared_bytes": sum(int(f["size"]) for f in files if _is_shared(f["path"])),
+            }
+        )
+    return described
+
+
 def describe(path: Path) -> dict[str, Any]:
     """What ``inspect`` reports, as data."""
     meta = _metadata(path)
@@ -167,15 +193,27 @@ def describe(path: Path) -> dict[str, Any]:
         keyed_bytes = sum(int(i["size"]) for i in keyed.values())
         rocksdb = op.get("rocksdb", [])
         rocksdb_bytes = sum(int(f["size"]) for part in rocksdb for f in part["files"])
+        rocksdb_groups = [g for part in rocksdb for g in range(*part["key_groups"])]
         state = _entries(checkpoint, op)
+        names = {n.removeprefix("ns:") for part in rocksdb for n in part.get("tables", [])}
         operators.append(
             {
                 "uid": uid,
                 "parallelism": op.get("parallelism"),
                 "max_parallelism": op.get("max_parallelism"),
-                "key_groups": _key_groups([int(g) for g in keyed]) if keyed else None,
+                "key_groups": (
+                    _key_groups([int(g) for g in keyed])
+                    if keyed
+                    else _key_groups(rocksdb_groups)
+                    if rocksdb
+                    else None
+                ),
                 "keyed_bytes": keyed_bytes,
                 "rocksdb_bytes": rocksdb_bytes,
+                "rocksdb_shared_bytes": sum(p["shared_bytes"] for p in _rocksdb_parts(rocksdb)),
+                "rocksdb_subtasks": _rocksdb_parts(rocksdb),
+                #: State names (known without decoding for RocksDB; ``None`` in memory).
+                "states": sorted(names) if rocksdb else None,
                 "operator_state_bytes": sum(s["size_bytes"] for s in state),
                 "operator_state": state,
             }
@@ -208,13 +246,24 @@ def inspect_checkpoint(path: str, as_json: bool = False) -> int:
     print(f"  verification: {info['verification']}")
     for op in info["operators"]:
         print(f"  operator {op['uid']!r}: parallelism {op['parallelism']}")
-        if op["key_groups"] is not None:
+        if op["rocksdb_subtasks"]:
+            shared = op["rocksdb_shared_bytes"]
+            print(
+                f"    keyed state in RocksDB: {_bytes(op['rocksdb_bytes'])} in key groups "
+                f"{op['key_groups']} (max parallelism {op['max_parallelism']})"
+                + (f", {_bytes(shared)} of it in shared SST files (incremental)" if shared else "")
+            )
+            print(f"    states: {', '.join(op['states']) or '-'}")
+            for part in op["rocksdb_subtasks"]:
+                print(
+                    f"    subtask {part['subtask']}: key groups {part['key_groups']}, "
+                    f"{part['files']} files, {_bytes(part['bytes'])}"
+                )
+        elif op["key_groups"] is not None:
             print(
                 f"    keyed state:    {_bytes(op['keyed_bytes'])} in key groups "
                 f"{op['key_groups']} (max parallelism {op['max_parallelism']})"
             )
-        if op["rocksdb_bytes"]:
-            print(f"    RocksDB files:  {_bytes(op['rocksdb_bytes'])}")
         for part in op["operator_state"]:
             shown = part["entries"][:MAX_ENTRIES]
             more = len(part["entries"]) - len(shown)

@@ -150,9 +150,9 @@ async def _build_and_run(
 
 async def _progress(client: JobClient, out: TextIO, interval: float = 1.0) -> None:
     """Rewrite one status line on a terminal: records read, rate, elapsed time."""
-    from flowactors.monitoring import JobMonitor
+    from flowactors.monitoring import monitor_for
 
-    monitor = JobMonitor(client)
+    monitor = monitor_for(client)
     started = time.monotonic()
     last_count, last_time = 0, started
     try:

@@ -7,7 +7,9 @@ it, so both serve exactly the same thing.
 =========================  =====================================================
 ``GET /metrics``           Prometheus text format (:mod:`._metrics`)
 ``GET /healthz``           200 while the event loop answers
-``GET /readyz``            200 once the job runs and its sources read; else 503
+``GET /readyz``            200 once the job runs and its sources read (a scaled-out
+                           job's replica: once it joined the group and runs the tasks
+                           it owns); else 503
 ``GET /``                  the web view (one static page polling ``/api/job``)
 ``GET /api/job``           the job as JSON: graph, rates, watermarks, checkpoints
 ``POST /api/savepoints``   ``{"directory": D}``: take a savepoint into ``D``.
@@ -26,9 +28,11 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from flowactors.errors import CheckpointError
-from flowactors.monitoring._introspect import JobMonitor, JobSnapshot
+from flowactors.errors import CheckpointError, InvalidGraphError
+from flowactors.monitoring._introspect import JobSnapshot, SubtaskView
 from flowactors.monitoring._metrics import JobCollector
+from flowactors.monitoring._scaleout import Monitor
+from flowactors.spi import ScaleOutStatistics
 from flowactors.time import MAX_WATERMARK
 
 JSON = "application/json"
@@ -54,14 +58,41 @@ def _page() -> bytes:
     return resources.files("flowactors.monitoring").joinpath("static/index.html").read_bytes()
 
 
+def _operator_totals(operators: int, subtasks: list[SubtaskView]) -> list[tuple[int, int]]:
+    """``(records in, records out)`` of each of a vertex's operators, over its subtasks."""
+    totals = [(0, 0)] * operators
+    for s in subtasks:
+        for index, (n_in, n_out) in enumerate(s.operator_records[:operators]):
+            t_in, t_out = totals[index]
+            totals[index] = (t_in + n_in, t_out + n_out)
+    return totals
+
+
+def _scale_out_json(stats: ScaleOutStatistics) -> dict[str, Any]:
+    return {
+        "assignment": [{"stage": stage, "partition": p} for stage, p in stats.assignment],
+        "rebalances": stats.rebalances,
+        "last_rebalance_s": stats.last_rebalance_seconds,
+        "restore_s": stats.restore_seconds,
+        "commits": stats.commits,
+        "loop_stalls": stats.loop_stalls,
+        "longest_loop_stall_s": stats.longest_loop_stall_seconds,
+        "lag": [
+            {"stage": stage, "partition": p, "records": records}
+            for (stage, p), records in sorted(stats.lag.items())
+        ],
+    }
+
+
 def job_json(snap: JobSnapshot) -> dict[str, Any]:
     """What ``GET /api/job`` returns (and the web view draws)."""
-    by_vertex: dict[int, list[Any]] = {v.id: [] for v in snap.vertices}
+    by_vertex: dict[int, list[SubtaskView]] = {v.id: [] for v in snap.vertices}
     for s in snap.subtasks:
         by_vertex[s.vertex].append(s)
     vertices = []
     for v in snap.vertices:
         subtasks = by_vertex[v.id]
+        operator_totals = _operator_totals(len(v.operators), subtasks)
         marks = [s.watermark for s in subtasks]
         watermark = None if not marks or None in marks else min(m for m in marks if m is not None)
         rate_in, rate_out = snap.rates.get(v.id, (0.0, 0.0))
@@ -70,7 +101,10 @@ def job_json(snap: JobSnapshot) -> dict[str, Any]:
             {
                 "id": v.id,
                 "name": v.name,
-                "operators": [{"name": o.name, "uid": o.uid} for o in v.operators],
+                "operators": [
+                    {"name": o.name, "uid": o.uid, "records_in": n_in, "records_out": n_out}
+                    for o, (n_in, n_out) in zip(v.operators, operator_totals)
+                ],
                 "parallelism": v.parallelism,
                 "is_source": v.is_source,
                 "is_sink": v.is_sink,
@@ -93,6 +127,10 @@ def job_json(snap: JobSnapshot) -> dict[str, Any]:
                         "records_out": s.records_out,
                         "backpressure": s.backpressure_ratio,
                         "watermark": s.watermark,
+                        "operators": [
+                            {"records_in": n_in, "records_out": n_out}
+                            for n_in, n_out in s.operator_records
+                        ],
                     }
                     for s in subtasks
                 ],
@@ -110,6 +148,7 @@ def job_json(snap: JobSnapshot) -> dict[str, Any]:
             {"source": e.source, "target": e.target, "partitioning": e.partitioning}
             for e in snap.edges
         ],
+        "scale_out": None if snap.scale_out is None else _scale_out_json(snap.scale_out),
         "checkpoints": {
             "completed": snap.checkpoints_completed,
             "last_age_s": snap.last_checkpoint_age_s,
@@ -132,7 +171,7 @@ def job_json(snap: JobSnapshot) -> dict[str, Any]:
 class Endpoints:
     """Answers monitoring requests for one job."""
 
-    def __init__(self, monitor: JobMonitor, token: str | None = None) -> None:
+    def __init__(self, monitor: Monitor, token: str | None = None) -> None:
         if token is not None and not token:
             raise ValueError("token must be a non-empty string (or None to disable mutations)")
         self.monitor = monitor
@@ -196,6 +235,6 @@ class Endpoints:
             return _json(400, {"error": 'expected a JSON body {"directory": "<path>"}'})
         try:
             path = await self.monitor.client.trigger_savepoint(directory)
-        except CheckpointError as exc:
+        except (CheckpointError, InvalidGraphError) as exc:  # a scaled-out job takes none
             return _json(409, {"error": str(exc)})
         return _json(200, {"path": path})

@@ -30,11 +30,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flowactors.api.environment import ScaleOutJobClient
 from flowactors.checkpoint.coordinator import CheckpointCoordinator
 from flowactors.runtime.context import Counter, Gauge
 from flowactors.runtime.executor import JobExecution, JobStatus
 from flowactors.runtime.graph import Plan
 from flowactors.runtime.task import StreamTask
+from flowactors.spi import ScaleOutStatistics
 from flowactors.state.backend import HeapKeyedStateBackend
 from flowactors.time import MIN_WATERMARK
 
@@ -50,13 +52,16 @@ HISTORY = 50
 #: Upper bounds (seconds) of the checkpoint duration histogram's buckets.
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 #: User metrics the runtime registers itself; reported as built-in families instead.
-_BUILTIN_USER_METRICS = frozenset({"numKeyedStateEntries"})
+BUILTIN_USER_METRICS = frozenset({"numKeyedStateEntries"})
 
 
 @dataclass(frozen=True)
 class OperatorView:
     name: str
     uid: str
+    #: Unique within the job (``"map #2"`` for the second ``"map"``); the ``operator``
+    #: label of the metrics.
+    label: str
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ class VertexView:
     """A job vertex: one chain of operators, run by ``parallelism`` subtasks."""
 
     id: int
-    #: Unique within the job; the ``operator`` label of the metrics.
+    #: Unique within the job; the ``vertex`` label of the metrics.
     name: str
     operators: tuple[OperatorView, ...]
     parallelism: int
@@ -99,6 +104,8 @@ class SubtaskView:
     consumer_lag: dict[tuple[str, int], int] = field(default_factory=dict)
     #: How long its reader's last commit of positions took.
     offset_commit_seconds: float | None = None
+    #: ``(records in, records out)`` of each operator of the vertex, in its order.
+    operator_records: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,22 +140,62 @@ class JobSnapshot:
     #: Seconds since the last completed checkpoint (``None``: none yet).
     last_checkpoint_age_s: float | None
     ready: bool
+    #: A scaled-out job's replica: what its worker reports (``None`` for a job in one
+    #: process).
+    scale_out: ScaleOutStatistics | None = None
+
+
+class RateTracker:
+    """Records per second per vertex, from counter samples at least
+    :data:`RATE_WINDOW_S` apart."""
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, dict[int, tuple[int, int]]]] = deque()
+
+    def rates(
+        self, now: float, counts: dict[int, tuple[int, int]]
+    ) -> dict[int, tuple[float, float]]:
+        """``(in, out)`` per vertex of ``counts`` (records so far, sampled at ``now``)."""
+        samples = self._samples
+        samples.append((now, counts))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
+            samples.popleft()
+        then, old = samples[0]
+        dt = now - then
+        rates: dict[int, tuple[float, float]] = {}
+        for vertex, (n_in, n_out) in counts.items():
+            o_in, o_out = old.get(vertex, (0, 0))
+            if dt <= 0 or n_in < o_in or n_out < o_out:  # first sample, or a restart
+                rates[vertex] = (0.0, 0.0)
+            else:
+                rates[vertex] = ((n_in - o_in) / dt, (n_out - o_out) / dt)
+        return rates
+
+
+class UniqueNames:
+    """Names made unique in order of appearance: the second ``"map"`` is ``"map #2"``."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def __call__(self, name: str) -> str:
+        self._seen[name] = self._seen.get(name, 0) + 1
+        return name if self._seen[name] == 1 else f"{name} #{self._seen[name]}"
 
 
 def vertices_of(plan: Plan) -> tuple[tuple[VertexView, ...], tuple[EdgeView, ...]]:
     """The plan's chains as vertices (with unique names) and the edges between them."""
     vertices: list[VertexView] = []
-    seen: dict[str, int] = {}
+    vertex_name = UniqueNames()
+    operator_name = UniqueNames()
     for index, chain in enumerate(plan.chains):
-        name = chain.name
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name} #{seen[name]}"
         vertices.append(
             VertexView(
                 id=index,
-                name=name,
-                operators=tuple(OperatorView(t.name, plan.uids[t]) for t in chain.members),
+                name=vertex_name(chain.name),
+                operators=tuple(
+                    OperatorView(t.name, plan.uids[t], operator_name(t.name)) for t in chain.members
+                ),
                 parallelism=chain.parallelism,
                 is_source=chain.head.is_source,
                 is_sink=chain.members[-1].is_sink,
@@ -200,7 +247,7 @@ def _user_metrics(
     gauges: dict[tuple[str, str], float] = {}
     for uid, op in zip(uids, task.operators):
         for name, metric in op.ctx.metric_group.metrics.items():
-            if name in _BUILTIN_USER_METRICS:
+            if name in BUILTIN_USER_METRICS:
                 continue
             if isinstance(metric, Counter):
                 counters[(uid, name)] = float(metric.count)
@@ -216,6 +263,11 @@ class JobMonitor:
     """Reads one job (a :class:`~flowactors.JobClient`) for the monitoring endpoints."""
 
     def __init__(self, client: JobClient) -> None:
+        if isinstance(client, ScaleOutJobClient):
+            raise TypeError(
+                "JobMonitor reads a job that runs in one process; for any job, scaled-out "
+                "replicas included, use flowactors.monitoring.monitor_for(client)"
+            )
         self.client = client
         master = client._master
         self._plan: Plan = master.plan
@@ -230,7 +282,7 @@ class JobMonitor:
         self._seen_stats: object = None
         self._seen_completed = 0
         self._last_checkpoint_wall: float | None = None
-        self._samples: deque[tuple[float, dict[int, tuple[int, int]]]] = deque()
+        self._rates = RateTracker()
         self._probed: JobExecution | None = None
         self._sources_running: set[int] = set()
         self._sampler: asyncio.Task[None] | None = None
@@ -338,24 +390,6 @@ class JobMonitor:
             return False
         return self._probe_sources(execution)
 
-    def _rates(
-        self, now: float, counts: dict[int, tuple[int, int]]
-    ) -> dict[int, tuple[float, float]]:
-        samples = self._samples
-        samples.append((now, counts))
-        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
-            samples.popleft()
-        then, old = samples[0]
-        dt = now - then
-        rates: dict[int, tuple[float, float]] = {}
-        for vertex, (n_in, n_out) in counts.items():
-            o_in, o_out = old.get(vertex, (0, 0))
-            if dt <= 0 or n_in < o_in or n_out < o_out:  # first sample, or a restart
-                rates[vertex] = (0.0, 0.0)
-            else:
-                rates[vertex] = ((n_in - o_in) / dt, (n_out - o_out) / dt)
-        return rates
-
     # -- the snapshot ------------------------------------------------------------
 
     def snapshot(self) -> JobSnapshot:
@@ -394,6 +428,9 @@ class JobMonitor:
                         gauges=gauges,
                         consumer_lag=m.consumer_lag,
                         offset_commit_seconds=m.offset_commit_seconds,
+                        operator_records=tuple(
+                            (op.records_in, op.records_out) for op in m.operators
+                        ),
                     )
                 )
                 c_in, c_out = counts[vertex]
@@ -408,7 +445,7 @@ class JobMonitor:
             edges=self.edges,
             subtasks=tuple(subtasks),
             in_flight_records=in_flight,
-            rates=self._rates(time.monotonic(), counts),
+            rates=self._rates.rates(time.monotonic(), counts),
             checkpoints=tuple(self._history),
             checkpoints_completed=self._completed,
             checkpoint_duration_buckets=tuple(itertools.accumulate(self._duration_counts)),

@@ -2,10 +2,14 @@
 
 Nothing is counted for Prometheus on the hot path: :class:`JobCollector`
 turns one :meth:`JobMonitor.snapshot` into metric families per scrape. Labels
-are ``job``, ``operator`` (the job vertex: a chain of operators, named
-``"A -> B"`` when chained, as in Flink's web UI) and ``subtask``; state and
-user metrics add the operator's ``uid``, consumer lag adds ``topic`` and
-``partition``. No label ever holds a record key.
+are ``job``, ``vertex`` (the job vertex: a chain of operators, named
+``"A -> B"`` when chained, as in Flink's web UI; a scaled-out job's stage) and
+``subtask`` (a scaled-out job's: the partition); what is counted per operator
+(records in and out, user metrics) adds ``operator``, one operator of the
+chain, and user metrics the operator's ``uid``; consumer lag adds ``topic`` and
+``partition``. A scaled-out job's replica adds the ``flowactors_scale_out_*``
+families (per task: ``stage`` and ``partition``). No label ever holds a record
+key.
 
 Durations are in seconds and sizes in bytes (Prometheus conventions); the
 watermark is an event-time timestamp, so it keeps the library's unit:
@@ -26,11 +30,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from flowactors.monitoring._introspect import DURATION_BUCKETS, JobMonitor, JobSnapshot
+from flowactors.monitoring._introspect import DURATION_BUCKETS, JobSnapshot
+from flowactors.monitoring._scaleout import Monitor, ScaleOutMonitor
 from flowactors.runtime.executor import JobStatus
+from flowactors.spi import ScaleOutStatistics
 from flowactors.time import MAX_WATERMARK
 
-SUBTASK_LABELS = ["job", "operator", "subtask"]
+SUBTASK_LABELS = ["job", "vertex", "subtask"]
+OPERATOR_LABELS = ["job", "vertex", "operator", "subtask"]
+TASK_LABELS = ["job", "stage", "partition"]
 
 
 def _user_name(name: str) -> str:
@@ -42,10 +50,10 @@ class JobCollector(Collector):
 
     >>> from prometheus_client import CollectorRegistry
     >>> registry = CollectorRegistry()
-    >>> registry.register(JobCollector(JobMonitor(client)))  # doctest: +SKIP
+    >>> registry.register(JobCollector(monitor_for(client)))  # doctest: +SKIP
     """
 
-    def __init__(self, monitor: JobMonitor) -> None:
+    def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
 
     def describe(self) -> Iterator[Metric]:
@@ -68,12 +76,15 @@ class JobCollector(Collector):
             labels=job_labels,
         )
         records_in = CounterMetricFamily(
-            "flowactors_records_in", "Records a subtask took in", labels=SUBTASK_LABELS
+            "flowactors_records_in",
+            "Records an operator took in (a chain's head: what its subtask took in; a "
+            "source: records read)",
+            labels=OPERATOR_LABELS,
         )
         records_out = CounterMetricFamily(
             "flowactors_records_out",
-            "Records a subtask sent downstream",
-            labels=SUBTASK_LABELS,
+            "Records an operator emitted (main and side outputs; a sink: records written)",
+            labels=OPERATOR_LABELS,
         )
         backpressure = GaugeMetricFamily(
             "flowactors_backpressure_ratio",
@@ -161,8 +172,17 @@ class JobCollector(Collector):
             lag,
             commit,
         ]
+        scale_out = _ScaleOutFamilies()
+        replica = isinstance(self.monitor, ScaleOutMonitor)
+        if replica:  # its tasks commit to Kafka: no checkpoints to report
+            checkpoint_families = {
+                id(f) for f in (completed, histogram, duration, size, pause, age)
+            }
+            builtin = [f for f in builtin if id(f) not in checkpoint_families]
         if snap is None:
             yield from builtin
+            if replica:
+                yield from scale_out.families()
             return
 
         job = snap.job
@@ -170,12 +190,16 @@ class JobCollector(Collector):
         restarts.add_metric([job], snap.restarts)
         in_flight.add_metric([job], snap.in_flight_records)
         names = {v.id: v.name for v in snap.vertices}
+        operators = {v.id: v.operators for v in snap.vertices}
         now_ms = time.time() * 1000.0
         user: dict[str, Metric] = {}
         for s in snap.subtasks:
             labels = [job, names[s.vertex], str(s.subtask)]
-            records_in.add_metric(labels, s.records_in)
-            records_out.add_metric(labels, s.records_out)
+            label_of_uid = {op.uid: op.label for op in operators[s.vertex]}
+            for op, (n_in, n_out) in zip(operators[s.vertex], s.operator_records):
+                op_labels = [job, names[s.vertex], op.label, str(s.subtask)]
+                records_in.add_metric(op_labels, n_in)
+                records_out.add_metric(op_labels, n_out)
             backpressure.add_metric(labels, s.backpressure_ratio)
             if s.watermark is not None:
                 watermark.add_metric(labels, s.watermark)
@@ -194,16 +218,19 @@ class JobCollector(Collector):
                             CounterMetricFamily(
                                 family_name,
                                 f"User counter {name!r}",
-                                labels=[*SUBTASK_LABELS, "uid"],
+                                labels=[*OPERATOR_LABELS, "uid"],
                             )
                             if counter
                             else GaugeMetricFamily(
                                 family_name,
                                 f"User gauge {name!r}",
-                                labels=[*SUBTASK_LABELS, "uid"],
+                                labels=[*OPERATOR_LABELS, "uid"],
                             )
                         )
-                    family.add_metric([*labels, uid], value)  # type: ignore[attr-defined]
+                    operator = label_of_uid.get(uid, uid)
+                    family.add_metric(  # type: ignore[attr-defined]
+                        [job, names[s.vertex], operator, str(s.subtask), uid], value
+                    )
         completed.add_metric([job], snap.checkpoints_completed)
         bounds = [*(repr(b) for b in DURATION_BUCKETS), "+Inf"]
         histogram.add_metric(
@@ -224,5 +251,84 @@ class JobCollector(Collector):
                 lag.add_metric(labels, value)
             if s.offset_commit_seconds is not None:
                 commit.add_metric([job, names[s.vertex], str(s.subtask)], s.offset_commit_seconds)
+        if snap.scale_out is not None:
+            scale_out.add(job, snap.scale_out)
         yield from builtin
+        if replica:
+            yield from scale_out.families()
         yield from user.values()
+
+
+class _ScaleOutFamilies:
+    """The families of a scaled-out job's replica: its worker's statistics."""
+
+    def __init__(self) -> None:
+        self.assigned = GaugeMetricFamily(
+            "flowactors_scale_out_task_assigned",
+            "1 for every task (stage, partition) this replica owns",
+            labels=TASK_LABELS,
+        )
+        self.lag = GaugeMetricFamily(
+            "flowactors_scale_out_task_lag_records",
+            "Records a task has not taken yet, up to the end of its input partition",
+            labels=TASK_LABELS,
+        )
+        self.tasks = GaugeMetricFamily(
+            "flowactors_scale_out_tasks", "Tasks this replica owns", labels=["job"]
+        )
+        self.rebalances = CounterMetricFamily(
+            "flowactors_scale_out_rebalances",
+            "Rebalances of the group this replica took part in",
+            labels=["job"],
+        )
+        self.last_rebalance = GaugeMetricFamily(
+            "flowactors_scale_out_last_rebalance_seconds",
+            "Revocation until every newly assigned task ran, in the last rebalance",
+            labels=["job"],
+        )
+        self.restore = CounterMetricFamily(
+            "flowactors_scale_out_restore_seconds",
+            "Time spent restoring tasks' state from their changelogs",
+            labels=["job"],
+        )
+        self.commits = CounterMetricFamily(
+            "flowactors_scale_out_commits",
+            "Transactions this replica's tasks committed",
+            labels=["job"],
+        )
+        self.loop_stalls = CounterMetricFamily(
+            "flowactors_scale_out_loop_stalls",
+            "Times the event loop was blocked for half the group's session timeout or more",
+            labels=["job"],
+        )
+        self.longest_loop_stall = GaugeMetricFamily(
+            "flowactors_scale_out_longest_loop_stall_seconds",
+            "The longest time the event loop came back late (heartbeats share the loop)",
+            labels=["job"],
+        )
+
+    def add(self, job: str, stats: ScaleOutStatistics) -> None:
+        for stage, partition in stats.assignment:
+            self.assigned.add_metric([job, stage, str(partition)], 1.0)
+        for (stage, partition), records in stats.lag.items():
+            self.lag.add_metric([job, stage, str(partition)], records)
+        self.tasks.add_metric([job], len(stats.assignment))
+        self.rebalances.add_metric([job], stats.rebalances)
+        self.last_rebalance.add_metric([job], stats.last_rebalance_seconds)
+        self.restore.add_metric([job], stats.restore_seconds)
+        self.commits.add_metric([job], stats.commits)
+        self.loop_stalls.add_metric([job], stats.loop_stalls)
+        self.longest_loop_stall.add_metric([job], stats.longest_loop_stall_seconds)
+
+    def families(self) -> list[Metric]:
+        return [
+            self.assigned,
+            self.lag,
+            self.tasks,
+            self.rebalances,
+            self.last_rebalance,
+            self.restore,
+            self.commits,
+            self.loop_stalls,
+            self.longest_loop_stall,
+        ]

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from flowactors.api.environment import JobClient
 from flowactors.monitoring._endpoints import PATHS, Endpoints, Response
-from flowactors.monitoring._introspect import JobMonitor
+from flowactors.monitoring._scaleout import monitor_for
 
 
 def _to_aiohttp(response: Response) -> web.Response:
@@ -32,7 +32,7 @@ def aiohttp_routes(client: JobClient, *, token: str | None = None) -> list[web.R
     Checkpoint history is sampled while requests come in; use
     :class:`MonitoringServer` for a history that misses nothing between requests.
     """
-    endpoints = Endpoints(JobMonitor(client), token)
+    endpoints = Endpoints(monitor_for(client), token)
     return _routes(endpoints)
 
 
@@ -59,7 +59,7 @@ def asgi_app(client: JobClient, *, token: str | None = None) -> ASGIApp:
     """The monitoring endpoints as a plain ASGI application (mount it under any prefix:
     paths are taken relative to the scope's ``root_path``). Its lifespan events start
     and stop checkpoint sampling."""
-    monitor = JobMonitor(client)
+    monitor = monitor_for(client)
     endpoints = Endpoints(monitor, token)
 
     async def app(
@@ -140,7 +140,7 @@ class MonitoringServer:
             )
         self.host = host
         self._port = port
-        self.monitor = JobMonitor(client)
+        self.monitor = monitor_for(client)
         self.endpoints = Endpoints(self.monitor, token)
         self._runner: web.AppRunner | None = None
 

@@ -1,8 +1,13 @@
 """What ``JobClient.metrics()`` reports: each task's counters, read when asked.
 
-Nothing here runs per record: tasks and writers keep their counters anyway
-(records in and out, time spent waiting for room downstream), and this module
-reads them into frozen objects.
+Nothing here runs per record: tasks, writers and operator outputs keep their
+counters anyway (records in and out, once per batch; time spent waiting for
+room downstream), and this module reads them into frozen objects.
+
+Records are counted per chain subtask (:class:`TaskMetrics`, Flink's job
+vertex) and per operator inside the chain (:class:`OperatorMetrics`): an
+operator's records out are what passed through its outputs (main and side),
+a chained operator's records in are what its upstream outputs passed to it.
 """
 
 from __future__ import annotations
@@ -11,10 +16,28 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from flowactors.runtime.context import ReaderMetrics
+from flowactors.runtime.context import Counter, ReaderMetrics
+from flowactors.runtime.operators import Output, StreamOperator
 from flowactors.runtime.task import StreamTask
 
-__all__ = ["JobMetrics", "TaskMetrics", "collect_metrics"]
+__all__ = ["JobMetrics", "OperatorMetrics", "TaskMetrics", "collect_metrics"]
+
+
+@dataclass(frozen=True)
+class OperatorMetrics:
+    """One operator of a chain subtask: its records in and out (Flink's
+    ``numRecordsIn``/``numRecordsOut`` of an operator)."""
+
+    name: str
+    uid: str
+    #: The head: what the task took in (a source: records read); a chained operator:
+    #: what the operators before it emitted to it.
+    records_in: int
+    #: Records emitted to its main and side outputs; a sink: records it wrote.
+    records_out: int
+    #: Its user metrics (``ctx.get_metric_group()``): counters, and gauges read now.
+    counters: dict[str, float] = field(default_factory=dict)
+    gauges: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -35,6 +58,8 @@ class TaskMetrics:
     consumer_lag: dict[tuple[str, int], int] = field(default_factory=dict)
     #: How long the reader's last commit of positions to the external system took.
     offset_commit_seconds: float | None = None
+    #: Records in and out of each operator of the chain, head first.
+    operators: tuple[OperatorMetrics, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,11 +91,12 @@ def collect_metrics(tasks: Sequence[StreamTask], batch_size: int) -> JobMetrics:
             capacity += 2 * batch_size * w.num_channels
         end = task.ended_at if task.ended_at is not None else now
         lifetime = max(end - task.started_at, 1e-9) if task.started_at else 1e-9
-        user: dict[str, float] = {}
-        for op in task.operators:
-            for name, value in op.ctx.metric_group.values().items():
-                user[f"{op.name}.{name}"] = value
         records_in = task.records_in or getattr(task.head, "records_out", 0)
+        operators = operator_metrics(task, records_in)
+        user: dict[str, float] = {}
+        for op in operators:
+            for name, value in (*op.counters.items(), *op.gauges.items()):
+                user[f"{op.name}.{name}"] = value
         reader = getattr(task.head, "reader_metrics", _NONE)
         taken.append(
             TaskMetrics(
@@ -83,6 +109,58 @@ def collect_metrics(tasks: Sequence[StreamTask], batch_size: int) -> JobMetrics:
                 user_metrics=user,
                 consumer_lag=dict(reader.lags),
                 offset_commit_seconds=reader.last_commit_seconds,
+                operators=operators,
             )
         )
     return JobMetrics(in_flight, capacity, taken)
+
+
+def _outputs(op: StreamOperator) -> list[Output]:
+    return [op.output, *op.side_outputs.values()]
+
+
+def operator_metrics(task: StreamTask, head_records_in: int) -> tuple[OperatorMetrics, ...]:
+    """Records in and out of every operator of ``task``'s chain, read from the
+    counts of their outputs (an operator between two chain members that is not
+    one itself, such as the key selector check of a chained ``key_by``, passes
+    its count on)."""
+    members = {id(op) for op in task.operators}
+    received: dict[int, int] = {}
+    pending = [out for op in task.operators for out in _outputs(op)]
+    while pending:
+        out = pending.pop()
+        for target in out.operators:
+            if id(target) in members:
+                received[id(target)] = received.get(id(target), 0) + out.records
+            else:
+                pending.extend(_outputs(target))
+    taken: list[OperatorMetrics] = []
+    for index, op in enumerate(task.operators):
+        written = getattr(op, "records_written", None)
+        records_out = written if written is not None else sum(out.records for out in _outputs(op))
+        counters, gauges = _user_metrics(op)
+        taken.append(
+            OperatorMetrics(
+                name=op.name,
+                uid=task.uids[index] if index < len(task.uids) else op.name,
+                records_in=head_records_in if index == 0 else received.get(id(op), 0),
+                records_out=records_out,
+                counters=counters,
+                gauges=gauges,
+            )
+        )
+    return tuple(taken)
+
+
+def _user_metrics(op: StreamOperator) -> tuple[dict[str, float], dict[str, float]]:
+    counters: dict[str, float] = {}
+    gauges: dict[str, float] = {}
+    for name, metric in op.ctx.metric_group.metrics.items():
+        if isinstance(metric, Counter):
+            counters[name] = metric.count
+            continue
+        try:
+            gauges[name] = metric.get_value()
+        except Exception:  # a gauge of something already closed: not worth a failure
+            continue
+    return counters, gauges

@@ -59,11 +59,17 @@ class ChannelWriter(Protocol):
 
 
 class Output:
-    """Where an operator's records go: chained operators first, then writers."""
+    """Where an operator's records go: chained operators first, then writers.
+
+    It counts the records that pass (``records``, one addition per batch): the
+    operator's records out, and the records in of the chained operators it feeds.
+    """
 
     def __init__(self) -> None:
         self.operators: list[StreamOperator] = []
         self.writers: list[ChannelWriter] = []
+        #: Records emitted through this output so far.
+        self.records = 0
         self.emit: Callable[[Values, Timestamps], Awaitable[None]] = self._emit_none
 
     def seal(self) -> None:
@@ -75,7 +81,8 @@ class Output:
         if not targets:
             self.emit = self._emit_none
         elif len(targets) == 1:
-            self.emit = targets[0]
+            self._target = targets[0]
+            self.emit = self._emit_one
         else:
             self._targets = targets
             self.emit = self._emit_all
@@ -85,9 +92,15 @@ class Output:
         return bool(self.operators or self.writers)
 
     async def _emit_none(self, values: Values, timestamps: Timestamps) -> None:
-        return None
+        self.records += len(values)
+
+    def _emit_one(self, values: Values, timestamps: Timestamps) -> Awaitable[None]:
+        # A plain function handing back the target's coroutine: counting adds no frame.
+        self.records += len(values)
+        return self._target(values, timestamps)
 
     async def _emit_all(self, values: Values, timestamps: Timestamps) -> None:
+        self.records += len(values)
         for target in self._targets:
             await target(values, timestamps)
 

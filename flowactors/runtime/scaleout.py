@@ -24,13 +24,13 @@ from typing import Any
 
 from flowactors.errors import InvalidGraphError, JobCancelledError
 from flowactors.runtime.async_io import AsyncMapOperator
-from flowactors.runtime.changelog import KeyedStateLog
+from flowactors.runtime.changelog import ChangeTrackingStateBackend, KeyedStateLog
 from flowactors.runtime.config import ExecutionConfig
 from flowactors.runtime.executor import JobExecution, JobExecutionResult, JobStatus
 from flowactors.runtime.graph import Input, Transformation, build_plan
 from flowactors.runtime.metrics import JobMetrics
 from flowactors.runtime.runner import Runner
-from flowactors.runtime.source_sink import SinkOperator, SourceOperator
+from flowactors.runtime.source_sink import SinkOperator, SourceOperator, TwoInputSourceOperator
 from flowactors.runtime.stages import Hop, Stage, StagePlan
 from flowactors.spi import (
     SCALE_OUT_ENTRY_POINTS,
@@ -44,7 +44,6 @@ from flowactors.spi import (
     StageSpec,
     TaskPorts,
 )
-from flowactors.state.backend import HeapKeyedStateBackend
 
 log = logging.getLogger("flowactors.scaleout")
 
@@ -75,6 +74,7 @@ def stage_spec(stage_plan: StagePlan, stage: Stage) -> StageSpec:
         tuple(_hop_spec(h, stage_plan.max_parallelism) for h in stage.hops_out),
         stage_plan.changelog_topic(stage),
         tuple(sorted({stage_plan.stage_of(h.upstream).uid for h in stage.hops_in})),
+        stage.inputs,
     )
 
 
@@ -83,7 +83,9 @@ def task_graph(stage_plan: StagePlan, stage: Stage, ports: TaskPorts) -> list[Tr
 
     Operators keep their uids (their state is the stage's state). The stage's
     input is ``ports.source``; every hop out is a sink from ``ports.hop_sink``;
-    user sinks go through ``ports.wrap_sink``.
+    user sinks go through ``ports.wrap_sink``. A two-input head reads both its
+    inputs from that one source, which hands each batch to input 1 or 2
+    (:class:`TwoInputSourceOperator`), so the task stays one chain.
     """
     uids = stage_plan.plan.uids
     max_p = stage_plan.max_parallelism
@@ -101,13 +103,9 @@ def task_graph(stage_plan: StagePlan, stage: Stage, ports: TaskPorts) -> list[Tr
             watermark_strategy=strategy,
         )
     else:
-        if any(h.input_index != 0 for h in stage.hops_in):
-            raise InvalidGraphError(
-                f"{head.name!r} cannot scale out yet: two-input operators (connect, "
-                "interval_join) across workers are not supported"
-            )
+        reader_type = SourceOperator if stage.inputs == 1 else TwoInputSourceOperator
         reader = Transformation(
-            f"{stage.input_topic}", lambda: SourceOperator(source), uid=f"{stage.uid}.input"
+            f"{stage.input_topic}", lambda: reader_type(source), uid=f"{stage.uid}.input"
         )
         reader.is_source = True
         copies[head] = dataclasses.replace(
@@ -150,6 +148,8 @@ class ScaleOutMetrics(JobMetrics):
     """:class:`JobMetrics` of the tasks this replica runs, with the worker's statistics."""
 
     scale_out: ScaleOutStatistics | None = None
+    #: The task, as (stage uid, partition), that each of ``tasks`` belongs to.
+    task_ids: tuple[tuple[str, int], ...] = ()
 
 
 class RunningTask:
@@ -189,13 +189,9 @@ def _keyed_operators(execution: JobExecution) -> tuple[dict[str, Any], dict[str,
     timers: dict[str, Any] = {}
     for t, ops in execution.operators.items():
         for op in ops:
-            if getattr(op, "keyed", False):
-                backend = op.backend  # type: ignore[attr-defined]
-                if not isinstance(backend, HeapKeyedStateBackend):
-                    raise InvalidGraphError(
-                        f"{t.name!r}: scale-out keeps keyed state in memory only for now "
-                        "(the RocksDB backend is not supported yet)"
-                    )
+            backend = getattr(op, "backend", None)
+            # (a two-input operator over unkeyed inputs is keyed in type only: no backend)
+            if getattr(op, "keyed", False) and backend is not None:
                 uid = execution.plan.uids[t]
                 backends[uid] = backend
                 timers[uid] = op.timers  # type: ignore[attr-defined]
@@ -215,7 +211,10 @@ class ScaleOutRunner:
     ) -> None:
         self.job_name = job_name
         self.stage_plan = stage_plan
-        self.config = config.replace(chaining=True)
+        # every keyed backend of a task records its changed entries for the changelog
+        self.config = config.replace(
+            chaining=True, state_backend=ChangeTrackingStateBackend(config.state_backend)
+        )
         self.settings = settings
         self.tasks: dict[tuple[str, int], RunningTask] = {}
         self.worker: ScaleOutWorker = backend.create_worker(
@@ -308,9 +307,13 @@ class ScaleOutRunner:
     def metrics(self) -> JobMetrics:
         in_flight = capacity = 0
         tasks = []
-        for running in list(self.tasks.values()):
+        task_ids: list[tuple[str, int]] = []
+        for task_id, running in list(self.tasks.items()):
             m = running.execution.metrics()
             in_flight += m.in_flight_records
             capacity += m.in_flight_capacity
             tasks.extend(m.tasks)
-        return ScaleOutMetrics(in_flight, capacity, tasks, self.worker.statistics())
+            task_ids.extend([task_id] * len(m.tasks))
+        return ScaleOutMetrics(
+            in_flight, capacity, tasks, self.worker.statistics(), tuple(task_ids)
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flowactors.checkpoint.snapshot import OperatorSnapshot, RestoreView
@@ -19,6 +20,8 @@ from flowactors.spi import (
     SourceReaderContext,
 )
 from flowactors.time.watermarks import WatermarkStrategy
+
+BatchHandler = Callable[[Values, Timestamps], Awaitable[None]]
 
 
 class SourceOperator(StreamOperator):
@@ -95,13 +98,30 @@ class SourceOperator(StreamOperator):
             timestamps = tracker.assign(values, timestamps)
         await emit_segments(self, tracker, split_id, values, timestamps)
 
+    async def collect_input_batch(
+        self, input_index: int, values: Values, timestamps: Timestamps = None
+    ) -> None:
+        """Records of one input of the operator this source feeds: a source feeds one
+        input (a scaled-out task whose head has two uses :class:`TwoInputSourceOperator`)."""
+        if input_index != 0:
+            raise self.failure(
+                TypeError(f"{self.name!r} feeds one input, got records of input {input_index}")
+            )
+        await self.collect_batch(values, timestamps)
+
     def emit_side_output(self, tag: Any, value: Any) -> None:
         self.side.add(tag, value, None)
 
     async def emit_watermark(self, timestamp: int) -> None:
-        """A watermark the reader knows itself (sources without a watermark strategy)."""
-        if self.tracker is None and timestamp > self.current_watermark:
-            await StreamOperator.process_watermark(self, timestamp)
+        """A watermark the reader knows itself: event time for sources without a watermark
+        strategy; with one, a floor (e.g. where a previous reader of the split left event
+        time) that the generated watermarks only go up from."""
+        if timestamp <= self.current_watermark:
+            return
+        if self.tracker is not None:
+            valve = self.tracker.valve
+            valve.watermark = max(valve.watermark, timestamp)
+        await StreamOperator.process_watermark(self, timestamp)
 
     async def on_periodic(self) -> None:
         """Ask every split's generator for a watermark and pass on what advanced."""
@@ -132,6 +152,35 @@ class SourceOperator(StreamOperator):
         if self.reader is not None:
             with self.attributing_failures():
                 await self.reader.close()
+
+
+class TwoInputSourceOperator(SourceOperator):
+    """Head of a scaled-out task whose stage is headed by a two-input operator.
+
+    Both inputs of the operator arrive in one internal topic; the task's reader
+    hands each batch on with its input index, and this operator calls the chained
+    two-input operator's ``process_batch`` (input 0) or ``process_batch2`` (input 1):
+    what a task's per-channel handlers do in one process. Watermarks need no
+    dispatch: the reader's watermark is already the minimum over every upstream
+    task of both inputs, which is the two-input operator's watermark.
+    """
+
+    def __init__(self, source: Source[Any]) -> None:
+        super().__init__(source)
+        self.inputs: tuple[BatchHandler, BatchHandler] | None = None
+
+    async def open(self) -> None:
+        (head,) = self.output.operators  # the task graph chains the head right here
+        self.inputs = (head.process_batch, head.process_batch2)  # type: ignore[attr-defined]
+        await super().open()
+
+    async def collect_input_batch(
+        self, input_index: int, values: Values, timestamps: Timestamps = None
+    ) -> None:
+        assert self.inputs is not None
+        self.records_out += len(values)
+        if values:
+            await self.inputs[input_index](values, timestamps)
 
 
 class SinkOperator(StreamOperator):

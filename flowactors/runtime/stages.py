@@ -48,9 +48,6 @@ from flowactors.runtime.graph import Input, Plan, Transformation
 from flowactors.runtime.writer import Partitioning
 from flowactors.state.keygroups import KeyRouter, key_group_range
 
-#: The Kafka header that carries the input index of a record in an internal topic.
-INPUT_INDEX_HEADER = "flowactors.input"
-
 _TOPIC_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -122,6 +119,12 @@ class Stage:
             for t in self.members
             for inp in t.inputs
         ) or any(h.key_selector is not None for h in self.hops_in)
+
+    @property
+    def inputs(self) -> int:
+        """How many inputs the head reads from :attr:`input_topic` (2: a two-input
+        operator, its records told apart by :data:`flowactors.spi.INPUT_INDEX_HEADER`)."""
+        return 1 + max((h.input_index for h in self.hops_in), default=0)
 
     @property
     def source(self) -> Any:

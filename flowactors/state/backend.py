@@ -22,6 +22,7 @@ from itertools import islice
 from typing import Any, Generic, TypeVar
 
 from flowactors.errors import StateError
+from flowactors.state.changes import TrackedTable
 from flowactors.state.descriptors import (
     AggregatingStateDescriptor,
     ListStateDescriptor,
@@ -86,12 +87,14 @@ class HeapKeyedStateBackend(StateRegistry):
         self._handles: dict[str, Any] = {}
         #: While > 0, containers stored in state are copied before being mutated.
         self.snapshots_in_flight = 0
+        #: Whether new tables record their changed keys (:mod:`flowactors.state.changes`).
+        self.track_changes = False
 
     def table(self, name: str, namespaced: bool = False) -> dict[Any, Any]:
         """The raw dict behind a state (for built-in operators' fast paths)."""
         t = self.tables.get(name)
         if t is None:
-            t = self.tables[name] = {}
+            t = self.tables[name] = TrackedTable() if self.track_changes else {}
             if namespaced:
                 self.namespaced.add(name)
         return t

@@ -100,6 +100,8 @@ class RocksTable(MutableMapping[Any, Any]):
         self.backend = backend
         self.tag = name.encode() + b"\x00"
         self.namespaced = namespaced
+        #: Keys written or deleted since the changelog last took them (when tracked).
+        self.changed: set[Any] | None = set() if backend.track_changes else None
 
     def _raw(self, key: Any) -> bytes:
         backend = self.backend
@@ -119,12 +121,16 @@ class RocksTable(MutableMapping[Any, Any]):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.backend.db.put(self._raw(key), pickle.dumps((key, value), protocol=5))
+        if self.changed is not None:
+            self.changed.add(key)
 
     def __delitem__(self, key: Any) -> None:
         raw = self._raw(key)
         if self.backend.db.get(raw) is None:
             raise KeyError(key)
         self.backend.db.delete(raw)
+        if self.changed is not None:
+            self.changed.add(key)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         raw_key = self._raw(key)
@@ -134,6 +140,8 @@ class RocksTable(MutableMapping[Any, Any]):
                 raise KeyError(key)
             return default
         self.backend.db.delete(raw_key)
+        if self.changed is not None:
+            self.changed.add(key)
         return pickle.loads(raw)[1]
 
     def __contains__(self, key: object) -> bool:
@@ -185,6 +193,8 @@ class RocksDBKeyedStateBackend(StateRegistry):
         self.current_key: Any = None
         self.namespaced: set[str] = set()
         self.snapshots_in_flight = 0
+        #: Whether new tables record their changed keys (:mod:`flowactors.state.changes`).
+        self.track_changes = False
         self.memory_budget_mb = memory_budget_mb
         base = local_dir or Path(tempfile.gettempdir()) / "flowactors-rocksdb"
         base.mkdir(parents=True, exist_ok=True)
@@ -430,3 +440,28 @@ class RocksSnapshot:
             #: SST bytes this snapshot added to the shared directory
             "uploaded_bytes": new_bytes,
         }
+
+
+def read_snapshot_entries(
+    directory: Path, name: str, key_groups: range
+) -> Iterator[tuple[Any, Any]]:
+    """``(key, value)`` of every entry of state ``name`` in ``key_groups``, read from the
+    files of one subtask's RocksDB snapshot gathered in ``directory`` under their own
+    names (opened read-only; a namespaced state's keys are ``(key, namespace)``)."""
+    from rocksdict import AccessType, Options, Rdict
+
+    db = Rdict(str(directory), Options(raw_mode=True), access_type=AccessType.read_only())
+    try:
+        tag = name.encode() + b"\x00"
+        for group in key_groups:
+            prefix = group.to_bytes(2, "big") + tag
+            it = db.iter()
+            it.seek(prefix)
+            while it.valid():
+                if not it.key().startswith(prefix):
+                    break
+                key, value = pickle.loads(it.value())
+                yield key, value
+                it.next()
+    finally:
+        db.close()

@@ -21,6 +21,7 @@ import pytest
 
 from flowactors import StreamExecutionEnvironment, WatermarkStrategy
 from flowactors.checkpoint.storage import CheckpointStorage
+from flowactors.state import RocksDBStateBackend
 from flowactors.windows import TumblingEventTimeWindows
 from tests.monitoring._jobs import GatedSource, KeepingSink, wait_until
 
@@ -170,13 +171,15 @@ def test_python_dash_m_runs_the_same_command() -> None:
         assert command in result.stdout
 
 
-async def take_known_savepoint(tmp_path: Path) -> Path:
+async def take_known_savepoint(tmp_path: Path, rocksdb: bool = False) -> Path:
     """A savepoint of running sums of 0..99 by ``x % 7`` (and checkpoints beside it)."""
     gate = asyncio.Event()
     gate.set()
     sink = KeepingSink()
     env = StreamExecutionEnvironment(parallelism=2)
     env.enable_checkpointing(100, storage=tmp_path / "storage")
+    if rocksdb:
+        env.set_state_backend(RocksDBStateBackend(local_dir=tmp_path / "rocksdb"))
     (
         env.from_source(GatedSource(gate, count=100), name="Numbers")
         .uid("numbers")
@@ -189,6 +192,9 @@ async def take_known_savepoint(tmp_path: Path) -> Path:
     try:
         await wait_until(lambda: len(sink.records) == 200)  # 100 per source subtask
         await wait_until(lambda: client.checkpoint_stats() is not None)
+        # and a checkpoint triggered after every record was counted
+        after = client.checkpoint_stats().checkpoint_id + 1  # type: ignore[union-attr]
+        await wait_until(lambda: client.checkpoint_stats().checkpoint_id > after)  # type: ignore[union-attr]
         return Path(await client.trigger_savepoint(tmp_path / "savepoint"))
     finally:
         await client.cancel()
@@ -196,12 +202,7 @@ async def take_known_savepoint(tmp_path: Path) -> Path:
 
 async def test_state_read_prints_the_keyed_state_of_a_savepoint(tmp_path: Path) -> None:
     savepoint = await take_known_savepoint(tmp_path)
-    result = flowactors("state", "read", str(savepoint), "--uid", "sums", "--state", "value")
-    got = [json.loads(line) for line in result.stdout.splitlines()]
-    expected = {k: 2 * sum(x for x in range(100) if x % 7 == k) for k in range(7)}
-    assert sorted(got, key=lambda r: r["key"]) == [
-        {"key": k, "value": v} for k, v in sorted(expected.items())
-    ]
+    assert read_sums(savepoint) == [{"key": k, "value": v} for k, v in sorted(KNOWN_SUMS.items())]
 
     missing = flowactors(
         "state", "read", str(savepoint), "--uid", "sums", "--state", "x", check=False
@@ -211,6 +212,51 @@ async def test_state_read_prints_the_keyed_state_of_a_savepoint(tmp_path: Path) 
         "state", "read", str(savepoint), "--uid", "nope", "--state", "x", check=False
     )
     assert other.returncode == 1 and "numbers" in other.stderr and "sums" in other.stderr
+
+
+#: The running sums of 0..99 by ``x % 7``, twice (each of two source subtasks reads 0..99).
+KNOWN_SUMS = {k: 2 * sum(x for x in range(100) if x % 7 == k) for k in range(7)}
+
+
+def read_sums(snapshot: Path | str) -> list[Any]:
+    result = flowactors("state", "read", str(snapshot), "--uid", "sums", "--state", "value")
+    return sorted((json.loads(line) for line in result.stdout.splitlines()), key=lambda r: r["key"])
+
+
+async def test_state_read_reads_rocksdb_savepoints_and_incremental_checkpoints(
+    tmp_path: Path,
+) -> None:
+    savepoint = await take_known_savepoint(tmp_path, rocksdb=True)
+    expected = [{"key": k, "value": v} for k, v in sorted(KNOWN_SUMS.items())]
+    assert read_sums(savepoint) == expected  # a savepoint: every file its own copy
+    meta = json.loads((savepoint / "_metadata").read_text())
+    assert meta["operators"]["sums"]["rocksdb"] and not meta["operators"]["sums"]["keyed"]
+
+    # The newest checkpoint is incremental: its SST files are in the shared directory,
+    # uploaded by it or by earlier checkpoints.
+    storage = CheckpointStorage(tmp_path / "storage", "sums")
+    newest = max(storage.job_dir.glob("chk-*/_metadata")).parent
+    parts = json.loads((newest / "_metadata").read_text())["operators"]["sums"]["rocksdb"]
+    shared = [f for part in parts for f in part["files"] if f["name"].endswith(".sst")]
+    assert shared and all("/shared/" in f"/{f['path']}" for f in shared)
+    assert read_sums(newest) == expected
+
+    missing = flowactors(
+        "state", "read", str(savepoint), "--uid", "sums", "--state", "x", check=False
+    )
+    assert missing.returncode == 1 and "it has: value" in missing.stderr
+
+    text = flowactors("checkpoints", "inspect", str(newest)).stdout
+    assert "verification: ok" in text
+    assert "keyed state in RocksDB" in text and "(max parallelism 128)" in text
+    assert "states: value" in text
+    info = json.loads(flowactors("checkpoints", "inspect", str(newest), "--json").stdout)
+    (sums,) = [op for op in info["operators"] if op["uid"] == "sums"]
+    assert sums["key_groups"] == "0-127"  # two subtasks' ranges, together every group
+    assert sums["states"] == ["value"]
+    assert sums["rocksdb_bytes"] == sum(f["size"] for part in parts for f in part["files"])
+    assert sums["rocksdb_shared_bytes"] == sum(f["size"] for f in shared)
+    assert [p["subtask"] for p in sums["rocksdb_subtasks"]] == [0, 1]
 
 
 async def test_checkpoints_list_and_inspect_a_real_storage(tmp_path: Path) -> None:

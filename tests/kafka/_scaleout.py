@@ -70,13 +70,17 @@ def start_worker(
     log: Path,
     job: str = "sum",
     instance_id: str = "",
+    properties: str = "",
     block_s: float = 0.0,
 ) -> subprocess.Popen[str]:
-    """A worker process; ``block_s``: its map blocks the loop that long at its first record."""
+    """``python -m tests.kafka.scaleout_worker`` with its output in ``log``; ``properties``:
+    more client properties of its internal clients, as JSON; ``block_s``: its map blocks
+    the loop that long at its first record."""
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "SCALEOUT_INSTANCE_ID": instance_id,
+        "SCALEOUT_PROPERTIES": properties,
         "SCALEOUT_BLOCK_S": str(block_s),
     }
     with log.open("w") as output:  # the child keeps its own descriptor
@@ -135,13 +139,19 @@ async def trickle(
     return total
 
 
-def rejoined(log: Path) -> bool:
-    """Whether the worker owned tasks again after one of its commits was fenced."""
-    lines = log.read_text().splitlines()
-    fenced = next((i for i, line in enumerate(lines) if "fenced by a newer owner" in line), None)
-    return fenced is not None and any(
-        line.startswith("assigned [(") for line in lines[fenced + 1 :]
+def rejoined(log: Path, after_line: int = 0) -> bool:
+    """Whether the worker, from line ``after_line`` of its log on, found its tasks fenced
+    (or gave them up uncommitted) and then owned tasks again."""
+    lines = log.read_text().splitlines()[after_line:]
+    lost = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if "fenced by a newer owner" in line or "no final commit" in line
+        ),
+        None,
     )
+    return lost is not None and any(line.startswith("assigned [(") for line in lines[lost + 1 :])
 
 
 def owned(log: Path) -> set[tuple[str, int]]:

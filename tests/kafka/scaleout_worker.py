@@ -5,14 +5,18 @@
 ``sum``: reads ``{"k": key, "v": n}`` JSON records, sums ``v`` per key across workers
 and writes ``[key, running_sum]`` exactly once. ``windows``: reads ``{"k": key, "t": ms}``
 and writes ``[key, second, count]`` per key and tumbling event-time second.
-Prints ``assigned <tasks>`` whenever its tasks change; SIGTERM stops it as planned
-(commit, leave the group, exit 0). With ``SCALEOUT_BLOCK_S`` set, the ``sum`` job's map
-blocks the event loop that many seconds (``time.sleep``) at the first record it sees.
+``SCALEOUT_INSTANCE_ID`` gives it a static membership id, ``SCALEOUT_PROPERTIES`` (JSON)
+more client properties. Prints ``assigned <tasks>`` whenever its tasks change; SIGTERM
+stops it as planned (commit, leave the group, exit 0). With ``SCALEOUT_BLOCK_S`` set, the
+``sum`` job's map blocks the event loop that many seconds (``time.sleep``) at the first
+record it sees.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import signal
 import sys
@@ -83,6 +87,9 @@ def blocking_once(seconds: float) -> Callable[[Any], tuple[Any, Any]]:
 
 
 async def main(argv: list[str]) -> int:
+    # timestamps, and the worker's rebalances and task changes, for reading a test's logs
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("flowactors_kafka").setLevel(logging.INFO)
     bootstrap, app, in_topic, out_topic = argv[:4]
     job = argv[4] if len(argv) > 4 else "sum"
     partitions = 4
@@ -92,7 +99,11 @@ async def main(argv: list[str]) -> int:
         bootstrap_servers=bootstrap,
         application_id=app,
         instance_id=os.environ.get("SCALEOUT_INSTANCE_ID") or None,  # static membership
-        properties={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+        properties={
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+            **json.loads(os.environ.get("SCALEOUT_PROPERTIES") or "{}"),
+        },
     )
     build(env, bootstrap, in_topic, out_topic, job)
     client = await env.execute_async("keyed-sum")

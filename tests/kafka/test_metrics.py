@@ -65,7 +65,7 @@ async def test_consumer_lag_falls_to_zero_and_commits_are_timed(
             read = sum(
                 s.value
                 for s in families["flowactors_records_in"]
-                if s.labels["operator"].startswith("kafka")
+                if s.labels["operator"] == "kafka"  # the source operator: records read
             )
             if len(lags) == 4 and read == RECORDS and not any(lags.values()):
                 break

@@ -218,30 +218,36 @@ async def test_a_zombie_is_fenced_and_rejoins(bootstrap: str, tmp_path: Path) ->
     src = await create_topic(bootstrap, unique("so-in"), 4)
     out = await create_topic(bootstrap, unique("so-out"), 4)
     app = unique("so-app")
-    workers = [
-        start_worker(bootstrap, app, src, out, tmp_path / f"worker{i}.log") for i in range(2)
-    ]
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    workers = [start_worker(bootstrap, app, src, out, logs[i]) for i in range(2)]
+    continued_at: list[int] = []
+
+    def stop() -> None:
+        workers[0].send_signal(signal.SIGSTOP)
+
+    def cont() -> None:
+        continued_at.append(len(logs[0].read_text().splitlines()))
+        workers[0].send_signal(signal.SIGCONT)
+
     try:
-        total = await trickle(
-            bootstrap,
-            src,
-            20,
-            {
-                4.0: lambda: workers[0].send_signal(signal.SIGSTOP),
-                14.0: lambda: workers[0].send_signal(signal.SIGCONT),  # after the takeover
-            },
-        )
+        # Stopped once both own tasks: stopped within the group's first rebalance (a
+        # worker that starts slowly joins late), it would own nothing to be fenced for.
+        deadline = time.monotonic() + 60
+        while not (owned(logs[0]) and owned(logs[1])):
+            assert time.monotonic() < deadline, "the two workers never shared the tasks"
+            await asyncio.sleep(0.1)
+        total = await trickle(bootstrap, src, 16, {1.0: stop, 11.0: cont})  # after the takeover
         check_output(
             await read_topic(bootstrap, out, expected=total, timeout=90, settle=3.0), total
         )
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not rejoined(tmp_path / "worker0.log"):
+        while time.monotonic() < deadline and not rejoined(logs[0], continued_at[0]):
             await asyncio.sleep(0.5)
     finally:
         workers[0].send_signal(signal.SIGCONT)
-        codes, logs = await asyncio.to_thread(stop_workers, workers, tmp_path)
-    assert codes == [0, 0], logs
-    assert rejoined(tmp_path / "worker0.log"), logs  # fenced, then owning tasks again
+        codes, texts = await asyncio.to_thread(stop_workers, workers, tmp_path)
+    assert codes == [0, 0], texts
+    assert rejoined(logs[0], continued_at[0]), texts  # fenced, then owning tasks again
 
 
 @pytest.mark.parametrize("empty_partition", [False, True])

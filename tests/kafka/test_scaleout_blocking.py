@@ -19,6 +19,7 @@ from flowactors_kafka._scaleout._stall import LoopStallWatch
 from tests.kafka._kafka import create_topic, read_topic, unique
 from tests.kafka._scaleout import (
     check_output,
+    owned,
     rejoined,
     start_worker,
     stop_workers,
@@ -74,7 +75,10 @@ async def test_a_worker_blocked_past_the_session_timeout_warns_loses_its_tasks_a
         start_worker(bootstrap, app, src, out, tmp_path / "worker1.log"),
     ]
     try:
-        await asyncio.sleep(4)  # both in the group, worker0 owning tasks of the source
+        deadline = time.monotonic() + 60  # both in the group, worker0 owning tasks
+        while not (owned(tmp_path / "worker0.log") and owned(tmp_path / "worker1.log")):
+            assert time.monotonic() < deadline, "the two workers never shared the tasks"
+            await asyncio.sleep(0.1)
         total = await trickle(bootstrap, src, 16, {})
         check_output(
             await read_topic(bootstrap, out, expected=total, timeout=90, settle=3.0), total

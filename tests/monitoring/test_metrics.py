@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from flowactors import RestartStrategies, StreamExecutionEnvironment
-from flowactors.monitoring import JobCollector, JobMonitor
+from flowactors.monitoring import JobCollector, JobMonitor, monitor_for
 from flowactors.state import RocksDBStateBackend
 from tests.monitoring._jobs import (
     KEYS,
@@ -26,8 +26,13 @@ def scrape(registry: CollectorRegistry) -> dict[str, list[Sample]]:
     return {f.name: list(f.samples) for f in text_string_to_metric_families(text)}
 
 
-def by_operator(samples: list[Sample], operator: str) -> list[Sample]:
-    return [s for s in samples if s.labels.get("operator") == operator]
+def by_vertex(samples: list[Sample], vertex: str) -> list[Sample]:
+    return [s for s in samples if s.labels.get("vertex") == vertex]
+
+
+def per_operator(samples: list[Sample]) -> dict[tuple[str, str], float]:
+    """``(operator, subtask) -> value``"""
+    return {(s.labels["operator"], s.labels["subtask"]): s.value for s in samples}
 
 
 async def test_families_of_a_running_job_have_plausible_values(tmp_path: Path) -> None:
@@ -53,17 +58,31 @@ async def test_families_of_a_running_job_have_plausible_values(tmp_path: Path) -
     source, keyed = "Numbers -> Timestamps/Watermarks -> Counted", "Sums -> Keep"
 
     records_in = families["flowactors_records_in"]
+    records_out = families["flowactors_records_out"]
     assert {s.name for s in records_in} == {"flowactors_records_in_total"}
-    assert {(s.labels["operator"], s.labels["subtask"]) for s in records_in} == {
-        (source, "0"),
-        (source, "1"),
-        (keyed, "0"),
-        (keyed, "1"),
+    chains = {
+        source: ["Numbers", "Timestamps/Watermarks", "Counted"],
+        keyed: ["Sums", "Keep"],
+    }
+    # Records are counted per operator; the chain is the vertex label.
+    labelled = {(s.labels["vertex"], s.labels["operator"], s.labels["subtask"]) for s in records_in}
+    assert labelled == {
+        (vertex, op, subtask) for vertex, ops in chains.items() for op in ops for subtask in "01"
     }
     assert all(s.labels["job"] == "counting" for s in records_in)
-    produced = sum(s.value for s in by_operator(families["flowactors_records_out"], source))
-    consumed = sum(s.value for s in by_operator(records_in, keyed))
-    assert produced > 100
+    taken, given = per_operator(records_in), per_operator(records_out)
+    for subtask in "01":
+        read = taken[("Numbers", subtask)]
+        assert read > 50
+        # a source's records in are what it read; every operator of the chain passes them on
+        assert given[("Numbers", subtask)] == read
+        assert taken[("Timestamps/Watermarks", subtask)] == read
+        assert given[("Timestamps/Watermarks", subtask)] == read
+        assert taken[("Counted", subtask)] == given[("Counted", subtask)] == read
+        # the sink chained behind the reduce gets every sum; it counts what it wrote
+        assert taken[("Keep", subtask)] == given[("Sums", subtask)] == taken[("Sums", subtask)]
+    produced = sum(given[("Counted", t)] for t in "01")
+    consumed = sum(taken[("Sums", t)] for t in "01")
     assert 0 < consumed <= produced
 
     backpressure = families["flowactors_backpressure_ratio"]
@@ -71,13 +90,14 @@ async def test_families_of_a_running_job_have_plausible_values(tmp_path: Path) -
 
     now_ms = time.time() * 1000
     watermarks = families["flowactors_watermark_ms"]
-    assert {s.labels["operator"] for s in watermarks} == {source, keyed}
+    assert {s.labels["vertex"] for s in watermarks} == {source, keyed}
+    assert all("operator" not in s.labels for s in watermarks)  # a subtask's, not an operator's
     assert all(now_ms - 10_000 < s.value <= now_ms for s in watermarks)
     lags = families["flowactors_watermark_lag_seconds"]
     assert lags and all(0.0 <= s.value < 10.0 for s in lags)
 
     entries = families["flowactors_keyed_state_entries"]
-    assert {s.labels["operator"] for s in entries} == {keyed}
+    assert {s.labels["vertex"] for s in entries} == {keyed}
     assert sum(s.value for s in entries) == KEYS  # one running sum per key
 
     assert families["flowactors_job_running"][0].value == 1.0
@@ -100,8 +120,8 @@ async def test_families_of_a_running_job_have_plausible_values(tmp_path: Path) -
 
     seen = families["flowactors_user_records_seen"]
     assert {s.name for s in seen} == {"flowactors_user_records_seen_total"}
-    assert {s.labels["uid"] for s in seen} == {"counted"}
-    read = sum(s.value for s in by_operator(records_in, source))
+    assert {(s.labels["uid"], s.labels["operator"]) for s in seen} == {("counted", "Counted")}
+    read = sum(s.value for s in by_vertex(records_in, source) if s.labels["operator"] == "Numbers")
     assert sum(s.value for s in seen) == read  # the chained map sees every record read
     assert {s.labels["uid"] for s in families["flowactors_user_last_key"]} == {"counted"}
     assert "flowactors_user_numKeyedStateEntries" not in families
@@ -114,13 +134,15 @@ async def test_families_of_a_running_job_have_plausible_values(tmp_path: Path) -
 async def test_no_label_holds_a_record_key(tmp_path: Path) -> None:
     client = await start_counting_job(tmp_path, parallelism=1, rate=5000)
     registry = CollectorRegistry()
-    registry.register(JobCollector(JobMonitor(client)))
+    monitor = monitor_for(client)
+    assert isinstance(monitor, JobMonitor)  # a job in one process
+    registry.register(JobCollector(monitor))
     try:
         await wait_until(lambda: client.metrics().tasks[0].records_in > 500)
         families = scrape(registry)
     finally:
         await client.cancel()
-    allowed = {"job", "operator", "subtask", "uid", "topic", "partition", "le"}
+    allowed = {"job", "vertex", "operator", "subtask", "uid", "topic", "partition", "le"}
     for samples in families.values():
         for s in samples:
             assert set(s.labels) <= allowed, s

@@ -17,47 +17,12 @@ import pytest
 from flowactors import StreamExecutionEnvironment
 from flowactors.monitoring import MonitoringServer
 from tests.monitoring._jobs import build_counting_job, wait_until
+from tests.support.chromium import run_chromium
 
 pytestmark = pytest.mark.slow
 
 #: Set to a path to keep the screenshot there too (``make web-view-screenshot``).
 SCREENSHOT_ENV = "FLOWACTORS_SCREENSHOT"
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("no Chromium found: `make chromium` installs Debian's package")
-
-
-async def run_chromium(url: str, profile: Path, *extra: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=4000",
-        "--window-size=1280,760",
-        *extra,
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode == 0, stderr.decode(errors="replace")[-2000:]
-    return stdout.decode()
 
 
 class Vertices(HTMLParser):
@@ -68,6 +33,10 @@ class Vertices(HTMLParser):
         self.vertices: list[dict[str, Any]] = []
         self.edges: list[dict[str, str | None]] = []
         self.checkpoint_rows = 0
+        #: ``(vertex, operator) -> [cell texts]`` of the operator table.
+        self.operator_rows: dict[tuple[str | None, str | None], list[str]] = {}
+        self._row: list[str] | None = None
+        self._in_cell = False
         self.body: dict[str, str | None] = {}
         self._current: dict[str, Any] | None = None
         self._depth = 0
@@ -79,6 +48,11 @@ class Vertices(HTMLParser):
             self.body = a
         if tag == "tr" and a.get("class") == "checkpoint":
             self.checkpoint_rows += 1
+        if tag == "tr" and a.get("class") == "operator":
+            self._row = self.operator_rows[(a.get("data-vertex"), a.get("data-operator"))] = []
+        if tag == "td" and self._row is not None:
+            self._in_cell = True
+            self._row.append("")
         if tag == "g" and a.get("class") == "edge":
             self.edges.append(a)
         if tag == "g" and a.get("class") == "vertex":
@@ -91,6 +65,10 @@ class Vertices(HTMLParser):
             self._text_class = (a.get("class") or "").split(" ")[-1] or None
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._in_cell = False
+        if tag == "tr":
+            self._row = None
         if tag == "text":
             self._text_class = None
         if tag == "g" and self._current is not None:
@@ -100,6 +78,8 @@ class Vertices(HTMLParser):
                 self._depth -= 1
 
     def handle_data(self, data: str) -> None:
+        if self._row is not None and self._in_cell:
+            self._row[-1] += data
         if self._current is not None and self._text_class:
             self._current["texts"][self._text_class] = data
 
@@ -149,6 +129,22 @@ async def test_the_page_draws_the_running_job(tmp_path: Path) -> None:
         assert 0.0 <= float(v["attrs"]["data-backpressure"]) <= 1.0
     assert page.checkpoint_rows >= 3
     assert re.search(r"subtask 1: in [\d,]+, out [\d,]+, backpressure \d+%", dom)  # tooltips
+    assert re.search(r"Counted  \(uid counted\): in [\d,]+, out [\d,]+", dom)
+
+    # The operator table: every operator of every chain, with its own counts.
+    chain = "Numbers -> Timestamps/Watermarks -> Counted"
+    assert list(page.operator_rows) == [
+        (chain, "Numbers"),
+        (chain, "Timestamps/Watermarks"),
+        (chain, "Counted"),
+        ("Sums", "Sums"),
+        ("Keep", "Keep"),
+    ]
+    counted = page.operator_rows[(chain, "Counted")]
+    assert counted[2] == "counted"  # uid
+    records_in, records_out = (int(cell.replace(",", "")) for cell in counted[3:])
+    assert records_in == records_out > 0  # a map: one out for every record in
+    assert '<section id="scale-out" hidden="">' in dom  # a job in one process
 
     png = screenshot.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000

@@ -8,8 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from flowactors import (
+    Collector,
+    Context,
     JobClient,
     MapFunction,
+    OutputTag,
+    ProcessFunction,
     RuntimeContext,
     StreamExecutionEnvironment,
     WatermarkStrategy,
@@ -37,7 +41,102 @@ async def test_metrics_are_scoped_per_operator_and_sinks_count_their_output() ->
     (task,) = result.metrics.tasks  # one chain: source -> first -> second -> filter -> sink
     assert task.user_metrics["first.seen"] == 100
     assert task.user_metrics["second.seen"] == 200
+    assert [(op.name, op.counters) for op in task.operators if op.counters] == [
+        ("first", {"seen": 100}),
+        ("second", {"seen": 200}),
+    ]
     assert task.records_out == 50  # what the sink at the end of the chain wrote
+
+
+class Discard(Sink[Any]):
+    def create_writer(self, context: SinkWriterContext) -> SinkWriter[Any]:
+        return _Discarding()
+
+
+class _Discarding(SinkWriter[Any]):
+    async def write(self, values: list[Any], timestamps: list[int | None] | None) -> None:
+        pass
+
+
+class Odd(ProcessFunction[int, int]):
+    """Even values to the main output, odd ones to the side output ``odd``."""
+
+    def process_element(self, value: int, ctx: Context, out: Collector[int]) -> None:
+        if value % 2:
+            ctx.output(ODD, value)
+        else:
+            out.collect(value)
+
+
+ODD: OutputTag[int] = OutputTag("odd")
+
+
+def counts(metrics: Any) -> dict[str, list[tuple[int, int]]]:
+    """``operator uid -> [(records in, records out) per subtask]``."""
+    found: dict[str, list[tuple[int, int]]] = {}
+    for task in sorted(metrics.tasks, key=lambda t: t.subtask):
+        for op in task.operators:
+            found.setdefault(op.uid, []).append((op.records_in, op.records_out))
+    return found
+
+
+async def test_records_are_counted_per_operator_inside_a_chain() -> None:
+    env = StreamExecutionEnvironment()
+    split = (
+        env.from_collection(list(range(100)))
+        .uid("numbers")
+        .flat_map(lambda v: [v, v + 1000])
+        .uid("twice")
+        .filter(lambda v: v % 5 != 0)
+        .uid("no-fives")
+        .process(Odd())
+        .uid("split")
+    )
+    split.sink_to(Discard()).uid("evens")
+    split.get_side_output(ODD).map(lambda v: -v).uid("negate").sink_to(Discard()).uid("odds")
+    result = await env.execute("chained")
+    (task,) = result.metrics.tasks  # everything runs in one chain
+    # 200 values, 40 of them multiples of 5; of the 160 left, 80 are even
+    assert counts(result.metrics) == {
+        "numbers": [(100, 100)],
+        "twice": [(100, 200)],
+        "no-fives": [(200, 160)],
+        "split": [(160, 160)],  # 80 to the main output, 80 to the side output
+        "evens": [(80, 80)],  # a sink's out: what it wrote
+        "negate": [(80, 80)],
+        "odds": [(80, 80)],
+    }
+    assert (task.records_in, task.records_out) == (100, 160)
+
+
+async def test_operator_counts_add_up_across_subtasks_and_chains() -> None:
+    env = StreamExecutionEnvironment(parallelism=2)
+    (
+        env.from_collection([f"k{i % 7}" for i in range(1_000)])
+        .uid("keys")
+        .map(lambda k: (k, 1))
+        .uid("ones")
+        .key_by(lambda kv: kv[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .uid("sums")
+        .filter(lambda kv: kv[1] % 10 == 0)
+        .uid("tens")
+        .sink_to(Discard())
+        .uid("out")
+    )
+    result = await env.execute("two chains")
+    found = counts(result.metrics)
+    totals = {uid: tuple(map(sum, zip(*per_subtask))) for uid, per_subtask in found.items()}
+    # 1,000 records over 7 keys: 143 of k0..k5 and 142 of k6; every key's running sum
+    # is emitted, and hits a multiple of ten 14 times
+    assert totals == {
+        "keys": (1_000, 1_000),
+        "ones": (1_000, 1_000),
+        "sums": (1_000, 1_000),
+        "tens": (1_000, 7 * 14),
+        "out": (7 * 14, 7 * 14),
+    }
+    assert len(found["sums"]) == 2 and min(found["sums"])[0] > 0  # both subtasks got keys
 
 
 async def test_a_source_task_reports_the_watermark_its_chain_emitted() -> None:

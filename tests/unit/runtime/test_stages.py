@@ -113,6 +113,7 @@ def test_both_inputs_of_a_two_input_operator_share_one_topic() -> None:
     join = sp.stage("join")
     assert {h.topic for h in join.hops_in} == {"a-join-repartition"}
     assert sorted(h.input_index for h in join.hops_in) == [0, 1]
+    assert join.inputs == 2  # its records carry the input-index header
     assert len(sp.stages) == 3
 
 
@@ -123,6 +124,7 @@ def test_a_union_is_cut_into_one_topic() -> None:
     a.union(b).map(lambda x: x).uid("both").print()
     sp = stages_of(env)
     assert {h.upstream.name for h in sp.stage("both").hops_in} == {"a", "b"}
+    assert sp.stage("both").inputs == 1
 
 
 def test_a_source_the_backend_cannot_share_is_named() -> None:

@@ -31,6 +31,7 @@ from aiokafka.coordinator.protocol import (
 )
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
+from aiokafka.structs import OffsetAndMetadata
 
 from flowactors import ConnectorError
 from flowactors_kafka._client import (
@@ -243,11 +244,22 @@ class GroupConsumer:
         return {_tp(tp): records for tp, records in got.items()}
 
     async def committed(self, tp: TopicPartition) -> int | None:
-        offset = await _call(
-            self._c.committed(aiokafka.TopicPartition(*tp)),
+        offset, _ = await self.committed_with_metadata(tp)
+        return offset
+
+    async def committed_with_metadata(self, tp: TopicPartition) -> tuple[int | None, str]:
+        """The group's committed offset of ``tp`` (``None``: never committed) and the
+        metadata string committed with it."""
+        key = aiokafka.TopicPartition(*tp)
+        # aiokafka's committed() drops the metadata; its coordinator returns both
+        got = await _call(
+            self._c._coordinator.fetch_committed_offsets([key]),
             f"reading the committed offset of {tp.topic}/{tp.partition}",
         )
-        return None if offset is None else int(offset)
+        found = got.get(key)
+        if found is None or found.offset == -1:
+            return None, ""
+        return int(found.offset), found.metadata or ""
 
     async def seek(self, tp: TopicPartition, offset: int | None) -> None:
         """Read ``tp`` from ``offset``; ``None``: from its beginning."""
@@ -300,6 +312,15 @@ class GroupConsumer:
         except (AssertionError, kafka_errors.KafkaError):  # not assigned (any more)
             return None
         return None if end is None or end < 0 else int(end)
+
+    def owns(self, tp: TopicPartition) -> bool:
+        """Whether ``tp`` is in this member's current assignment."""
+        return aiokafka.TopicPartition(*tp) in self._c.assignment()
+
+    def request_rejoin(self) -> None:
+        """Join the group again (a rebalance of the whole group): after a fence, the
+        assignment decides who owns what."""
+        self._c._coordinator.request_rejoin()
 
     def pause(self, tp: TopicPartition) -> None:
         self._c.pause(aiokafka.TopicPartition(*tp))
@@ -405,13 +426,20 @@ class TaskProducer:
         )
         return future
 
-    async def commit(self, offsets: Mapping[TopicPartition, int], group_id: str) -> None:
-        """Commit the open transaction with ``offsets`` (next offsets to read) of ``group_id``."""
+    async def commit(
+        self, offsets: Mapping[TopicPartition, tuple[int, str]], group_id: str
+    ) -> None:
+        """Commit the open transaction with ``offsets`` (next offset to read, and the
+        metadata string that goes with it) of ``group_id``."""
         producer = self._p
         if offsets:
             await _call(
                 producer.send_offsets_to_transaction(
-                    {aiokafka.TopicPartition(*tp): o for tp, o in offsets.items()}, group_id
+                    {
+                        aiokafka.TopicPartition(*tp): OffsetAndMetadata(o, m)
+                        for tp, (o, m) in offsets.items()
+                    },
+                    group_id,
                 ),
                 f"adding offsets to transaction {self.transactional_id}",
             )

@@ -13,7 +13,8 @@ commit is one Kafka transaction holding
 - everything the task's sinks sent since the last commit (internal topics, user
   Kafka sinks),
 - the task's keyed state changes, into its changelog partition,
-- the next offset of its input partition (``send_offsets_to_transaction``),
+- the next offset of its input partition (``send_offsets_to_transaction``), with the
+  task's event time as the offset's metadata (:mod:`._event_time`),
 
 so a task that moves resumes from exactly what its outputs and state reflect.
 
@@ -25,19 +26,25 @@ upstream task and emits the minimum over the active ones once every upstream tas
 reported, never going back.
 
 Records in internal topics are pickled ``(value, timestamp)`` pairs: internal topics
-must be as trusted as the job's code (the same trust as checkpoint storage).
+must be as trusted as the job's code (the same trust as checkpoint storage). When the
+stage's head has two inputs (``StageSpec.inputs``), both share the topic and the header
+:data:`flowactors.spi.INPUT_INDEX_HEADER` names the input of each record (absent: input
+0); the reader hands runs of one input on with ``collect_input_batch``, in the
+partition's order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import pickle
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 from flowactors.spi import (
+    INPUT_INDEX_HEADER,
     HopSpec,
     InputStatus,
     ReaderOutput,
@@ -52,6 +59,7 @@ from flowactors.spi import (
 )
 from flowactors_kafka._client import TopicPartition
 from flowactors_kafka._scaleout._client import Record, TaskProducer
+from flowactors_kafka._scaleout._event_time import TaskEventTime
 from flowactors_kafka._sink import KafkaSink
 from flowactors_kafka._source import KafkaSource
 from flowactors_kafka._writer import RecordEncoder
@@ -78,6 +86,7 @@ class Task:
         start_offset: int | None,
         group_offset: int | None = None,
         upstream_tasks: int = 0,
+        event_time: TaskEventTime | None = None,
     ) -> None:
         self.stage = stage
         self.tp = tp
@@ -104,14 +113,21 @@ class Task:
         self.commits = 0
         self.records_in = 0
         self.decode = self._decoder()
+        #: Whether the input carries both inputs of a two-input operator.
+        self.two_inputs = stage.inputs > 1
         #: Event time across the cut: the newest watermark of every upstream task seen
         #: in the input, and how many upstream tasks there are.
         self.upstream_tasks = upstream_tasks
-        self.upstream_watermarks: dict[tuple[str, int], int] = {}
-        self.upstream_idle: set[tuple[str, int]] = set()
+        #: Event time as the previous owner committed it: the task goes on from there.
+        self.restored_event_time = restored = event_time or TaskEventTime()
+        self.upstream_watermarks: dict[tuple[str, int], int] = dict(restored.upstream_watermarks)
+        self.upstream_idle: set[tuple[str, int]] = set(restored.upstream_idle)
         #: Whether the reader has shown its split to the source's watermark generators.
         self.split_registered = False
-        self.emitted_watermark: int | None = None
+        self.emitted_watermark: int | None = restored.emitted
+        #: Emitted into the chain before the first record (then ``None``).
+        self.start_watermark = restored.watermark
+        self.committed_metadata = restored.encode()
         self.hop_writers: list[HopWriter] = []
 
     @property
@@ -199,6 +215,15 @@ class Task:
         self.emitted_watermark = low
         return low
 
+    def event_time(self) -> TaskEventTime:
+        """The task's event time now, as it is committed with the input offset."""
+        return TaskEventTime(
+            hops={w.key: w.watermark for w in self.hop_writers if w.watermark is not None},
+            emitted=self.emitted_watermark,
+            upstream_watermarks=self.upstream_watermarks,
+            upstream_idle=self.upstream_idle,
+        )
+
     def _decoder(self) -> Callable[[list[Any]], tuple[list[Any], list[int | None]]]:
         """A function from fetched records to (values, timestamps)."""
         stage = self.stage
@@ -228,6 +253,20 @@ class Task:
 
         return user
 
+    def decode_inputs(
+        self, records: list[Any]
+    ) -> Iterator[tuple[int, list[Any], list[int | None]]]:
+        """Fetched records of a two-input task as ``(input index, values, timestamps)``
+        runs, in the order the records came."""
+        values, timestamps = self.decode(records)
+        # records of input 0 carry no header: only the others need looking at
+        indices = [_input_index(r) if r.headers else 0 for r in records if r.key is None]
+        position = 0
+        for index, run in itertools.groupby(indices):
+            end = position + len(list(run))
+            yield index, values[position:end], timestamps[position:end]
+            position = end
+
     async def commit(self) -> None:
         await self._send_watermarks()
         handle = self.handle
@@ -238,14 +277,18 @@ class Task:
                 topic, [self.partition] * len(changes), [(k, v, None, []) for k, v in changes]
             )
             self.sent = True
+        metadata = self.event_time().encode()
         offsets = {}
-        if self.next_offset is not None and self.next_offset != self.committed_offset:
-            offsets[self.tp] = self.next_offset
+        if self.next_offset is not None and (
+            self.next_offset != self.committed_offset or metadata != self.committed_metadata
+        ):
+            offsets[self.tp] = (self.next_offset, metadata)
         if offsets or self.sent:
             await self.producer.commit(offsets, self.group_id)
             await self.producer.begin()
             if offsets:
                 self.group_offset = self.next_offset
+                self.committed_metadata = metadata
             self.committed_offset = self.next_offset
             self.sent = False
             self.commits += 1
@@ -256,6 +299,13 @@ class Task:
             raise RuntimeError(f"task {self.uid} sent records after its final commit")
         await self.producer.send(topic, partitions, records)
         self.sent = True
+
+
+def _input_index(record: Any) -> int:
+    for name, value in record.headers:
+        if name == INPUT_INDEX_HEADER:
+            return int(value)
+    return 0
 
 
 class TaskInput(Source[Any]):
@@ -289,6 +339,10 @@ class TaskReader(SourceReader[Any]):
             return InputStatus.NOTHING_AVAILABLE
         if time.monotonic() >= task.next_commit:
             await task.commit()
+        if task.start_watermark is not None:
+            # where the previous owner left event time: nothing after it goes below
+            start, task.start_watermark = task.start_watermark, None
+            await output.emit_watermark(start)
         if not task.split_registered and task.stage.source is not None:
             # An empty partition still gets its watermark generator, so that idleness
             # (with_idleness) can mark it idle instead of holding event time back.
@@ -298,9 +352,13 @@ class TaskReader(SourceReader[Any]):
             task.wakeup.clear()
             return InputStatus.NOTHING_AVAILABLE
         records = task.batches.popleft()
-        values, timestamps = task.decode(records)
-        if values:
-            await output.collect_batch(values, timestamps, split_id=task.tp)
+        if task.two_inputs:
+            for input_index, values, timestamps in task.decode_inputs(records):
+                await output.collect_input_batch(input_index, values, timestamps)
+        else:
+            values, timestamps = task.decode(records)
+            if values:
+                await output.collect_batch(values, timestamps, split_id=task.tp)
         watermark = task.watermark_to_emit()
         if watermark is not None:
             await output.emit_watermark(watermark)
@@ -343,9 +401,12 @@ class HopWriter(SinkWriter[Any]):
         self.spec = spec
         self.route = spec.make_router()
         self.headers: list[tuple[str, bytes]] = (
-            [] if spec.input_index == 0 else [("flowactors.input", str(spec.input_index).encode())]
+            [] if spec.input_index == 0 else [(INPUT_INDEX_HEADER, str(spec.input_index).encode())]
         )
-        self.watermark: int | None = None
+        #: Where it is committed in the task's event time.
+        self.key = f"{spec.topic}/{spec.input_index}"
+        #: Never below what the task's previous owner sent (see :mod:`._event_time`).
+        self.watermark: int | None = task.restored_event_time.hops.get(self.key)
         self.idle = False
         self.sent_state: tuple[int | None, bool] | None = None
         self.sent_at = 0.0
@@ -358,7 +419,8 @@ class HopWriter(SinkWriter[Any]):
         await self.task.send(self.spec.topic, self.route(values), records)
 
     async def write_watermark(self, timestamp: int) -> None:
-        self.watermark = timestamp
+        if self.watermark is None or timestamp > self.watermark:
+            self.watermark = timestamp
 
     async def write_watermark_status(self, idle: bool) -> None:
         self.idle = idle

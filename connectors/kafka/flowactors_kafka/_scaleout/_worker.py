@@ -57,6 +57,7 @@ from flowactors_kafka._scaleout._client import (
     read_partition,
     topic_partitions,
 )
+from flowactors_kafka._scaleout._event_time import TaskEventTime
 from flowactors_kafka._scaleout._stall import LoopStallWatch
 from flowactors_kafka._scaleout._task import HopSink, Task, TaskInput, TransactionalKafkaSink
 from flowactors_kafka._scaleout._topics import InternalTopicSettings
@@ -71,6 +72,10 @@ _STARTUP_TIMEOUT_S = 60.0
 _FINAL_COMMIT_TIMEOUT_S = 5.0
 #: aiokafka's default ``session.timeout.ms``.
 _DEFAULT_SESSION_TIMEOUT_MS = 10_000
+#: A task that failed on a retriable Kafka error is opened again after this long, then
+#: after twice as long each time opening fails, up to the maximum.
+_REOPEN_BACKOFF_S = 0.5
+_REOPEN_BACKOFF_MAX_S = 5.0
 
 
 class KafkaScaleOutWorker:
@@ -108,6 +113,8 @@ class KafkaScaleOutWorker:
         self.rebalances = 0
         self._fetcher: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()
+        #: Tasks being opened again after a retriable failure, by partition.
+        self._reopening: dict[TopicPartition, asyncio.Task[None]] = {}
         self._done: asyncio.Future[None] | None = None
         self._closing = False
         self._purger: asyncio.Task[None] | None = None
@@ -248,7 +255,8 @@ class KafkaScaleOutWorker:
         if self._closing:
             return
         self._closing = True
-        for loop_task in (self._fetcher, self._purger, self._stall_watcher):
+        reopening = self._reopening.values()
+        for loop_task in (self._fetcher, self._purger, self._stall_watcher, *reopening):
             if loop_task is not None:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
@@ -295,7 +303,7 @@ class KafkaScaleOutWorker:
             try:
                 got = await consumer.fetch(100, None)
             except NoPosition:
-                if not self._openers:
+                if not self._openers and not self._reopening:
                     raise
                 await asyncio.sleep(0.05)  # tasks still opening seek their partitions
                 continue
@@ -346,6 +354,10 @@ class KafkaScaleOutWorker:
     async def _on_revoked(self, tps: list[TopicPartition]) -> None:
         self.rebalances += 1
         self._rebalance_started = time.monotonic()
+        reopening = [self._reopening[tp] for tp in tps if tp in self._reopening]
+        for reopen in reopening:
+            reopen.cancel()
+        await asyncio.gather(*reopening, return_exceptions=True)
         revoked = set(tps)
         openers = [self._openers[tp] for tp in sorted(revoked & self._openers.keys())]
         for opener in openers:  # opening or restoring: stop at once
@@ -487,13 +499,22 @@ class KafkaScaleOutWorker:
         log.debug("task %s resumed at offset %s", task.uid, task.committed_offset)
         return task
 
+    async def _open_afresh(self, tp: TopicPartition) -> Task:
+        """A new task for ``tp``, with a new producer (fencing first)."""
+        producer = await self._fenced_producer(tp)
+        try:
+            return await self._open(tp, producer)
+        except BaseException:
+            await producer.abandon()
+            raise
+
     async def _open(self, tp: TopicPartition, producer: TaskProducer) -> Task:
         """A new task for ``tp``: its state restored from the changelog, its plan started."""
         s = self.settings
         consumer = self.consumer
         assert consumer is not None
         stage = self.stage_of_topic[tp.topic]
-        committed = await consumer.committed(tp)
+        committed, metadata = await consumer.committed_with_metadata(tp)
         restored: list[bytes] = []
         changelog = self._changelog_of(stage, tp.partition)
         if changelog is not None:
@@ -530,6 +551,7 @@ class KafkaScaleOutWorker:
             start_offset=start,
             group_offset=committed,
             upstream_tasks=sum(self.task_counts[u] for u in stage.upstream_stages),
+            event_time=TaskEventTime.decode(metadata),
         )
 
         def wrap(sink: Sink[Any]) -> Sink[Any]:
@@ -558,11 +580,71 @@ class KafkaScaleOutWorker:
             if self.tasks.get(task.tp) is not task:
                 return  # closed on purpose, or suspended (it will not resume)
             if _fenced(exc):
-                log.warning("task %s was fenced by a newer owner: dropping it", task.uid)
+                # A newer owner, or the broker's transaction timeout: either way the
+                # group's next assignment says who runs the task now.
+                log.warning(
+                    "task %s was fenced by a newer owner: dropping it, rejoining the group",
+                    task.uid,
+                )
                 self.tasks.pop(task.tp, None)
                 await task.producer.abandon()
+                if self.consumer is not None and not self._closing:
+                    self.consumer.request_rejoin()
+                return
+            if _retriable_kafka_error(exc) and self.consumer is not None and not self._closing:
+                self._start_reopening(task, exc)
                 return
             self._fail(exc)
+
+    def _start_reopening(self, task: Task, cause: BaseException) -> None:
+        """Drop a task that failed on a retriable Kafka error (the broker went away, a
+        producer died with its connection) and open it again from its last commit."""
+        assert self.consumer is not None
+        self.consumer.pause(task.tp)  # nothing is fetched for it until it is open again
+        self.tasks.pop(task.tp, None)
+        log.warning("task %s failed, opening it again from its last commit: %s", task.uid, cause)
+        reopen = asyncio.create_task(
+            self._reopen(task), name=f"flowactors:scale-out:reopen:{task.tp.topic}"
+        )
+        self._reopening[task.tp] = reopen
+        reopen.add_done_callback(lambda done: self._reopened(task.tp, done))
+
+    async def _reopen(self, task: Task) -> None:
+        """Close the failed task uncommitted and open it again, as a new owner would: a
+        new producer (initialising the id aborts what the failed one left open), the
+        committed offset, the changelog, a seek. Retried, with backoff, while Kafka
+        cannot be reached; given up when the partition is no longer this worker's."""
+        consumer = self.consumer
+        assert consumer is not None
+        await self._close(task, commit=False)
+        delay = _REOPEN_BACKOFF_S
+        while not self._closing and consumer.owns(task.tp):
+            await asyncio.sleep(delay)
+            try:
+                reopened = await self._open_afresh(task.tp)
+            except TaskFenced:  # someone else owns it now: the group decides
+                log.warning("task %s was fenced while opening again: rejoining", task.uid)
+                consumer.request_rejoin()
+                return
+            except ConnectorError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("opening task %s again failed (retried): %s", task.uid, exc)
+                delay = min(2 * delay, _REOPEN_BACKOFF_MAX_S)
+                continue
+            if self._closing:
+                await self._close(reopened, commit=False)
+                return
+            self.tasks[task.tp] = reopened
+            consumer.resume(task.tp)
+            log.info("task %s runs again; assigned: %s", task.uid, self.assignment())
+            return
+
+    def _reopened(self, tp: TopicPartition, done: asyncio.Task[None]) -> None:
+        if self._reopening.get(tp) is done:
+            del self._reopening[tp]
+        if not done.cancelled() and done.exception() is not None:
+            self._fail(cast(BaseException, done.exception()))
 
     async def _close(self, task: Task, *, commit: bool) -> None:
         try:
@@ -646,6 +728,16 @@ def _fenced(exc: BaseException) -> bool:
     while seen is not None:
         if isinstance(seen, TaskFenced):
             return True
+        seen = seen.__cause__ or getattr(seen, "cause", None)
+    return False
+
+
+def _retriable_kafka_error(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by a Kafka error that retrying may heal."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectorError):
+            return seen.retriable
         seen = seen.__cause__ or getattr(seen, "cause", None)
     return False
 
