@@ -141,16 +141,16 @@ async def trickle(
 
 def rejoined(log: Path, after_line: int = 0) -> bool:
     """Whether the worker, from line ``after_line`` of its log on, found its tasks fenced
-    (or gave them up uncommitted) and then owned tasks again."""
+    (or gave them up uncommitted, or found that the tasks it had suspended had moved)
+    and then owned tasks again."""
     lines = log.read_text().splitlines()[after_line:]
-    lost = next(
-        (
-            i
-            for i, line in enumerate(lines)
-            if "fenced by a newer owner" in line or "no final commit" in line
-        ),
-        None,
+    signs = (
+        "fenced by a newer owner",
+        "no final commit",
+        "changed hands while suspended",
+        "closing suspended tasks now owned elsewhere",
     )
+    lost = next((i for i, line in enumerate(lines) if any(s in line for s in signs)), None)
     return lost is not None and any(line.startswith("assigned [(") for line in lines[lost + 1 :])
 
 

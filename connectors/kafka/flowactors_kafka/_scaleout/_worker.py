@@ -482,7 +482,7 @@ class KafkaScaleOutWorker:
         pid, epoch = suspended.producer
         now = producer.identity()
         if task.ended.is_set() or committed != task.group_offset or now != (pid, epoch + 1):
-            log.info(
+            log.warning(
                 "task %s changed hands while suspended (producer %s -> %s, offset %s -> %s): "
                 "restoring it",
                 task.uid,
