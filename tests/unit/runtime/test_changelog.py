@@ -213,6 +213,41 @@ def test_expired_entries_become_tombstones() -> None:
     assert [v for _, v in log.changes()] == [None]
 
 
+def test_a_moved_entry_keeps_its_time_to_live(opened: list[Any], tmp_path: Path) -> None:
+    """State with a TTL that moves to another worker expires when it would have where it
+    was: the entry's last write time moves with it (heap to RocksDB here, and back)."""
+    now = [0]
+    ttl = StateTtlConfig.new_builder(1000).build()
+    descriptor: ValueStateDescriptor[int] = ValueStateDescriptor("count")
+    descriptor.enable_time_to_live(ttl)
+    rocksdb = RocksDBStateBackend(local_dir=tmp_path, memory_budget_mb=8)
+    kinds = [ChangeTrackingStateBackend(), ChangeTrackingStateBackend(rocksdb)] * 2
+    changes: list[tuple[bytes, bytes | None]] = []
+    for moved, kind in enumerate(kinds):
+        backend = kind.create(range(MAX_P), MAX_P, lambda: now[0], f"op-{moved}")
+        opened.append(backend)
+        log = KeyedStateLog({"op": backend}, MAX_P)
+        log.restore(replay(changes))
+        counts = backend.get_state(descriptor)
+        backend.current_key = "a"
+        if moved == 0:
+            counts.update(7)  # written at 0: expires at 1000
+            backend.current_key = "b"
+            counts.update(8)
+        elif moved == 1:
+            now[0] = 999
+            assert counts.value() == 7  # still alive after the move
+        elif moved == 2:
+            backend.current_key = "b"
+            counts.update(9)  # rewritten at 999: lives on until 1999
+        else:
+            now[0] = 1000
+            assert counts.value() is None  # expired on time, after three moves
+            backend.current_key = "b"
+            assert counts.value() == 9
+        changes.extend(log.changes())
+
+
 def test_a_commit_reads_only_the_changed_entries(
     make_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
