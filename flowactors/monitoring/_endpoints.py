@@ -75,6 +75,10 @@ def _scale_out_json(stats: ScaleOutStatistics) -> dict[str, Any]:
         "last_rebalance_s": stats.last_rebalance_seconds,
         "restore_s": stats.restore_seconds,
         "commits": stats.commits,
+        "restores": stats.restores,
+        "restores_cancelled": stats.restores_cancelled,
+        "resumed": stats.resumed,
+        "restoring": [{"stage": stage, "partition": p} for stage, p in stats.restoring],
         "loop_stalls": stats.loop_stalls,
         "longest_loop_stall_s": stats.longest_loop_stall_seconds,
         "lag": [

@@ -296,6 +296,26 @@ class _ScaleOutFamilies:
             "Transactions this replica's tasks committed",
             labels=["job"],
         )
+        self.restores = CounterMetricFamily(
+            "flowactors_scale_out_restores",
+            "Tasks whose state this replica restored from their changelog",
+            labels=["job"],
+        )
+        self.restores_cancelled = CounterMetricFamily(
+            "flowactors_scale_out_restores_cancelled",
+            "Restores a rebalance cancelled (the task moved on before it ran)",
+            labels=["job"],
+        )
+        self.resumed = CounterMetricFamily(
+            "flowactors_scale_out_resumed",
+            "Revoked tasks given back to this replica and resumed with the state they kept",
+            labels=["job"],
+        )
+        self.restoring = GaugeMetricFamily(
+            "flowactors_scale_out_tasks_restoring",
+            "Tasks assigned to this replica that are restoring their state (not running yet)",
+            labels=["job"],
+        )
         self.loop_stalls = CounterMetricFamily(
             "flowactors_scale_out_loop_stalls",
             "Times the event loop was blocked for half the group's session timeout or more",
@@ -317,6 +337,10 @@ class _ScaleOutFamilies:
         self.last_rebalance.add_metric([job], stats.last_rebalance_seconds)
         self.restore.add_metric([job], stats.restore_seconds)
         self.commits.add_metric([job], stats.commits)
+        self.restores.add_metric([job], stats.restores)
+        self.restores_cancelled.add_metric([job], stats.restores_cancelled)
+        self.resumed.add_metric([job], stats.resumed)
+        self.restoring.add_metric([job], len(stats.restoring))
         self.loop_stalls.add_metric([job], stats.loop_stalls)
         self.longest_loop_stall.add_metric([job], stats.longest_loop_stall_seconds)
 
@@ -329,6 +353,10 @@ class _ScaleOutFamilies:
             self.last_rebalance,
             self.restore,
             self.commits,
+            self.restores,
+            self.restores_cancelled,
+            self.resumed,
+            self.restoring,
             self.loop_stalls,
             self.longest_loop_stall,
         ]

@@ -130,6 +130,12 @@ async def test_a_replica_shows_its_tasks_and_the_workers_statistics(
     assert commits.name == "flowactors_scale_out_commits_total" and commits.value >= 8
     assert 0 < families["flowactors_scale_out_last_rebalance_seconds"][0].value < 60
     assert families["flowactors_scale_out_restore_seconds"][0].value >= 0
+    # one replica from the start: every task restored once (empty changelogs), none
+    # cancelled, none resumed, none restoring now
+    assert labelled("flowactors_scale_out_restores", "job") == {("keyed-sum",): 4.0}
+    assert labelled("flowactors_scale_out_restores_cancelled", "job") == {("keyed-sum",): 0.0}
+    assert labelled("flowactors_scale_out_resumed", "job") == {("keyed-sum",): 0.0}
+    assert labelled("flowactors_scale_out_tasks_restoring", "job") == {("keyed-sum",): 0.0}
     (stalls,) = families["flowactors_scale_out_loop_stalls"]
     assert stalls.name == "flowactors_scale_out_loop_stalls_total" and stalls.value == 0
     assert 0 <= families["flowactors_scale_out_longest_loop_stall_seconds"][0].value < 3
