@@ -241,6 +241,11 @@ class Sink(ABC, Generic[T]):
 
     #: Sinks that must run as one subtask set this to 1.
     max_parallelism: int | None = None
+    #: Output becomes final only when a checkpoint completes (a two-phase commit through
+    #: ``prepare_commit`` / ``notify_checkpoint_complete``). A scaled-out job takes no
+    #: checkpoints (its tasks commit Kafka transactions), so such a sink cannot run in one
+    #: unless its scale-out backend wraps it into its commits.
+    commits_on_checkpoints: bool = False
 
     @abstractmethod
     def create_writer(self, context: SinkWriterContext) -> SinkWriter[T]: ...

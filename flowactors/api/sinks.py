@@ -59,6 +59,8 @@ class TextFileSink(Sink[Any]):
       record exactly once.
     """
 
+    commits_on_checkpoints = True
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 

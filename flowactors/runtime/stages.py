@@ -30,7 +30,8 @@ Invariants:
 - Jobs that cannot run on several workers fail here, before anything starts,
   with an :class:`~flowactors.errors.InvalidGraphError` naming the operator:
   a source the scale-out backend cannot read, ``global_()`` and ``window_all``
-  (all records in one place), ``broadcast()`` (not built yet).
+  (all records in one place), ``broadcast()`` (not built yet), a sink whose output
+  becomes final only when a checkpoint completes (``write_text``).
 
 Everything here is pure: no I/O, no event loop.
 """
@@ -230,6 +231,13 @@ def plan_stages(
                     f"{t.name!r} cannot scale out: broadcast() inputs across workers are not "
                     "supported yet"
                 )
+        if t.is_sink and getattr(t.sink, "commits_on_checkpoints", False):
+            raise InvalidGraphError(
+                f"sink {t.name!r} cannot scale out: its output becomes final when a "
+                "checkpoint completes, and a scaled-out job takes no checkpoints (its tasks "
+                "commit Kafka transactions); write to Kafka (KafkaSink) instead, or run the "
+                "job without enable_scale_out"
+            )
         if t.is_source and not can_read(t.source):
             raise InvalidGraphError(
                 f"source {t.name!r} cannot scale out: {backend_name} shares only its own "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,6 +146,20 @@ def test_global_and_window_all_are_named() -> None:
     ).print()
     with pytest.raises(InvalidGraphError, match=r"'all' cannot scale out.*window_all"):
         stages_of(env)
+
+
+def test_a_sink_that_commits_on_checkpoints_is_named(tmp_path: Path) -> None:
+    """write_text makes its files final when a checkpoint completes; a scaled-out job
+    takes none, so its files would stay in progress forever: refused up front."""
+    env = Env()
+    env.from_source(TopicSource()).map(str).write_text(tmp_path / "out")
+    with pytest.raises(
+        InvalidGraphError, match=r"sink 'Text File Sink' cannot scale out.*KafkaSink"
+    ):
+        stages_of(env)
+    env = Env()
+    env.from_source(TopicSource()).map(str).print()  # at-least-once per task: allowed
+    assert len(stages_of(env).stages) == 1
 
 
 def test_application_id_must_be_a_topic_prefix() -> None:
