@@ -13,11 +13,14 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from flowactors_kafka._scaleout._event_time import TaskEventTime
+from flowactors_kafka._scaleout._task import UserSinkWriter
 
 from tests.kafka._kafka import create_topic, read_topic, unique
 from tests.kafka._scaleout import KEYS, REPO, check_output, produce_keyed, stop_workers
@@ -41,6 +44,25 @@ def test_event_time_round_trips_through_offset_metadata() -> None:
     assert event_time.watermark == 1500  # a new owner's chain starts at the highest
     assert TaskEventTime.decode("") == TaskEventTime() and TaskEventTime().encode() == ""
     assert TaskEventTime.decode("written by another tool") == TaskEventTime()
+
+
+async def test_the_watermark_reaching_a_user_sink_is_committed_event_time() -> None:
+    """A source stage writing straight to a Kafka sink (no hop, e.g. windows after
+    reinterpret_as_keyed) has only its sink to tell its event time: it is committed and
+    a new owner's chain starts there, so its windows do not fire twice after a move."""
+    task = SimpleNamespace(sink_watermark=None)
+    writer = UserSinkWriter(cast(Any, task), write=_ignore)
+    await writer.write_watermark(1000)
+    await writer.write_watermark(3000)
+    await writer.write_watermark(2000)  # never back
+    assert task.sink_watermark == 3000
+    committed = TaskEventTime(sinks=task.sink_watermark)
+    assert TaskEventTime.decode(committed.encode()) == committed
+    assert committed.watermark == 3000
+
+
+async def _ignore(values: list[Any], timestamps: list[int | None] | None) -> None:
+    return None
 
 
 def test_offset_metadata_leaves_out_upstream_tasks_that_would_not_fit() -> None:

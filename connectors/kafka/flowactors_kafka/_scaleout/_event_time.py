@@ -9,9 +9,12 @@ watermark markers and its state changes:
 - ``emitted``: the watermark the task's reader last emitted into its chain (tasks that
   read an internal topic), and what it knew of its upstream tasks (their newest
   watermark, whether idle), so that a new owner starts its chain and its "valve"
-  there instead of at the beginning of time.
+  there instead of at the beginning of time;
+- ``sinks``: the watermark that reached the task's user Kafka sinks, the chain's event
+  time where nothing else records it (a source stage writing straight to a sink, e.g.
+  after ``reinterpret_as_keyed``: its windows must not fire twice after a move).
 
-A new owner emits the larger of the two into its chain before its first record, and
+A new owner emits the largest of these into its chain before its first record, and
 its generators and valve only go up from there: event time is monotonic across
 failover, for the task itself and for every task downstream of it.
 
@@ -43,19 +46,22 @@ class TaskEventTime:
     emitted: int | None = None
     upstream_watermarks: dict[Upstream, int] = field(default_factory=dict)
     upstream_idle: set[Upstream] = field(default_factory=set)
+    sinks: int | None = None
 
     @property
     def watermark(self) -> int | None:
         """Where a new owner's chain starts: the highest event time the task passed on."""
-        known = [*self.hops.values(), *([] if self.emitted is None else [self.emitted])]
+        known = [*self.hops.values(), *(w for w in (self.emitted, self.sinks) if w is not None)]
         return max(known) if known else None
 
     def encode(self) -> str:
-        if not self.hops and self.emitted is None:
+        if not self.hops and self.emitted is None and self.sinks is None:
             return ""
         doc: dict[str, Any] = {"h": self.hops}
         if self.emitted is not None:
             doc["e"] = self.emitted
+        if self.sinks is not None:
+            doc["s"] = self.sinks
         full = {
             **doc,
             "u": [[s, p, w] for (s, p), w in sorted(self.upstream_watermarks.items())],
@@ -78,6 +84,7 @@ class TaskEventTime:
         return cls(
             hops={str(k): int(v) for k, v in doc.get("h", {}).items()},
             emitted=None if doc.get("e") is None else int(doc["e"]),
+            sinks=None if doc.get("s") is None else int(doc["s"]),
             upstream_watermarks={(str(s), int(p)): int(w) for s, p, w in doc.get("u", [])},
             upstream_idle={(str(s), int(p)) for s, p in doc.get("i", [])},
         )

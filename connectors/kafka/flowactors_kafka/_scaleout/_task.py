@@ -125,6 +125,8 @@ class Task:
         #: Whether the reader has shown its split to the source's watermark generators.
         self.split_registered = False
         self.emitted_watermark: int | None = restored.emitted
+        #: The newest watermark that reached the task's user Kafka sinks.
+        self.sink_watermark: int | None = restored.sinks
         #: Emitted into the chain before the first record (then ``None``).
         self.start_watermark = restored.watermark
         self.committed_metadata = restored.encode()
@@ -220,6 +222,7 @@ class Task:
         return TaskEventTime(
             hops={w.key: w.watermark for w in self.hop_writers if w.watermark is not None},
             emitted=self.emitted_watermark,
+            sinks=self.sink_watermark,
             upstream_watermarks=self.upstream_watermarks,
             upstream_idle=self.upstream_idle,
         )
@@ -384,12 +387,22 @@ class TaskReader(SourceReader[Any]):
 Write = Callable[[list[Any], list[int | None] | None], Awaitable[None]]
 
 
-class _Writer(SinkWriter[Any]):
-    def __init__(self, write: Write) -> None:
+class UserSinkWriter(SinkWriter[Any]):
+    """Writes a user sink's records within the task's transaction, and keeps the task's
+    event time as it reaches the sink (committed with the offset: see ``sinks`` in
+    :mod:`._event_time`)."""
+
+    def __init__(self, task: Task, write: Write) -> None:
+        self.task = task
         self._write = write
 
     async def write(self, values: list[Any], timestamps: list[int | None] | None) -> None:
         await self._write(values, timestamps)
+
+    async def write_watermark(self, timestamp: int) -> None:
+        task = self.task
+        if task.sink_watermark is None or timestamp > task.sink_watermark:
+            task.sink_watermark = timestamp
 
 
 class HopWriter(SinkWriter[Any]):
@@ -471,4 +484,4 @@ class TransactionalKafkaSink(Sink[Any]):
         async def write(values: list[Any], timestamps: list[int | None] | None) -> None:
             await encoder.send(port, values, timestamps)
 
-        return _Writer(write)
+        return UserSinkWriter(self.task, write)
