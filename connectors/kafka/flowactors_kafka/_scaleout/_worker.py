@@ -326,7 +326,7 @@ class KafkaScaleOutWorker:
         """Delete what the owned tasks of internal topics committed past; a failure is
         logged and retried at the next interval (purging only saves disk)."""
         purger = RecordPurger(self.settings.bootstrap_servers, options=self.consumer_options)
-        await purger.start(_STARTUP_TIMEOUT_S)
+        started = False
         try:
             while True:
                 await asyncio.sleep(self.purge_interval_s)
@@ -338,6 +338,9 @@ class KafkaScaleOutWorker:
                     and t.committed_offset > self.purged.get(tp, 0)
                 }
                 try:
+                    if not started:  # connecting is retried like purging
+                        await purger.start(_STARTUP_TIMEOUT_S)
+                        started = True
                     await purger.delete_before(todo)
                     self.purged.update(todo)
                 except ConnectorError as exc:
@@ -354,21 +357,19 @@ class KafkaScaleOutWorker:
     async def _on_revoked(self, tps: list[TopicPartition]) -> None:
         self.rebalances += 1
         self._rebalance_started = time.monotonic()
+        # Taken out first: a task that fails meanwhile is not reopened (see _watch), and
+        # a stop cutting this short closes them (tracked until suspended or closed).
+        tasks = [self.tasks.pop(tp) for tp in tps if tp in self.tasks]
+        self._revoking.update(tasks)
         reopening = [self._reopening[tp] for tp in tps if tp in self._reopening]
-        for reopen in reopening:
-            reopen.cancel()
-        await asyncio.gather(*reopening, return_exceptions=True)
         revoked = set(tps)
         openers = [self._openers[tp] for tp in sorted(revoked & self._openers.keys())]
-        for opener in openers:  # opening or restoring: stop at once
-            opener.cancel()
-        await asyncio.gather(*openers, return_exceptions=True)
-        tasks = [self.tasks.pop(tp) for tp in tps if tp in self.tasks]
+        for pending in (*reopening, *openers):  # opening or restoring: stop at once
+            pending.cancel()
+        await asyncio.gather(*reopening, *openers, return_exceptions=True)
         if not tasks:
             return
         log.info("revoked: committing and suspending %s", sorted(t.uid for t in tasks))
-        # tracked until suspended or closed: a stop cutting this short closes them
-        self._revoking.update(tasks)
         committed = await asyncio.gather(*(self._final_commit(t) for t in tasks))
         await asyncio.gather(*(self._suspend(task, ok) for task, ok in zip(tasks, committed)))
 
@@ -420,40 +421,61 @@ class KafkaScaleOutWorker:
         consumer = self.consumer
         assert consumer is not None
         try:
-            producer = await self._fenced_producer(tp)
             try:
-                task = None
-                if suspended is not None:
-                    try:
-                        task = await self._resume(tp, suspended, producer)
-                    finally:
-                        if task is None:
-                            await self._close(suspended.task, commit=False)
-                if task is None:
-                    task = await self._open(tp, producer)
-            except BaseException:
-                await producer.abandon()
+                task = await self._resumed_or_opened(tp, suspended)
+            except asyncio.CancelledError:
+                log.info("opening task %s cancelled (revoked, or the worker stopping)", tp)
                 raise
+            except BaseException as exc:
+                self._opening_failed(tp, exc)
+                return
             if self._closing:  # stopped while this task was opening
                 await self._close(task, commit=False)
                 return
             self.tasks[tp] = task
             consumer.resume(tp)
-        except asyncio.CancelledError:
-            log.info("opening task %s cancelled (revoked, or the worker stopping)", tp)
-            raise
-        except BaseException as exc:
-            if self._closing:
-                log.debug("opening task for %s while stopping: %r", tp, exc)
-            else:
-                log.error("opening task for %s failed: %r", tp, exc)
-                self._fail(exc)
-            return
         finally:
             if self._openers.get(tp) is asyncio.current_task():
                 del self._openers[tp]
         if not self._openers:
             self._rebalance_done()
+
+    async def _resumed_or_opened(self, tp: TopicPartition, suspended: Suspended | None) -> Task:
+        """The task for ``tp``: fenced, then resumed if it was suspended here and nobody
+        owned it since, else opened (restored). A suspended task that is not resumed is
+        closed on every path, a cancellation included."""
+        producer: TaskProducer | None = None
+        try:
+            producer = await self._fenced_producer(tp)
+            if suspended is not None:
+                task = await self._resume(tp, suspended, producer)
+                if task is not None:
+                    suspended = None
+                    return task
+            return await self._open(tp, producer)
+        except BaseException:
+            if producer is not None:
+                await producer.abandon()
+            raise
+        finally:
+            if suspended is not None:
+                await self._close(suspended.task, commit=False)
+
+    def _opening_failed(self, tp: TopicPartition, exc: BaseException) -> None:
+        """A task could not be opened: a fence means another owner (the group decides);
+        a Kafka error that retrying may heal is retried with backoff; anything else
+        fails the worker."""
+        consumer = self.consumer
+        if self._closing or consumer is None:
+            log.debug("opening task for %s while stopping: %r", tp, exc)
+        elif _fenced(exc):
+            log.warning("task %s was fenced while opening: rejoining the group", tp)
+            consumer.request_rejoin()
+        elif _retriable_kafka_error(exc) and consumer.owns(tp):
+            self._start_reopening(tp, exc)
+        else:
+            log.error("opening task for %s failed: %r", tp, exc)
+            self._fail(exc)
 
     async def _fenced_producer(self, tp: TopicPartition) -> TaskProducer:
         """The task's producer, started: the broker aborts what a previous owner left
@@ -592,52 +614,56 @@ class KafkaScaleOutWorker:
                     self.consumer.request_rejoin()
                 return
             if _retriable_kafka_error(exc) and self.consumer is not None and not self._closing:
-                self._start_reopening(task, exc)
+                self.tasks.pop(task.tp, None)
+                self._start_reopening(task.tp, exc, failed=task)
                 return
             self._fail(exc)
 
-    def _start_reopening(self, task: Task, cause: BaseException) -> None:
-        """Drop a task that failed on a retriable Kafka error (the broker went away, a
-        producer died with its connection) and open it again from its last commit."""
+    def _start_reopening(
+        self, tp: TopicPartition, cause: BaseException, *, failed: Task | None = None
+    ) -> None:
+        """Open the task of ``tp`` again from its last commit, after it failed (or could
+        not be opened) on a retriable Kafka error: the broker went away, a producer died
+        with its connection. ``failed``: the task to close first."""
         assert self.consumer is not None
-        self.consumer.pause(task.tp)  # nothing is fetched for it until it is open again
-        self.tasks.pop(task.tp, None)
-        log.warning("task %s failed, opening it again from its last commit: %s", task.uid, cause)
+        self.consumer.pause(tp)  # nothing is fetched for it until it is open again
+        log.warning("task %s/%s failed, opening it again from its last commit: %s", *tp, cause)
         reopen = asyncio.create_task(
-            self._reopen(task), name=f"flowactors:scale-out:reopen:{task.tp.topic}"
+            self._reopen(tp, failed), name=f"flowactors:scale-out:reopen:{tp.topic}/{tp.partition}"
         )
-        self._reopening[task.tp] = reopen
-        reopen.add_done_callback(lambda done: self._reopened(task.tp, done))
+        self._reopening[tp] = reopen
+        reopen.add_done_callback(lambda done: self._reopened(tp, done))
 
-    async def _reopen(self, task: Task) -> None:
+    async def _reopen(self, tp: TopicPartition, failed: Task | None) -> None:
         """Close the failed task uncommitted and open it again, as a new owner would: a
         new producer (initialising the id aborts what the failed one left open), the
         committed offset, the changelog, a seek. Retried, with backoff, while Kafka
         cannot be reached; given up when the partition is no longer this worker's."""
         consumer = self.consumer
         assert consumer is not None
-        await self._close(task, commit=False)
+        if failed is not None:
+            await self._close(failed, commit=False)
         delay = _REOPEN_BACKOFF_S
-        while not self._closing and consumer.owns(task.tp):
+        while not self._closing and consumer.owns(tp):
             await asyncio.sleep(delay)
             try:
-                reopened = await self._open_afresh(task.tp)
+                reopened = await self._open_afresh(tp)
             except TaskFenced:  # someone else owns it now: the group decides
-                log.warning("task %s was fenced while opening again: rejoining", task.uid)
+                log.warning("task %s/%s was fenced while opening again: rejoining", *tp)
                 consumer.request_rejoin()
                 return
             except ConnectorError as exc:
                 if not exc.retriable:
                     raise
-                log.warning("opening task %s again failed (retried): %s", task.uid, exc)
+                log.warning("opening task %s/%s again failed (retried): %s", *tp, exc)
                 delay = min(2 * delay, _REOPEN_BACKOFF_MAX_S)
                 continue
-            if self._closing:
+            if self._closing or not consumer.owns(tp):
                 await self._close(reopened, commit=False)
                 return
-            self.tasks[task.tp] = reopened
-            consumer.resume(task.tp)
-            log.info("task %s runs again; assigned: %s", task.uid, self.assignment())
+            self.tasks[tp] = reopened
+            consumer.resume(tp)
+            log.info("task %s runs again; assigned: %s", reopened.uid, self.assignment())
             return
 
     def _reopened(self, tp: TopicPartition, done: asyncio.Task[None]) -> None:
