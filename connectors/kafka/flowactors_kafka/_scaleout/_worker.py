@@ -366,11 +366,15 @@ class KafkaScaleOutWorker:
         openers = [self._openers[tp] for tp in sorted(revoked & self._openers.keys())]
         for pending in (*reopening, *openers):  # opening or restoring: stop at once
             pending.cancel()
-        await asyncio.gather(*reopening, *openers, return_exceptions=True)
+        # ... while the running tasks make their final commits: the rebalance waits
+        # for the slower of the two, not for both in turn
+        stopped = asyncio.gather(*reopening, *openers, return_exceptions=True)
+        if tasks:
+            log.info("revoked: committing and suspending %s", sorted(t.uid for t in tasks))
+        committed = await asyncio.gather(*(self._final_commit(t) for t in tasks))
+        await stopped
         if not tasks:
             return
-        log.info("revoked: committing and suspending %s", sorted(t.uid for t in tasks))
-        committed = await asyncio.gather(*(self._final_commit(t) for t in tasks))
         await asyncio.gather(*(self._suspend(task, ok) for task, ok in zip(tasks, committed)))
 
     async def _suspend(self, task: Task, committed: bool) -> None:
