@@ -1,6 +1,8 @@
 """``flowactors run module:build``: run a job until its input ends or a signal stops it.
 
-The first SIGTERM or SIGINT stops the job gracefully: with ``--checkpoint-dir``
+The first SIGTERM or SIGINT stops the job gracefully. A replica of a scaled-out job
+(``env.enable_scale_out`` in its build) commits every task and leaves the group, so
+the other replicas take its tasks over at once. Otherwise, with ``--checkpoint-dir``
 it takes a savepoint under ``<dir>/savepoints/`` and stops right after it (the
 path is printed on stdout: ``--from-savepoint`` resumes from it exactly where
 the job stopped), without, it cancels the job. When no savepoint can be taken
@@ -32,7 +34,7 @@ from flowactors import (
     JobFailedError,
     StreamExecutionEnvironment,
 )
-from flowactors.api.environment import run_blocking
+from flowactors.api.environment import ScaleOutJobClient, run_blocking
 from flowactors.monitoring.logs import JsonFormatter, TaskContextFilter
 
 log = logging.getLogger("flowactors.cli")
@@ -233,6 +235,13 @@ def _outcome(finished: asyncio.Future[Any]) -> int:
 
 
 async def _stop(client: JobClient, checkpoint_dir: Path | None) -> int:
+    if isinstance(client, ScaleOutJobClient):
+        # A replica of a scaled-out job: commit every task and leave the group, so the
+        # other replicas take its tasks over at once (its state is in Kafka, not in a
+        # savepoint).
+        await client.stop()
+        log.info("job %r: this replica committed and left the group", client.job_name)
+        return 0
     if checkpoint_dir is None:
         await client.cancel()
         log.info("job %r cancelled", client.job_name)

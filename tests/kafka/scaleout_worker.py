@@ -129,3 +129,18 @@ async def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(asyncio.run(main(sys.argv[1:])))
+
+
+def build_from_environment(env: StreamExecutionEnvironment) -> None:
+    """The keyed-sum job scaled out, for ``flowactors run tests.kafka.scaleout_worker:
+    build_from_environment``: broker, application id and topics from ``SCALEOUT_*``
+    environment variables."""
+    environ = os.environ
+    bootstrap = environ["SCALEOUT_BOOTSTRAP"]
+    env.enable_checkpointing(100)  # the commit interval
+    env.enable_scale_out(
+        bootstrap_servers=bootstrap,
+        application_id=environ["SCALEOUT_APP"],
+        properties={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+    )
+    build(env, bootstrap, environ["SCALEOUT_IN"], environ["SCALEOUT_OUT"])
