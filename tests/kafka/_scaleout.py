@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,19 @@ def output_of(records: list[Any]) -> Counter[tuple[int, int]]:
     return Counter(tuple(orjson.loads(r.value)) for r in records)  # type: ignore[misc]
 
 
+def start_process(module: str, args: Sequence[str], log: Path, **env: str) -> subprocess.Popen[str]:
+    """``python -m module *args`` with its output in ``log`` and ``env`` added."""
+    with log.open("w") as output:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        )
+
+
 def start_worker(
     bootstrap: str,
     app: str,
@@ -76,22 +90,14 @@ def start_worker(
     """``python -m tests.kafka.scaleout_worker`` with its output in ``log``; ``properties``:
     more client properties of its internal clients, as JSON; ``block_s``: its map blocks
     the loop that long at its first record."""
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "SCALEOUT_INSTANCE_ID": instance_id,
-        "SCALEOUT_PROPERTIES": properties,
-        "SCALEOUT_BLOCK_S": str(block_s),
-    }
-    with log.open("w") as output:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "tests.kafka.scaleout_worker", bootstrap, app, src, out, job],
-            cwd=REPO,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
+    return start_process(
+        "tests.kafka.scaleout_worker",
+        (bootstrap, app, src, out, job),
+        log,
+        SCALEOUT_INSTANCE_ID=instance_id,
+        SCALEOUT_PROPERTIES=properties,
+        SCALEOUT_BLOCK_S=str(block_s),
+    )
 
 
 def stop_workers(

@@ -18,7 +18,6 @@ watermark the keyed operator after the hop knew when the record reached it.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from typing import Any
 
@@ -27,6 +26,7 @@ from flowactors_kafka import KafkaSink, KafkaSource
 from flowactors import KeyedProcessFunction, StreamExecutionEnvironment, WatermarkStrategy
 from flowactors.state import RocksDBStateBackend
 from flowactors.windows import TumblingEventTimeWindows
+from tests.kafka._replica import run_replica
 
 
 def build(
@@ -101,23 +101,7 @@ async def main(argv: list[str]) -> int:
     )
     build(env, bootstrap, in_topic, out_topic, job)
     client = await env.execute_async(job)
-    stopping = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
-    waiter = asyncio.ensure_future(client.wait())
-    stopper = asyncio.ensure_future(stopping.wait())
-    last: list[tuple[str, int]] = []
-    while not waiter.done():
-        await asyncio.wait({waiter, stopper}, timeout=0.2)
-        now = client.assignment()
-        if now != last:
-            print("assigned", now, flush=True)
-            last = now
-        if stopper.done():
-            await client.stop()  # type: ignore[attr-defined]
-            print("stopped", flush=True)
-            return 0
-    waiter.result()
-    return 0
+    return await run_replica(client)
 
 
 if __name__ == "__main__":

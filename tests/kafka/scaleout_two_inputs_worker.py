@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from typing import Any
 
@@ -34,6 +33,7 @@ from flowactors import (
     ValueStateDescriptor,
     WatermarkStrategy,
 )
+from tests.kafka._replica import run_replica
 
 UNPAID_AFTER_MS = 1000
 JOIN_KEYS = 50
@@ -155,23 +155,7 @@ async def main(argv: list[str]) -> int:
     env = scaled_out(bootstrap, app)
     build(env, bootstrap, rides, fares, job).sink_to(sink(bootstrap, out), name="out")
     client = await env.execute_async(job)
-    stopping = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
-    waiter = asyncio.ensure_future(client.wait())
-    stopper = asyncio.ensure_future(stopping.wait())
-    last: list[tuple[str, int]] = []
-    while not waiter.done():
-        await asyncio.wait({waiter, stopper}, timeout=0.2)
-        now = client.assignment()
-        if now != last:
-            print("assigned", now, flush=True)
-            last = now
-        if stopper.done():
-            await client.stop()  # type: ignore[attr-defined]
-            print("stopped", flush=True)
-            return 0
-    waiter.result()
-    return 0
+    return await run_replica(client)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from flowactors_kafka import KafkaSink, KafkaSource
 
 from flowactors import StreamExecutionEnvironment, WatermarkStrategy
 from flowactors.windows import TumblingEventTimeWindows
+from tests.kafka._replica import run_replica
 
 
 def build(
@@ -86,6 +86,21 @@ def blocking_once(seconds: float) -> Callable[[Any], tuple[Any, Any]]:
     return pair
 
 
+def build_from_environment(env: StreamExecutionEnvironment) -> None:
+    """The keyed-sum job scaled out, for ``flowactors run tests.kafka.scaleout_worker:
+    build_from_environment``: broker, application id and topics from ``SCALEOUT_*``
+    environment variables."""
+    environ = os.environ
+    bootstrap = environ["SCALEOUT_BOOTSTRAP"]
+    env.enable_checkpointing(100)  # the commit interval
+    env.enable_scale_out(
+        bootstrap_servers=bootstrap,
+        application_id=environ["SCALEOUT_APP"],
+        properties={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+    )
+    build(env, bootstrap, environ["SCALEOUT_IN"], environ["SCALEOUT_OUT"])
+
+
 async def main(argv: list[str]) -> int:
     # timestamps, and the worker's rebalances and task changes, for reading a test's logs
     logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -107,40 +122,8 @@ async def main(argv: list[str]) -> int:
     )
     build(env, bootstrap, in_topic, out_topic, job)
     client = await env.execute_async("keyed-sum")
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    waiter = asyncio.ensure_future(client.wait())
-    stopper = asyncio.ensure_future(stopping.wait())
-    last: list[tuple[str, int]] = []
-    while not waiter.done():
-        await asyncio.wait({waiter, stopper}, timeout=0.2)
-        now = client.assignment()
-        if now != last:
-            print("assigned", now, flush=True)
-            last = now
-        if stopper.done():
-            await client.stop()  # type: ignore[attr-defined]
-            print("stopped", flush=True)
-            return 0
-    waiter.result()
-    return 0
+    return await run_replica(client)
 
 
 if __name__ == "__main__":
     sys.exit(asyncio.run(main(sys.argv[1:])))
-
-
-def build_from_environment(env: StreamExecutionEnvironment) -> None:
-    """The keyed-sum job scaled out, for ``flowactors run tests.kafka.scaleout_worker:
-    build_from_environment``: broker, application id and topics from ``SCALEOUT_*``
-    environment variables."""
-    environ = os.environ
-    bootstrap = environ["SCALEOUT_BOOTSTRAP"]
-    env.enable_checkpointing(100)  # the commit interval
-    env.enable_scale_out(
-        bootstrap_servers=bootstrap,
-        application_id=environ["SCALEOUT_APP"],
-        properties={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
-    )
-    build(env, bootstrap, environ["SCALEOUT_IN"], environ["SCALEOUT_OUT"])

@@ -6,10 +6,8 @@ from __future__ import annotations
 import ast
 import asyncio
 import itertools
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,14 +21,16 @@ from flowactors_kafka._scaleout._event_time import TaskEventTime
 from flowactors_kafka._scaleout._task import UserSinkWriter
 
 from tests.kafka._kafka import create_topic, read_topic, unique
-from tests.kafka._scaleout import KEYS, REPO, check_output, produce_keyed, stop_workers
+from tests.kafka._scaleout import (
+    KEYS,
+    check_output,
+    produce_keyed,
+    start_process,
+    stop_workers,
+    worker_processes,
+)
 
 pytestmark = pytest.mark.kafka
-
-#: Tests with several worker processes on a shared 2-core machine beside the broker: a run
-#: can miss a timing window (a rebalance before the next step), so a failed run is tried
-#: again. Every run asserts the exact output.
-worker_processes = pytest.mark.flaky(reruns=2)
 
 
 def test_event_time_round_trips_through_offset_metadata() -> None:
@@ -76,25 +76,9 @@ def test_offset_metadata_leaves_out_upstream_tasks_that_would_not_fit() -> None:
 def start_worker(
     bootstrap: str, app: str, src: str, out: str, log: Path, job: str, *extra: str
 ) -> subprocess.Popen[str]:
-    with log.open("w") as output:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.kafka.scaleout_state_worker",
-                bootstrap,
-                app,
-                src,
-                out,
-                job,
-                *extra,
-            ],
-            cwd=REPO,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    return start_process(
+        "tests.kafka.scaleout_state_worker", (bootstrap, app, src, out, job, *extra), log
+    )
 
 
 def assignments(log: str) -> list[set[tuple[str, int]]]:

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import os
 import pickle
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter, namedtuple
 from pathlib import Path
@@ -33,6 +31,7 @@ from flowactors_kafka._scaleout._task import WATERMARK_KEY, Task
 from flowactors import StreamExecutionEnvironment
 from flowactors.spi import INPUT_INDEX_HEADER, StageSpec
 from tests.kafka._kafka import create_topic, read_topic, unique
+from tests.kafka._scaleout import start_process, stop_workers, worker_processes
 from tests.kafka.scaleout_two_inputs_worker import (
     JOIN_BOUND_MS,
     JOIN_KEYS,
@@ -44,18 +43,12 @@ from tests.kafka.scaleout_two_inputs_worker import (
 
 pytestmark = pytest.mark.kafka
 
-REPO = Path(__file__).resolve().parents[2]
 RIDE_PARTITIONS, FARE_PARTITIONS = 4, 3
 #: Event time of ride ``i``; its fare comes 50 ms of event time later.
 START_MS, STEP_MS, FARE_DELAY_MS = 1_000_000, 10, 50
 #: Fares are written this many chunks of 200 rides (2 s of event time each) after
 #: their rides: by then the rides' event time is far past the "unpaid" timers.
 FARES_LAG = 2
-
-#: Tests with several worker processes on a shared 2-core machine beside the broker: a run
-#: can miss a timing window (a rejoin, a rebalance before the kill), so a failed run is
-#: tried again. Every run asserts the exact output.
-worker_processes = pytest.mark.flaky(reruns=2)
 
 
 def ride(i: int) -> dict[str, int]:
@@ -257,37 +250,9 @@ async def test_one_worker_runs_the_two_input_job_exactly_as_one_process(
 def start_worker(
     bootstrap: str, app: str, rides: str, fares: str, out: str, job: str, log: Path
 ) -> subprocess.Popen[str]:
-    with log.open("w") as output:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.kafka.scaleout_two_inputs_worker",
-                *(bootstrap, app, rides, fares, out, job),
-            ],
-            cwd=REPO,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-
-def stop_workers(
-    workers: list[subprocess.Popen[str]], logs: Path
-) -> tuple[list[int | None], dict[str, str]]:
-    """SIGTERM the live ones (a planned stop); their exit codes and the ends of their logs."""
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    codes: list[int | None] = []
-    for w in workers:
-        try:
-            codes.append(w.wait(60))
-        except subprocess.TimeoutExpired:
-            w.kill()
-            codes.append(None)
-    return codes, {p.name: p.read_text()[-3000:] for p in logs.glob("*.log")}
+    return start_process(
+        "tests.kafka.scaleout_two_inputs_worker", (bootstrap, app, rides, fares, out, job), log
+    )
 
 
 def last_assignment(log: Path) -> set[tuple[str, int]]:
