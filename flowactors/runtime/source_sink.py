@@ -179,6 +179,7 @@ class TwoInputSourceOperator(SourceOperator):
     ) -> None:
         assert self.inputs is not None
         self.records_out += len(values)
+        self.output.records += len(values)  # the head's records in, per operator
         if values:
             await self.inputs[input_index](values, timestamps)
 
