@@ -683,12 +683,14 @@ class KafkaScaleOutWorker:
         finally:
             self._commits_of_closed += task.commits
             task.commits = 0
-            if task.handle is not None:
-                await task.handle.cancel()
-            if commit:
-                await task.producer.stop()
-            else:
-                await task.producer.abandon()
+            try:
+                if task.handle is not None:
+                    await task.handle.cancel()
+            finally:  # also when cancelled while the plan winds down
+                if commit:
+                    await task.producer.stop()
+                else:
+                    await task.producer.abandon()
 
     async def _final_commit(self, task: Task) -> bool:
         """Commit at the task's next batch boundary; whether that worked (not when the
