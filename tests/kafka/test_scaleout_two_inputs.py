@@ -298,8 +298,8 @@ async def test_worker_processes_share_the_two_input_job_exactly_once(
         # mid-run: tasks and state in flight
         await data.trickle(12, (lambda: procs[0].send_signal(signal.SIGKILL)) if kill else None)
         if kill:
-            # A source task that moved starts its watermark generator afresh (docs/scaleout.md,
-            # Not built yet): event time moves on only with a record read after the takeover.
+            # A record read after the takeover moves event time on at once, so the last
+            # "unpaid" timers fire without waiting for the moved tasks' first markers.
             await taken_over(logs[1:], all_tasks(job))
             await data.move_time(100_001)
         want = EXPECTED[job](data.written)
