@@ -24,6 +24,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from tests.kafka._kafka import read_topic
+
 REPO = Path(__file__).resolve().parents[2]
 KEYS = 40
 
@@ -164,3 +166,54 @@ def owned(log: Path) -> set[tuple[str, int]]:
     """The tasks a worker's log says it owns last."""
     lines = [line for line in log.read_text().splitlines() if line.startswith("assigned")]
     return set(ast.literal_eval(lines[-1].removeprefix("assigned "))) if lines else set()
+
+
+async def produce_timed(bootstrap: str, topic: str, start: int, count: int) -> None:
+    """Records ``start .. start+count-1``: key ``i % KEYS`` in partition ``key % 4``, event
+    time ``i * 5`` ms (200 records, 5 per key, per second of event time)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for i in range(start, start + count):
+            key, t = i % KEYS, i * 5
+            value = orjson.dumps({"k": key, "t": t})
+            futures.append(await producer.send(topic, value, partition=key % 4, timestamp_ms=t))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def windows_survive_a_kill(
+    bootstrap: str, src: str, out: str, workers: list[subprocess.Popen[str]]
+) -> None:
+    """Feed the ``windows`` job timed input for 12 s, SIGKILL ``workers[0]`` after 5 s,
+    move every partition's event time past the last window, and check that every
+    (key, second) window was emitted once with its full count of 5."""
+    total = 0
+    began = time.monotonic()
+    killed = False
+    while time.monotonic() - began < 12:
+        await produce_timed(bootstrap, src, total, 400)
+        total += 400
+        if not killed and time.monotonic() - began > 5:
+            workers[0].send_signal(signal.SIGKILL)
+            killed = True
+        await asyncio.sleep(0.2)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        end = orjson.dumps({"k": -1, "t": total * 5 + 10_000})
+        for p in range(4):
+            await producer.send_and_wait(src, end, partition=p, timestamp_ms=total * 5 + 10_000)
+    finally:
+        await producer.stop()
+    seconds = total * 5 // 1000  # complete seconds of event time (total is a multiple of 200)
+    expected = Counter((k, s, 5) for k in range(KEYS) for s in range(seconds))
+    records = await read_topic(
+        bootstrap, out, expected=sum(expected.values()), timeout=90, settle=3.0
+    )
+    got: Counter[Any] = Counter(tuple(orjson.loads(r.value)) for r in records)
+    assert got == expected, (
+        f"missing {sorted(expected - got)[:5]}, extra {sorted(got - expected)[:5]}"
+    )

@@ -13,7 +13,6 @@ import asyncio
 import signal
 import subprocess
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from flowactors import ConnectorError, StreamExecutionEnvironment, WatermarkStra
 from flowactors.windows import TumblingEventTimeWindows
 from tests.kafka._kafka import create_topic, read_topic, unique
 from tests.kafka._scaleout import (
-    KEYS,
     check_output,
     expected_output,
     output_of,
@@ -39,6 +37,7 @@ from tests.kafka._scaleout import (
     start_worker,
     stop_workers,
     trickle,
+    windows_survive_a_kill,
     worker_processes,
 )
 from tests.kafka.scaleout_worker import build
@@ -304,22 +303,6 @@ async def test_event_time_windows_fire_after_the_hop(bootstrap: str, empty_parti
     )
 
 
-async def produce_timed(bootstrap: str, topic: str, start: int, count: int) -> None:
-    """Records ``start .. start+count-1``: key ``i % KEYS`` in partition ``key % 4``, event
-    time ``i * 5`` ms (200 records, 5 per key, per second of event time)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        futures = []
-        for i in range(start, start + count):
-            key, t = i % KEYS, i * 5
-            value = orjson.dumps({"k": key, "t": t})
-            futures.append(await producer.send(topic, value, partition=key % 4, timestamp_ms=t))
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
 @worker_processes
 async def test_event_time_windows_across_workers_survive_a_kill(
     bootstrap: str, tmp_path: Path
@@ -333,35 +316,8 @@ async def test_event_time_windows_across_workers_survive_a_kill(
         start_worker(bootstrap, app, src, out, tmp_path / f"worker{i}.log", "windows")
         for i in range(3)
     ]
-    total = 0
     try:
-        began = time.monotonic()
-        killed = False
-        while time.monotonic() - began < 12:
-            await produce_timed(bootstrap, src, total, 400)
-            total += 400
-            if not killed and time.monotonic() - began > 5:
-                workers[0].send_signal(signal.SIGKILL)
-                killed = True
-            await asyncio.sleep(0.2)
-        # move every partition's event time past the last window
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        await producer.start()
-        try:
-            end = orjson.dumps({"k": -1, "t": total * 5 + 10_000})
-            for p in range(4):
-                await producer.send_and_wait(src, end, partition=p, timestamp_ms=total * 5 + 10_000)
-        finally:
-            await producer.stop()
-        seconds = total * 5 // 1000  # complete seconds of event time (total is a multiple of 200)
-        expected = Counter((k, s, 5) for k in range(KEYS) for s in range(seconds))
-        records = await read_topic(
-            bootstrap, out, expected=sum(expected.values()), timeout=90, settle=3.0
-        )
-        got = Counter(tuple(orjson.loads(r.value)) for r in records)  # type: ignore[misc]
-        assert got == expected, (
-            f"missing {sorted(expected - got)[:5]}, extra {sorted(got - expected)[:5]}"
-        )
+        await windows_survive_a_kill(bootstrap, src, out, workers)
     finally:
         codes, logs = await asyncio.to_thread(stop_workers, workers, tmp_path)
     assert codes == [-signal.SIGKILL, 0, 0], logs

@@ -9,7 +9,6 @@ import itertools
 import signal
 import subprocess
 import time
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -27,6 +26,7 @@ from tests.kafka._scaleout import (
     produce_keyed,
     start_process,
     stop_workers,
+    windows_survive_a_kill,
     worker_processes,
 )
 
@@ -161,22 +161,6 @@ async def test_a_job_switches_from_heap_to_rocksdb_over_its_changelog(
     assert codes == [0], texts
 
 
-async def produce_timed(bootstrap: str, topic: str, start: int, count: int) -> None:
-    """Records ``start .. start+count-1``: key ``i % KEYS`` in partition ``key % 4``, event
-    time ``i * 5`` ms (200 records, 5 per key, per second of event time)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        futures = []
-        for i in range(start, start + count):
-            key, t = i % KEYS, i * 5
-            value = orjson.dumps({"k": key, "t": t})
-            futures.append(await producer.send(topic, value, partition=key % 4, timestamp_ms=t))
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
 @worker_processes
 async def test_rocksdb_windows_and_their_timers_survive_a_worker_killed_mid_run(
     bootstrap: str, tmp_path: Path
@@ -194,35 +178,8 @@ async def test_rocksdb_windows_and_their_timers_survive_a_worker_killed_mid_run(
         )
         for i in range(2)
     ]
-    total = 0
     try:
-        began = time.monotonic()
-        killed = False
-        while time.monotonic() - began < 12:
-            await produce_timed(bootstrap, src, total, 400)
-            total += 400
-            if not killed and time.monotonic() - began > 5:
-                workers[0].send_signal(signal.SIGKILL)
-                killed = True
-            await asyncio.sleep(0.2)
-        # move every partition's event time past the last window
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        await producer.start()
-        try:
-            end = orjson.dumps({"k": -1, "t": total * 5 + 10_000})
-            for p in range(4):
-                await producer.send_and_wait(src, end, partition=p, timestamp_ms=total * 5 + 10_000)
-        finally:
-            await producer.stop()
-        seconds = total * 5 // 1000  # complete seconds of event time (total is a multiple of 200)
-        expected = Counter((k, s, 5) for k in range(KEYS) for s in range(seconds))
-        records = await read_topic(
-            bootstrap, out, expected=sum(expected.values()), timeout=90, settle=3.0
-        )
-        got = Counter(tuple(orjson.loads(r.value)) for r in records)
-        assert got == expected, (
-            f"missing {sorted(expected - got)[:5]}, extra {sorted(got - expected)[:5]}"
-        )
+        await windows_survive_a_kill(bootstrap, src, out, workers)
     finally:
         codes, texts = await asyncio.to_thread(stop_workers, workers, logs)
     assert codes == [-signal.SIGKILL, 0], texts
