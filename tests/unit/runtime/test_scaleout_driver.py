@@ -1,8 +1,8 @@
 """The core's half of scale-out, against an in-memory backend (no Kafka).
 
-The backend here plays Kafka with lists: one list per partition of every topic.
-It runs the source stage's tasks to the end, then the tasks that read the
-internal topic, and checks that every task is one chain of today's runtime.
+The backend (``tests/support/scaleout_memory.py``) plays Kafka with lists: one list
+per partition of every topic. It runs the source stage's tasks to the end, then the
+tasks that read the internal topic; the core checks that every task is one chain.
 """
 
 from __future__ import annotations
@@ -18,152 +18,20 @@ from flowactors import StreamExecutionEnvironment as Env
 from flowactors.runtime import scaleout
 from flowactors.runtime.changelog import KeyedStateLog
 from flowactors.runtime.timers import InternalTimerService
-from flowactors.spi import (
-    HopSpec,
-    InputStatus,
-    ReaderOutput,
-    ScaleOutJob,
-    ScaleOutSettings,
-    ScaleOutStatistics,
-    Sink,
-    SinkWriter,
-    SinkWriterContext,
-    Source,
-    SourceReader,
-    SourceReaderContext,
-    StageTask,
-    TaskPorts,
-)
 from flowactors.state.backend import HeapKeyedStateBackend
 from flowactors.state.keygroups import key_group_for
 from flowactors.time.clock import ManualProcessingTimeService
-
-
-class Topic(Source[Any]):
-    """A user topic: its partitions are lists."""
-
-    def __init__(self, partitions: list[list[Any]]) -> None:
-        self.partitions = partitions
-
-    def create_reader(self, context: SourceReaderContext) -> SourceReader[Any]:
-        raise AssertionError("a scaled-out job reads through the backend")
-
-
-class ListReader(SourceReader[Any]):
-    def __init__(self, records: list[Any]) -> None:
-        self.records = records
-
-    async def poll_next(self, output: ReaderOutput[Any]) -> InputStatus:
-        records, self.records = self.records, []
-        await output.collect_batch(records)
-        return InputStatus.END_OF_INPUT
-
-
-class ListSource(Source[Any]):
-    def __init__(self, records: list[Any]) -> None:
-        self.records = records
-
-    def create_reader(self, context: SourceReaderContext) -> SourceReader[Any]:
-        return ListReader(self.records)
-
-
-class Appender(SinkWriter[Any]):
-    def __init__(self, write: Any) -> None:
-        self._write = write
-
-    async def write(self, values: list[Any], timestamps: list[int | None] | None) -> None:
-        self._write(values)
-
-
-class HopSink(Sink[Any]):
-    def __init__(self, spec: HopSpec, partitions: list[list[Any]]) -> None:
-        self.route = spec.make_router()
-        self.partitions = partitions
-
-    def create_writer(self, context: SinkWriterContext) -> SinkWriter[Any]:
-        def write(values: list[Any]) -> None:
-            for value, partition in zip(values, self.route(values)):
-                self.partitions[partition].append(value)
-
-        return Appender(write)
-
-
-class Collected(Sink[Any]):
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-
-    def create_writer(self, context: SinkWriterContext) -> SinkWriter[Any]:
-        return Appender(self.values.extend)
-
-
-class MemoryWorker:
-    def __init__(self, job: ScaleOutJob) -> None:
-        self.job = job
-        self.topics = {name: [[] for _ in range(n)] for name, n in job.internal_topics.items()}
-        self.owned: list[tuple[str, int]] = []
-        self.wrapped: list[Sink[Any]] = []
-
-    def ports(self, records: list[Any]) -> TaskPorts:
-        def wrap(sink: Sink[Any]) -> Sink[Any]:
-            self.wrapped.append(sink)
-            return sink
-
-        return TaskPorts(
-            ListSource(records), lambda spec: HopSink(spec, self.topics[spec.topic]), wrap
-        )
-
-    async def start(self) -> None:
-        self._run = asyncio.ensure_future(self._all())
-
-    async def _all(self) -> None:
-        for stage in self.job.stages:
-            if stage.source is not None:
-                assert isinstance(stage.source, Topic)
-                inputs = stage.source.partitions
-            else:
-                assert stage.input_topic is not None
-                inputs = self.topics[stage.input_topic]
-            tasks: list[StageTask] = []
-            for partition, records in enumerate(inputs):
-                self.owned.append((stage.uid, partition))
-                tasks.append(await self.job.start_task(stage.uid, partition, self.ports(records)))
-            for task in tasks:
-                await task.wait()
-
-    def assignment(self) -> list[tuple[str, int]]:
-        return list(self.owned)
-
-    def statistics(self) -> ScaleOutStatistics:
-        return ScaleOutStatistics(tuple(self.owned), 0, 0.0, 0.0, 0)
-
-    async def wait(self) -> None:
-        await self._run
-
-    async def stop(self) -> None:
-        await self._run
-
-    async def cancel(self) -> None:
-        self._run.cancel()
-
-
-class MemoryBackend:
-    workers: list[MemoryWorker] = []
-
-    def can_read(self, source: Source[Any]) -> bool:
-        return isinstance(source, Topic)
-
-    def create_worker(self, settings: ScaleOutSettings, job: ScaleOutJob) -> MemoryWorker:
-        assert settings.application_id == "app"
-        worker = MemoryWorker(job)
-        self.workers.append(worker)
-        return worker
+from tests.support.scaleout_memory import (
+    Collected,
+    MemoryBackend,
+    Topic,
+    use_memory_backend,
+)
 
 
 @pytest.fixture
 def backend(monkeypatch: pytest.MonkeyPatch) -> MemoryBackend:
-    monkeypatch.setattr(scaleout, "load_backend", MemoryBackend)
-    monkeypatch.setattr("flowactors.api.environment.load_backend", MemoryBackend)
-    MemoryBackend.workers = []
+    use_memory_backend(monkeypatch)
     return MemoryBackend()
 
 
@@ -201,7 +69,7 @@ async def test_a_keyed_sum_runs_as_two_stages_of_one_chain_per_task(
         key: {
             r
             for r, part in enumerate(worker.topics["app-sum-repartition"])
-            if any(v[0] == key for v in part)
+            if any(value[0] == key for _, value, _ in part)
         }
         for key in range(5)
     }
