@@ -25,45 +25,23 @@ from flowactors_kafka import KafkaSink, KafkaSource
 
 from flowactors import KeyedProcessFunction, StreamExecutionEnvironment, WatermarkStrategy
 from flowactors.state import RocksDBStateBackend
-from flowactors.windows import TumblingEventTimeWindows
 from tests.kafka._replica import run_replica
+from tests.kafka.scaleout_worker import build as keyed_sum_or_windows
 
 
 def build(
     env: StreamExecutionEnvironment, bootstrap: str, in_topic: str, out_topic: str, job: str
 ) -> None:
-    source: KafkaSource[Any] = KafkaSource(
-        bootstrap_servers=bootstrap, topics=[in_topic], value_deserializer="json"
-    )
-    sink: KafkaSink[Any] = KafkaSink(
-        bootstrap_servers=bootstrap, topic=out_topic, value_serializer="json"
-    )
-    if job in ("sum", "rocksdb-sum"):
-        (
-            env.from_source(source, name="in")
-            .map(lambda r: (r["k"], r["v"]))
-            .name("pair")
-            .key_by(lambda kv: kv[0])
-            .sum(1)
-            .uid("sum")
-            .sink_to(sink, name="out")
-        )
+    if job in ("sum", "rocksdb-sum"):  # the jobs of the other scale-out tests
+        keyed_sum_or_windows(env, bootstrap, in_topic, out_topic, "sum")
         return
     if job == "rocksdb-windows":
-        # records {"k": key, "t": ms} (also their Kafka timestamp), -1 keys only move time
-        (
-            env.from_source(source, WatermarkStrategy.for_monotonous_timestamps(), "in")
-            .filter(lambda r: r["k"] >= 0)
-            .map(lambda r: (r["k"], r["t"] // 1000, 1))
-            .name("pair")
-            .key_by(lambda kwc: kwc[0])
-            .window(TumblingEventTimeWindows.of(1000))
-            .reduce(lambda a, b: (a[0], a[1], a[2] + b[2]))
-            .uid("windows")
-            .sink_to(sink, name="out")
-        )
+        keyed_sum_or_windows(env, bootstrap, in_topic, out_topic, "windows")
         return
     if job == "watermarks":
+        source: KafkaSource[Any] = KafkaSource(
+            bootstrap_servers=bootstrap, topics=[in_topic], value_deserializer="json"
+        )
         keyed_sink: KafkaSink[Any] = KafkaSink(
             bootstrap_servers=bootstrap,
             topic=out_topic,
