@@ -525,15 +525,6 @@ class KafkaScaleOutWorker:
         log.debug("task %s resumed at offset %s", task.uid, task.committed_offset)
         return task
 
-    async def _open_afresh(self, tp: TopicPartition) -> Task:
-        """A new task for ``tp``, with a new producer (fencing first)."""
-        producer = await self._fenced_producer(tp)
-        try:
-            return await self._open(tp, producer)
-        except BaseException:
-            await producer.abandon()
-            raise
-
     async def _open(self, tp: TopicPartition, producer: TaskProducer) -> Task:
         """A new task for ``tp``: its state restored from the changelog, its plan started."""
         s = self.settings
@@ -651,7 +642,7 @@ class KafkaScaleOutWorker:
         while not self._closing and consumer.owns(tp):
             await asyncio.sleep(delay)
             try:
-                reopened = await self._open_afresh(tp)
+                reopened = await self._resumed_or_opened(tp, None)
             except TaskFenced:  # someone else owns it now: the group decides
                 log.warning("task %s/%s was fenced while opening again: rejoining", *tp)
                 consumer.request_rejoin()
